@@ -1,0 +1,21 @@
+"""Group actions on inputs: the only code in invreg that transforms a tensor."""
+
+from invreg.groups.base import Group
+from invreg.groups.flips import Flips
+from invreg.groups.product import Product
+from invreg.groups.registry import get_group, group_names
+from invreg.groups.rotations import ContinuousRotations, Dihedral, Rotations, rotate
+from invreg.groups.shifts import CyclicShifts
+
+__all__ = [
+    "ContinuousRotations",
+    "CyclicShifts",
+    "Dihedral",
+    "Flips",
+    "Group",
+    "Product",
+    "Rotations",
+    "get_group",
+    "group_names",
+    "rotate",
+]

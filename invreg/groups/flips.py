@@ -1,0 +1,53 @@
+"""Reflections of images along one or more axes."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from invreg.groups.base import Group, check_image
+
+_AXES = {"horizontal": -1, "vertical": -2}
+
+
+class Flips(Group):
+    """The group (Z_2)^k of mirror images along ``k`` axes of an image ``[B, C, H, W]``.
+
+    Axis names: ``"horizontal"`` mirrors left–right (reverses the width axis), ``"vertical"``
+    mirrors top–bottom (reverses the height axis). Element ``g`` is a bit mask: bit ``i`` set
+    means "flip along ``axes[i]``". Every element is its own inverse; composition is XOR.
+    """
+
+    def __init__(self, axes: tuple[str, ...] | list[str] | str = ("horizontal",)) -> None:
+        if isinstance(axes, str):
+            axes = (axes,)
+        axes = tuple(axes)
+        unknown = [a for a in axes if a not in _AXES]
+        if not axes or unknown or len(set(axes)) != len(axes):
+            raise ValueError(
+                f"Flips(axes): expected distinct names from {sorted(_AXES)}, got {axes!r}"
+            )
+        self.axes = axes
+        self.order = 2 ** len(axes)
+
+    def inverse(self, g: Tensor) -> Tensor:
+        return g.clone()
+
+    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+        return torch.bitwise_xor(g, h)
+
+    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+        return self._finite_sample(batch_size, generator, device)
+
+    def check_input(self, x: Tensor) -> None:
+        check_image(self, x, square=False)
+
+    def _apply(self, x: Tensor, element: int) -> Tensor:
+        dims = tuple(_AXES[a] for i, a in enumerate(self.axes) if element >> i & 1)
+        return torch.flip(x, dims=dims) if dims else x.clone()
+
+    def _act(self, x: Tensor, g: Tensor) -> Tensor:
+        return self._act_grouped(x, g, self._apply)
+
+    def __repr__(self) -> str:
+        return f"Flips(axes={self.axes!r})"

@@ -1,0 +1,82 @@
+"""Direct products of two groups."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from invreg.groups.base import Group
+
+
+class Product(Group):
+    """The direct product ``first × second``, acting by ``(g1, g2)·x = g1·(g2·x)``.
+
+    This is a group action when the two actions commute on the inputs — for example flips and
+    cyclic shifts, shifts along different axes, or rotations and flips of a square image only
+    in the dihedral sense (use :class:`~invreg.groups.Dihedral` for that). :meth:`commutes`
+    checks a given input numerically.
+
+    Elements: if both factors are finite, the integer ``g1·order(second) + g2`` (order
+    ``order(first)·order(second)``); if either is continuous, a float vector ``[g1, g2]``
+    (``element_shape == (2,)``), finite components stored as whole numbers.
+    """
+
+    def __init__(self, first: Group, second: Group) -> None:
+        for name, g in (("first", first), ("second", second)):
+            if not isinstance(g, Group):
+                raise TypeError(f"Product({name}): expected a Group, got {type(g).__name__}")
+            if g.element_shape != ():
+                raise ValueError(f"Product({name}): nested products are not supported, got {g!r}")
+        self.first, self.second = first, second
+        finite = first.is_finite and second.is_finite
+        self.order = first.order * second.order if finite else None
+        self.element_shape = () if finite else (2,)
+
+    def split(self, g: Tensor) -> tuple[Tensor, Tensor]:
+        """The two components of a batch of product elements."""
+        if self.is_finite:
+            return g // self.second.order, g % self.second.order
+        a, b = g[..., 0], g[..., 1]
+        a = a.round().long() if self.first.is_finite else a
+        b = b.round().long() if self.second.is_finite else b
+        return a, b
+
+    def join(self, a: Tensor, b: Tensor) -> Tensor:
+        """Product elements from their two components."""
+        if self.is_finite:
+            return a * self.second.order + b
+        dtype = torch.get_default_dtype()
+        return torch.stack([a.to(dtype), b.to(dtype)], dim=-1)
+
+    def inverse(self, g: Tensor) -> Tensor:
+        a, b = self.split(g)
+        return self.join(self.first.inverse(a), self.second.inverse(b))
+
+    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+        (a1, b1), (a2, b2) = self.split(g), self.split(h)
+        return self.join(self.first.compose(a1, a2), self.second.compose(b1, b2))
+
+    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+        a = self.first.sample(batch_size, generator=generator, device=device)
+        b = self.second.sample(batch_size, generator=generator, device=device)
+        return self.join(a, b)
+
+    def check_input(self, x: Tensor) -> None:
+        self.first.check_input(x)
+        self.second.check_input(x)
+
+    def _act(self, x: Tensor, g: Tensor) -> Tensor:
+        a, b = self.split(g)
+        return self.first._act(self.second._act(x, b), a)
+
+    def commutes(self, x: Tensor, atol: float = 1e-5) -> bool:
+        """Whether the factors' actions commute on ``x`` for every pair of sampled elements."""
+        gen = torch.Generator().manual_seed(0)
+        a = self.first.sample(x.shape[0], generator=gen, device=x.device)
+        b = self.second.sample(x.shape[0], generator=gen, device=x.device)
+        ab = self.first._act(self.second._act(x, b), a)
+        ba = self.second._act(self.first._act(x, a), b)
+        return bool(torch.allclose(ab, ba, atol=atol))
+
+    def __repr__(self) -> str:
+        return f"Product({self.first!r}, {self.second!r})"

@@ -1,0 +1,179 @@
+"""Planar rotations and reflections of square images ``[B, C, H, W]``.
+
+Angles are in degrees, counter-clockwise as the image is displayed (row 0 at the top), the
+same sense as ``torch.rot90(x, k=1, dims=(-2, -1))``. Rotations by multiples of 90° use
+``torch.rot90`` and are exact. Any other angle resamples the image bilinearly about its centre
+(``grid_sample``, ``align_corners=False``, zeros outside the frame). That resampling is *not*
+exactly invertible: it blurs (a rotation and its inverse act like a small low-pass filter) and
+the corners of the square that leave the frame are lost, so group axioms hold only up to an
+interpolation error — small for smooth images whose content sits inside the inscribed disc,
+large for pixel-sharp noise. Use ``Rotations(4)`` when exactness matters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from invreg.groups.base import Group, check_image
+
+
+def rotate(x: Tensor, angles: Tensor) -> Tensor:
+    """Rotate each image ``x[i]`` by ``angles[i]`` degrees (exact for multiples of 90°)."""
+    quarter = torch.remainder(angles, 360.0) / 90.0
+    exact = torch.isclose(quarter, quarter.round(), atol=1e-9, rtol=0.0)
+    out = torch.empty_like(x)
+    if exact.any():
+        turns = quarter.round().long() % 4
+        for k in torch.unique(turns[exact]).tolist():
+            mask = exact & (turns == k)
+            out[mask] = torch.rot90(x[mask], k, dims=(-2, -1))
+    if (~exact).any():
+        out[~exact] = _rotate_bilinear(x[~exact], angles[~exact])
+    return out
+
+
+def _rotate_bilinear(x: Tensor, angles: Tensor) -> Tensor:
+    # grid_sample pulls: output location p reads the input at R(-θ)·p. In normalised (x right,
+    # y down) coordinates a counter-clockwise display rotation by θ reads the input at
+    # (cos θ·x − sin θ·y, sin θ·x + cos θ·y).
+    rad = angles.to(x.dtype if x.is_floating_point() else torch.float32) * (math.pi / 180.0)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    zeros = torch.zeros_like(cos)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, zeros], -1), torch.stack([sin, cos, zeros], -1)], dim=1
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def hflip(x: Tensor) -> Tensor:
+    """Mirror images left–right (reverse the width axis)."""
+    return torch.flip(x, dims=(-1,))
+
+
+class Rotations(Group):
+    """The cyclic group C_n of rotations by multiples of ``360/n`` degrees.
+
+    Element ``g`` rotates by ``360·g/n`` degrees counter-clockwise. ``Rotations(4)`` (the
+    paper's R4) is exact; other ``n`` resample bilinearly for angles that are not multiples of
+    90° (see the module docstring for the interpolation error).
+
+    >>> import torch
+    >>> x = torch.arange(4.0).reshape(1, 1, 2, 2)
+    >>> Rotations(4).act(x, 1)
+    tensor([[[[1., 3.],
+              [0., 2.]]]])
+    """
+
+    def __init__(self, n: int = 4) -> None:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"Rotations(n): n must be a positive integer, got {n!r}")
+        self.n = n
+        self.order = n
+
+    def angles(self, g: Tensor) -> Tensor:
+        """The rotation angle of each element, in degrees."""
+        return g.to(torch.float64) * (360.0 / self.n)
+
+    def inverse(self, g: Tensor) -> Tensor:
+        return (-g) % self.n
+
+    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+        return (g + h) % self.n
+
+    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+        return self._finite_sample(batch_size, generator, device)
+
+    def check_input(self, x: Tensor) -> None:
+        check_image(self, x, square=True)
+
+    def _act(self, x: Tensor, g: Tensor) -> Tensor:
+        return rotate(x, self.angles(g).to(x.device))
+
+    def __repr__(self) -> str:
+        return f"Rotations(n={self.n})"
+
+
+class Dihedral(Group):
+    """The dihedral group D_n: ``n`` rotations and ``n`` reflections (order ``2n``).
+
+    Element ``g = r + n·s`` (``0 <= r < n``, ``s ∈ {0, 1}``) first mirrors the image left–right
+    if ``s = 1``, then rotates it by ``360·r/n`` degrees. Composition follows from
+    ``flip ∘ rot(r) = rot(−r) ∘ flip``.
+    """
+
+    def __init__(self, n: int = 4) -> None:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"Dihedral(n): n must be a positive integer, got {n!r}")
+        self.n = n
+        self.order = 2 * n
+
+    def _split(self, g: Tensor) -> tuple[Tensor, Tensor]:
+        return g % self.n, g // self.n
+
+    def inverse(self, g: Tensor) -> Tensor:
+        r, s = self._split(g)
+        # a reflection is its own inverse; a rotation inverts to the opposite rotation
+        return torch.where(s == 1, g, (-r) % self.n)
+
+    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+        r1, s1 = self._split(g)
+        r2, s2 = self._split(h)
+        r = (r1 + torch.where(s1 == 1, -r2, r2)) % self.n
+        return r + self.n * ((s1 + s2) % 2)
+
+    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+        return self._finite_sample(batch_size, generator, device)
+
+    def check_input(self, x: Tensor) -> None:
+        check_image(self, x, square=True)
+
+    def _act(self, x: Tensor, g: Tensor) -> Tensor:
+        r, s = self._split(g)
+        flipped = torch.where((s == 1).view(-1, *([1] * (x.ndim - 1))), hflip(x), x)
+        return rotate(flipped, r.to(torch.float64).to(x.device) * (360.0 / self.n))
+
+    def __repr__(self) -> str:
+        return f"Dihedral(n={self.n})"
+
+
+class ContinuousRotations(Group):
+    """Rotations by any angle; elements are angles in degrees.
+
+    :meth:`sample` draws angles uniformly from ``[-max_angle, max_angle]``. The group itself is
+    SO(2): :meth:`compose` adds angles and :meth:`inverse` negates them, whatever
+    ``max_angle``. Non-right angles resample bilinearly (see the module docstring).
+    """
+
+    order = None
+
+    def __init__(self, max_angle: float = 180.0) -> None:
+        if not 0 < max_angle <= 180:
+            raise ValueError(
+                f"ContinuousRotations(max_angle): expected 0 < max_angle <= 180 degrees, "
+                f"got {max_angle!r}"
+            )
+        self.max_angle = float(max_angle)
+
+    def inverse(self, g: Tensor) -> Tensor:
+        return -g
+
+    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+        return g + h
+
+    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+        u = torch.rand(batch_size, generator=generator, dtype=torch.get_default_dtype())
+        return ((2 * u - 1) * self.max_angle).to(device)
+
+    def check_input(self, x: Tensor) -> None:
+        check_image(self, x, square=True)
+
+    def _act(self, x: Tensor, g: Tensor) -> Tensor:
+        return rotate(x, g.to(torch.float64))
+
+    def __repr__(self) -> str:
+        return f"ContinuousRotations(max_angle={self.max_angle:g})"

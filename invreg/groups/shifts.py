@@ -1,0 +1,70 @@
+"""Cyclic translations of images ``[B, C, H, W]`` or 1-D signals ``[B, C, L]``."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from invreg.groups.base import Group
+
+
+class CyclicShifts(Group):
+    """The cyclic group Z_n acting by circular shifts along one axis.
+
+    Element ``g`` rolls the input by ``g·shift`` positions along ``dim`` (``torch.roll``:
+    what leaves one edge re-enters at the other, so nothing is lost and the action is exact).
+    For the shifts to form a group, ``n·shift`` must be a multiple of the axis length; with
+    ``shift=None`` the shift is ``length // n`` and the length must be divisible by ``n``.
+    The paper's T3 is ``CyclicShifts(3)`` on 36-pixel-wide images (shifts of 12 pixels).
+
+    Args:
+        n: number of elements.
+        shift: pixels per step, or ``None`` for ``length // n``.
+        dim: the axis to shift: ``-1`` (x / width / signal length) or ``-2`` (y / height).
+    """
+
+    def __init__(self, n: int = 3, shift: int | None = None, dim: int = -1) -> None:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"CyclicShifts(n): n must be a positive integer, got {n!r}")
+        if shift is not None and (not isinstance(shift, int) or shift < 1):
+            raise ValueError(f"CyclicShifts(shift): expected a positive integer or None, got {shift!r}")
+        if dim not in (-1, -2):
+            raise ValueError(f"CyclicShifts(dim): expected -1 (x) or -2 (y), got {dim!r}")
+        self.n = n
+        self.order = n
+        self.shift = shift
+        self.dim = dim
+
+    def step(self, length: int) -> int:
+        """Pixels per group step on an axis of ``length`` pixels."""
+        return length // self.n if self.shift is None else self.shift
+
+    def inverse(self, g: Tensor) -> Tensor:
+        return (-g) % self.n
+
+    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+        return (g + h) % self.n
+
+    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+        return self._finite_sample(batch_size, generator, device)
+
+    def check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self!r} acts on tensors, got {type(x).__name__}")
+        if x.ndim not in (3, 4) or (self.dim == -2 and x.ndim != 4):
+            expected = "[B, C, H, W]" if self.dim == -2 else "[B, C, L] or [B, C, H, W]"
+            raise ValueError(f"{self!r} acts on {expected}; got a tensor of shape {tuple(x.shape)}")
+        length = x.shape[self.dim]
+        step = self.step(length)
+        if step == 0 or (self.n * step) % length != 0:
+            raise ValueError(
+                f"{self!r}: n·shift = {self.n}·{step} is not a multiple of the axis length "
+                f"{length} (input shape {tuple(x.shape)}), so the shifts do not form a group"
+            )
+
+    def _act(self, x: Tensor, g: Tensor) -> Tensor:
+        step = self.step(x.shape[self.dim])
+        return self._act_grouped(x, g, lambda xs, e: torch.roll(xs, e * step, dims=self.dim))
+
+    def __repr__(self) -> str:
+        return f"CyclicShifts(n={self.n}, shift={self.shift}, dim={self.dim})"
