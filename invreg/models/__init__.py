@@ -1,0 +1,25 @@
+"""Backbones: MLP, CNN, the weight-tied invariant MLP, e2cnn G-CNNs, and invariance checks.
+
+Every backbone maps ``[B, *input_shape]`` to logits ``[B, num_classes]``, checks the input
+shape, and exposes ``features(x)`` (the head's input) and named submodules for hooks.
+"""
+
+from invreg.models.base import ACTIVATIONS, Backbone
+from invreg.models.checks import assert_invariant, invariance_deviations, max_invariance_deviation
+from invreg.models.cnn import SmallCNN
+from invreg.models.gcnn import E2CNN
+from invreg.models.mlp import MLP
+from invreg.models.tied import OrbitPool, TiedMLP
+
+__all__ = [
+    "ACTIVATIONS",
+    "Backbone",
+    "E2CNN",
+    "MLP",
+    "OrbitPool",
+    "SmallCNN",
+    "TiedMLP",
+    "assert_invariant",
+    "invariance_deviations",
+    "max_invariance_deviation",
+]

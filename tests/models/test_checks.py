@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from invreg.models import (
+    MLP,
+    TiedMLP,
+    assert_invariant,
+    invariance_deviations,
+    max_invariance_deviation,
+)
+
+
+def test_hand_computed_deviations():
+    # f = flatten: rotating the identity matrix by 90° swaps its diagonals (change 1),
+    # rotating by 180° maps it to itself (change 0)
+    x = torch.eye(2).reshape(1, 1, 2, 2)
+    deviations = invariance_deviations(torch.nn.Flatten(), x, "c4")
+    assert torch.equal(deviations, torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    assert max_invariance_deviation(torch.nn.Flatten(), x, "c4") == 1.0
+
+
+def test_check_can_fail_and_pass():
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 8, 8)
+    mlp = MLP((1, 8, 8), 3, hidden_widths=(16,))
+    tied = TiedMLP((1, 8, 8), 3, group="c4", hidden_widths=(16,))
+    assert max_invariance_deviation(mlp, x, "c4") > 1e-3
+    assert max_invariance_deviation(tied, x, "c4") < 1e-5
+    assert_invariant(tied, x, "c4")
+    with pytest.raises(AssertionError, match="not invariant"):
+        assert_invariant(mlp, x, "c4")
+
+
+def test_continuous_group_with_num_samples():
+    x = torch.randn(2, 1, 8, 8)
+    gen = torch.Generator().manual_seed(0)
+    deviations = invariance_deviations(
+        MLP((1, 8, 8), 2, hidden_widths=(4,)), x, "so2", num_samples=5, generator=gen
+    )
+    assert deviations.shape == (5,) and deviations[0] == 0
+
+
+def test_modes_restored():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(4))
+    model.train()
+    model[2].eval()  # a frozen batch norm inside a training model
+    x = torch.randn(3, 1, 2, 2)
+    assert max_invariance_deviation(model, x, "flip") > 0  # not invariant, but deterministic
+    assert model.training and model[1].training and not model[2].training
+    model.eval()
+    max_invariance_deviation(model, x, "flip")
+    assert not any(m.training for m in model.modules())
+
+
+def test_eval_mode_makes_dropout_deterministic():
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.AdaptiveAvgPool2d(1))
+    x = torch.randn(4, 2, 6, 6)
+    assert max_invariance_deviation(model, x, "c4") < 1e-6  # global mean is rotation invariant
+    assert max_invariance_deviation(model, x, "c4", eval_mode=False) > 1e-3
