@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+from pytorch_lightning.loggers import WandbLogger
 
 from invreg.cli import main as cli_main
 from invreg.evaluation import evaluate_invariance
@@ -47,7 +48,17 @@ def train_and_evaluate(name: str, extra: list[str], config: Path, out: Path, max
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         cli.model.load_state_dict(state)
     cli.datamodule.setup("test")
-    return evaluate_invariance(cli.model, cli.datamodule.test_dataloader(), cli.model.group)
+    result = evaluate_invariance(cli.model, cli.datamodule.test_dataloader(), cli.model.group)
+    logger = cli.trainer.logger
+    if logger is not None:
+        logger.log_metrics({f"test_orbit/{k}": v for k, v in result.items()})
+        logger.finalize("success")
+    if isinstance(logger, WandbLogger):
+        # one W&B run per model: close this one before the next model's logger starts
+        import wandb
+
+        wandb.finish()
+    return result
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
