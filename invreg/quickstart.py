@@ -36,7 +36,9 @@ RUNS = {
 }
 
 
-def train_and_evaluate(name: str, extra: list[str], config: Path, out: Path, max_epochs: int | None):
+def train_and_evaluate(
+    name: str, extra: list[str], config: Path, out: Path, max_epochs: int | None
+):
     args = ["fit", "--config", str(config), "--trainer.default_root_dir", str(out / name)]
     args += ["--trainer.logger.init_args.save_dir", str(out / name)]
     args += ["--trainer.logger.init_args.name", name]

@@ -129,7 +129,9 @@ class Group(ABC):
         return torch.stack(copies, dim=1)
 
     # ------------------------------------------------------------------ helpers
-    def _as_elements(self, g: Tensor | int | float, batch_size: int, device: torch.device) -> Tensor:
+    def _as_elements(
+        self, g: Tensor | int | float, batch_size: int, device: torch.device
+    ) -> Tensor:
         dtype = torch.long if self.is_finite else torch.get_default_dtype()
         g = torch.as_tensor(g, device=device)
         if self.is_finite and g.is_floating_point():

@@ -15,7 +15,11 @@ from invreg.groups.shifts import CyclicShifts
 _PATTERNS: list[tuple[str, Callable[[re.Match], Group], str]] = [
     (r"[cr](\d+)", lambda m: Rotations(int(m[1])), "c<n> or r<n>: Rotations(n), e.g. c4, r4"),
     (r"d(\d+)", lambda m: Dihedral(int(m[1])), "d<n>: Dihedral(n), e.g. d4"),
-    (r"tx?(\d+)", lambda m: CyclicShifts(int(m[1]), dim=-1), "t<n> or tx<n>: CyclicShifts(n) along x, e.g. t3"),
+    (
+        r"tx?(\d+)",
+        lambda m: CyclicShifts(int(m[1]), dim=-1),
+        "t<n> or tx<n>: CyclicShifts(n) along x, e.g. t3",
+    ),
     (r"ty(\d+)", lambda m: CyclicShifts(int(m[1]), dim=-2), "ty<n>: CyclicShifts(n) along y"),
     (r"h?flip", lambda m: Flips(("horizontal",)), "flip or hflip: left-right mirror"),
     (r"vflip", lambda m: Flips(("vertical",)), "vflip: top-bottom mirror"),

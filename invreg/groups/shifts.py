@@ -27,7 +27,9 @@ class CyclicShifts(Group):
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"CyclicShifts(n): n must be a positive integer, got {n!r}")
         if shift is not None and (not isinstance(shift, int) or shift < 1):
-            raise ValueError(f"CyclicShifts(shift): expected a positive integer or None, got {shift!r}")
+            raise ValueError(
+                f"CyclicShifts(shift): expected a positive integer or None, got {shift!r}"
+            )
         if dim not in (-1, -2):
             raise ValueError(f"CyclicShifts(dim): expected -1 (x) or -2 (y), got {dim!r}")
         self.n = n

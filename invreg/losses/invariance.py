@@ -42,9 +42,9 @@ class InvarianceLoss(nn.Module):
             other = transformed.reshape(batch, transformed.shape[1], -1)
         else:
             raise ValueError(
-                f"{type(self).__name__}: transformed outputs must have shape {tuple(reference.shape)}"
-                f" or [B, K, {', '.join(map(str, reference.shape[1:]))}]; got "
-                f"{tuple(transformed.shape)}"
+                f"{type(self).__name__}: transformed outputs must have shape "
+                f"{tuple(reference.shape)} or [B, K, {', '.join(map(str, reference.shape[1:]))}];"
+                f" got {tuple(transformed.shape)}"
             )
         errors = PAIR_ERRORS[self.pair_error](ref.unsqueeze(1).expand_as(other), other)
         return errors.mean()

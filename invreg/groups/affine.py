@@ -1,0 +1,123 @@
+"""Continuous translations and isotropic scalings of images ``[B, C, H, W]``.
+
+Both act by resampling the image bilinearly (``grid_sample``, ``align_corners=False``, zeros
+outside the frame), like :class:`~invreg.groups.rotations.ContinuousRotations`. Shifts by whole
+pixels land exactly on pixel centres, so they move pixels without blurring; content that
+leaves the frame is lost (use :class:`~invreg.groups.CyclicShifts` for an exact, lossless
+translation group). Group axioms hold up to that loss and the interpolation error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from invreg.groups.base import Group, check_image
+
+
+def _resample(x: Tensor, theta: Tensor) -> Tensor:
+    """``grid_sample`` of ``x`` with one affine map ``theta [B, 2, 3]`` per image (pull-back:
+    output location ``p`` reads the input at ``theta·[p, 1]`` in normalised coordinates)."""
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    grid = F.affine_grid(theta.to(dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x.to(dtype), grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)
+
+
+class Translations(Group):
+    """Translations of the plane; an element ``(dx, dy)`` is a shift in pixels.
+
+    ``dx > 0`` moves the content right, ``dy > 0`` moves it down (towards higher row indices).
+    :meth:`sample` draws each component uniformly from ``[-max_shift, max_shift]``; the group
+    itself is R², whatever ``max_shift``: :meth:`compose` adds shifts, :meth:`inverse` negates.
+
+    >>> x = torch.zeros(1, 1, 3, 3); x[0, 0, 1, 1] = 1.0
+    >>> Translations(1.0).act(x, torch.tensor([[1.0, 0.0]]))[0, 0]
+    tensor([[0., 0., 0.],
+            [0., 0., 1.],
+            [0., 0., 0.]])
+    """
+
+    order = None
+    element_shape = (2,)
+
+    def __init__(self, max_shift: float = 2.0) -> None:
+        if not isinstance(max_shift, int | float) or not max_shift > 0:
+            raise ValueError(
+                f"Translations(max_shift): expected a positive number of pixels, got {max_shift!r}"
+            )
+        self.max_shift = float(max_shift)
+
+    def inverse(self, g: Tensor) -> Tensor:
+        return -g
+
+    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+        return g + h
+
+    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+        u = torch.rand(batch_size, 2, generator=generator, dtype=torch.get_default_dtype())
+        return ((2 * u - 1) * self.max_shift).to(device)
+
+    def check_input(self, x: Tensor) -> None:
+        check_image(self, x, square=False)
+
+    def _act(self, x: Tensor, g: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        g = g.to(device=x.device, dtype=torch.float64)
+        theta = torch.zeros(x.shape[0], 2, 3, dtype=torch.float64, device=x.device)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+        # one pixel is 2/size in normalised coordinates; pulling back means reading at p − t
+        theta[:, 0, 2] = -2.0 * g[:, 0] / width
+        theta[:, 1, 2] = -2.0 * g[:, 1] / height
+        return _resample(x, theta)
+
+    def __repr__(self) -> str:
+        return f"Translations(max_shift={self.max_shift:g})"
+
+
+class Scalings(Group):
+    """Isotropic zooms about the image centre; an element is the *natural log* of the factor.
+
+    Element ``s`` magnifies the content by ``exp(s)`` (``s > 0`` zooms in, ``s < 0`` shrinks
+    it, leaving zeros at the border). Log-factors make the group additive: the identity is
+    ``0``, :meth:`compose` adds, :meth:`inverse` negates. :meth:`sample` draws ``s`` uniformly
+    from ``[-log(max_scale), log(max_scale)]``, i.e. factors in ``[1/max_scale, max_scale]``.
+
+    >>> Scalings(2.0).act(torch.ones(1, 1, 4, 4), math.log(0.5))[0, 0]
+    tensor([[0., 0., 0., 0.],
+            [0., 1., 1., 0.],
+            [0., 1., 1., 0.],
+            [0., 0., 0., 0.]])
+    """
+
+    order = None
+
+    def __init__(self, max_scale: float = 1.5) -> None:
+        if not isinstance(max_scale, int | float) or not max_scale > 1:
+            raise ValueError(f"Scalings(max_scale): expected a factor > 1, got {max_scale!r}")
+        self.max_scale = float(max_scale)
+
+    def inverse(self, g: Tensor) -> Tensor:
+        return -g
+
+    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+        return g + h
+
+    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+        u = torch.rand(batch_size, generator=generator, dtype=torch.get_default_dtype())
+        return ((2 * u - 1) * math.log(self.max_scale)).to(device)
+
+    def check_input(self, x: Tensor) -> None:
+        check_image(self, x, square=False)
+
+    def _act(self, x: Tensor, g: Tensor) -> Tensor:
+        shrink = torch.exp(-g.to(device=x.device, dtype=torch.float64))
+        theta = torch.zeros(x.shape[0], 2, 3, dtype=torch.float64, device=x.device)
+        theta[:, 0, 0] = theta[:, 1, 1] = shrink
+        return _resample(x, theta)
+
+    def __repr__(self) -> str:
+        return f"Scalings(max_scale={self.max_scale:g})"
