@@ -1,0 +1,3 @@
+from invreg.experiments.runner import main
+
+main()

@@ -1,0 +1,197 @@
+"""Shared machinery of the reproduction experiments: scales, training, results files."""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+
+from invreg import functional as IF
+from invreg.modules import InvarianceModule
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big an experiment runs.
+
+    ``full`` is the published setup; ``quick`` a small subset that finishes in minutes on two
+    CPU cores; ``smoke`` exercises every code path in seconds (the test suite runs it).
+    """
+
+    name: str
+    train_size: int | None
+    val_size: int
+    test_size: int | None
+    epochs: int
+    seeds: int
+    eval_samples: int  # samples for saliency / Jacobian / G-EED measurements
+    ig_steps: int  # integrated-gradients steps for SI
+    invariance_weights: tuple[float, ...]  # the grid ν is chosen from
+    limit_batches: int | None = None  # batches per epoch (smoke runs only)
+
+
+SCALES = {
+    "full": Scale("full", 10_000, 2_000, None, 300, 4, 1_000, 50, (0.01, 0.1, 1.0, 10.0, 100.0)),
+    "quick": Scale("quick", 2_000, 500, 1_000, 12, 1, 256, 16, (1.0, 10.0)),
+    "smoke": Scale("smoke", 256, 128, 128, 1, 1, 16, 4, (1.0,), limit_batches=2),
+}
+
+
+@dataclass
+class Settings:
+    """Everything an experiment needs to know about the run it is part of."""
+
+    scale: Scale
+    out: Path
+    seeds: int
+    epochs: int
+    accelerator: str = "auto"
+    progress: Callable[[str], None] = print
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Results:
+    """Rows of a results table (one dict per row) and named matplotlib figures."""
+
+    rows: list[dict[str, Any]]
+    figures: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    per_seed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(
+    module: InvarianceModule,
+    data: pl.LightningDataModule,
+    settings: Settings,
+    name: str,
+    seed: int,
+) -> InvarianceModule:
+    """Fit ``module`` and restore the epoch with the best validation accuracy."""
+    pl.seed_everything(seed, workers=True)
+    run_dir = settings.out / "runs" / name / f"seed{seed}"
+    checkpoint = ModelCheckpoint(dirpath=run_dir, monitor="val/acc", mode="max", filename="best")
+    trainer = pl.Trainer(
+        max_epochs=settings.epochs,
+        accelerator=settings.accelerator,
+        devices=1,
+        logger=CSVLogger(settings.out / "runs", name=name, version=f"seed{seed}"),
+        callbacks=[checkpoint],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_train_batches=settings.scale.limit_batches,
+        limit_val_batches=settings.scale.limit_batches,
+    )
+    trainer.fit(module, data)
+    if checkpoint.best_model_path:
+        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
+        module.load_state_dict(state["state_dict"])
+    return module.cpu().eval()
+
+
+def held_out_tensors(
+    data: pl.LightningDataModule, limit: int | None = None
+) -> tuple[torch.Tensor, ...]:
+    """The test split as two tensors ``(x, y)``, the first ``limit`` samples."""
+    data.setup("test")
+    x, y = data.test_dataset.tensors
+    return (x[:limit], y[:limit]) if limit else (x, y)
+
+
+def invariance_report(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    group,
+    saliency_samples: int,
+    ig_steps: int,
+    batch_size: int = 512,
+) -> dict[str, float]:
+    """Accuracy, LI, DI, orbit consistency on ``x`` and SI on its first ``saliency_samples``."""
+    sums = dict.fromkeys(["acc", "LI", "DI", "consistency"], 0.0)
+    pairs = 0
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            orbit = IF.orbit_logits(model, xb, group)
+            sums["acc"] += (orbit[:, 0].argmax(-1) == yb).sum().item()
+            sums["LI"] += IF.logit_invariance(orbit, reduction="sum").item()
+            sums["DI"] += IF.predictive_kl_invariance(orbit, reduction="sum").item()
+            sums["consistency"] += IF.orbit_consistency(orbit, reduction="sum").item()
+            pairs += xb.shape[0] * (orbit.shape[1] - 1)
+    n = x.shape[0]
+    report = {
+        "acc": 100 * sums["acc"] / n,
+        "LI": sums["LI"] / pairs,
+        "DI": sums["DI"] / pairs,
+        "consistency": sums["consistency"] / n,
+    }
+    xs, ys = x[:saliency_samples], y[:saliency_samples]
+    report["SI"] = IF.saliency_invariance(
+        model, xs, ys, group, "integrated_gradients", steps=ig_steps, max_batch_size=1024
+    ).item()
+    return report
+
+
+def mean_std(rows: Sequence[dict[str, Any]], keys: Sequence[str], by: Sequence[str]) -> list[dict]:
+    """Group ``rows`` by the ``by`` columns and give mean and std (over seeds) of ``keys``."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in by), []).append(row)
+    summary = []
+    for key, members in groups.items():
+        entry = dict(zip(by, key, strict=True))
+        entry["seeds"] = len(members)
+        for k in keys:
+            values = [m[k] for m in members if m.get(k) is not None]
+            entry[k] = statistics.fmean(values) if values else math.nan
+            entry[f"{k}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary.append(entry)
+    return summary
+
+
+def write_results(results: Results, out: Path, title: str, header: str = "") -> None:
+    """``results.csv``, ``results.md`` and one PNG per figure in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    columns = write_csv(out / "results.csv", results.rows)
+    if results.per_seed:
+        write_csv(out / "results_per_seed.csv", results.per_seed)
+    lines = [f"# {title}", ""]
+    if header:
+        lines += [header, ""]
+    lines += markdown_table(results.rows, columns)
+    for note in results.notes:
+        lines += ["", note]
+    for name, figure in results.figures.items():
+        figure.savefig(out / f"{name}.png", dpi=120)
+        lines += ["", f"![{name}]({name}.png)"]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> list[str]:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return columns
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    def fmt(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3e}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return lines
