@@ -43,7 +43,7 @@ WIDTHS = (128, 128, 128, 128, 128)
 def mnist(settings: Settings, seed: int) -> MNISTDataModule:
     s = settings.scale
     return MNISTDataModule(train_size=s.train_size, val_size=s.val_size, test_size=s.test_size,
-                           batch_size=512, seed=seed)
+                           batch_size=512, seed=seed, data_dir=settings.extra.get("data_dir"))
 
 
 def build(kind: str, group: str, data: MNISTDataModule, weight: float = 0.0) -> InvarianceModule:

@@ -129,8 +129,12 @@ def main(argv: list[str] | None = None) -> Results:
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator")
     parser.add_argument("--groups", nargs="+", default=None,
                         help="genuine-*: restrict to these groups (R4, T3)")
+    parser.add_argument("--data-dir", default=None,
+                        help="genuine-*, spectral-decay: a folder of MNIST IDX files")
     args = parser.parse_args(argv)
     extra = {"groups": args.groups} if args.groups else {}
+    if args.data_dir:
+        extra["data_dir"] = args.data_dir
     return run(args.name, args.scale, args.seeds, args.epochs, args.out, args.accelerator,
                **extra)
 

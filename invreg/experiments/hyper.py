@@ -1,0 +1,167 @@
+"""HyperInvariances evidence: the learned rotation strength moves the right way.
+
+For each seed ``s``, through the ``invreg`` CLI (in-process) and the configs in
+``configs/hyper/``:
+
+1. **upstream** — ``configs/hyper/upstream.yaml``: pre-train the HyperCNN on digits with
+   per-sample rotation strengths (data split and ``seed_everything`` both ``s``);
+2. **downstream**, on two tasks — ``downstream_rotated.yaml`` (digits at random rotations:
+   rewards rotation invariance) and ``downstream_orientation.yaml`` (which quarter turn was
+   applied: hurt by it) — four models at the same budget (epochs, batches):
+
+   * ``learned``: frozen hyper-network, descriptor (from 0.5) and linear head learned;
+   * ``fixed d=0`` and ``fixed d=1``: frozen hyper-network and descriptor, head learned;
+   * ``scratch``: a :class:`~invreg.models.SmallCNN` with the same channels, every weight
+     trained (``InvarianceModule`` with ``invariance_weight=0`` and no augmentation).
+
+Every model is scored once, on the test split, after its last epoch (no model selection).
+Prints a Markdown table (mean ± std over seeds) and writes ``results.json`` to ``--out``.
+
+    python -m invreg.experiments.hyper [--seeds 0 1 2] [--upstream-epochs 40]
+        [--downstream-epochs 20] [--out runs/hyper-evidence] [--accelerator cpu] [--wandb]
+        [--upstream-set KEY VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from invreg.cli import main as cli_main
+
+CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs" / "hyper"
+TASKS = {"rotated": "downstream_rotated.yaml", "orientation": "downstream_orientation.yaml"}
+VARIANTS = {
+    "learned": [],
+    "fixed d=0": ["--model.init_args.learn_descriptor", "false",
+                  "--model.init_args.descriptor_init", "0"],
+    "fixed d=1": ["--model.init_args.learn_descriptor", "false",
+                  "--model.init_args.descriptor_init", "1"],
+    "scratch": None,  # built from the upstream backbone's settings, see scratch_model()
+}
+
+
+def scratch_model(channels: list[int], input_shape: list[int], num_classes: int) -> str:
+    """``--model`` value for the from-scratch baseline: an ordinary CNN, all weights trained."""
+    return json.dumps({
+        "class_path": "invreg.modules.InvarianceModule",
+        "init_args": {
+            "backbone": {"class_path": "invreg.models.SmallCNN", "init_args": {
+                "input_shape": input_shape, "num_classes": num_classes, "channels": channels}},
+            "group": "c4", "invariance_weight": 0.0, "augment": False, "lr": 0.003,
+        },
+    })
+
+
+def common_args(seed: int, root: Path, accelerator: str, wandb: bool, name: str) -> list[str]:
+    args = ["--seed_everything", str(seed), "--data.init_args.seed", str(seed),
+            "--trainer.default_root_dir", str(root), "--trainer.accelerator", accelerator,
+            "--trainer.enable_checkpointing", "false", "--trainer.callbacks", "[]"]
+    if wandb:
+        args += ["--trainer.logger.init_args.save_dir", str(root),
+                 "--trainer.logger.init_args.name", name]
+    else:
+        args += ["--trainer.logger", "false"]
+    return args
+
+
+def run_seed(seed: int, out: Path, upstream_epochs: int, downstream_epochs: int,
+             accelerator: str, wandb: bool, upstream_overrides: list[str] = ()) -> list[dict]:
+    root = out / f"seed{seed}"
+    start = time.time()
+    upstream = cli_main(["fit", "--config", str(CONFIGS / "upstream.yaml"),
+                         "--trainer.max_epochs", str(upstream_epochs),
+                         *common_args(seed, root / "upstream", accelerator, wandb,
+                                      f"upstream-s{seed}"), *upstream_overrides])
+    checkpoint = root / "upstream.ckpt"
+    upstream.trainer.save_checkpoint(checkpoint)
+    backbone = upstream.model.backbone.config
+    rows = [dict(seed=seed, task="upstream", variant="upstream",
+                 val_acc=float(upstream.trainer.callback_metrics["val/acc"]),
+                 seconds=round(time.time() - start, 1))]
+    for task, config in TASKS.items():
+        for variant, extra in VARIANTS.items():
+            start = time.time()
+            name = f"{task}-{variant.replace(' ', '').replace('=', '')}-s{seed}"
+            args = ["fit", "--config", str(CONFIGS / config),
+                    "--trainer.max_epochs", str(downstream_epochs),
+                    "--model.init_args.upstream_checkpoint", str(checkpoint),
+                    *common_args(seed, root / name, accelerator, wandb, name)]
+            if extra is None:
+                num_classes = 4 if task == "orientation" else backbone["num_classes"]
+                # after the config, before the other overrides: replaces the whole model
+                args = args[:3] + ["--model", scratch_model(
+                    backbone["channels"], backbone["input_shape"], num_classes)] + args[3:]
+                args.remove("--model.init_args.upstream_checkpoint")
+                args.remove(str(checkpoint))
+            else:
+                args += extra
+            cli = cli_main(args)
+            test = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+            row = dict(seed=seed, task=task, variant=variant, test_acc=test["test/acc"],
+                       seconds=round(time.time() - start, 1))
+            descriptor = getattr(cli.model, "descriptor", None)
+            if isinstance(descriptor, torch.Tensor):
+                row["descriptor"] = cli.model.backbone.descriptor.to_dict(descriptor)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def summarise(rows: list[dict]) -> str:
+    """Markdown table: test accuracy (mean ± std over seeds) and the final learned ``d``."""
+    def stats(values):
+        mean = statistics.mean(values)
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+    lines = ["| task | model | test acc % | final rotation strength d |", "|---|---|---|---|"]
+    for task in TASKS:
+        for variant in VARIANTS:
+            chosen = [r for r in rows if r["task"] == task and r["variant"] == variant]
+            if not chosen:
+                continue
+            ds = [r["descriptor"]["rotation"] for r in chosen if "descriptor" in r]
+            d = ", ".join(f"{v:.2f}" for v in ds) if variant == "learned" else (
+                f"{ds[0]:g}" if ds else "—")
+            lines.append(f"| {task} | {variant} | {stats([r['test_acc'] for r in chosen])} | {d} |")
+    upstream = [r["val_acc"] for r in rows if r["task"] == "upstream"]
+    if upstream:
+        lines.append(f"\nupstream val acc (sampled descriptors): {stats(upstream)} %")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--upstream-epochs", type=int, default=40)
+    parser.add_argument("--downstream-epochs", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("runs/hyper-evidence"))
+    parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--wandb", action="store_true", help="log to W&B (offline) too")
+    parser.add_argument("--upstream-set", nargs=2, action="append", default=[],
+                        metavar=("KEY", "VALUE"),
+                        help="override the upstream config, e.g. "
+                             "--upstream-set model.init_args.invariance_weight 2")
+    args = parser.parse_args(argv)
+    overrides = [item for key, value in args.upstream_set for item in (f"--{key}", value)]
+    os.environ.setdefault("WANDB_MODE", "offline")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seed in args.seeds:
+        rows += run_seed(seed, args.out, args.upstream_epochs, args.downstream_epochs,
+                         args.accelerator, args.wandb, overrides)
+    name = "results.json" if len(args.seeds) > 1 else f"results-seed{args.seeds[0]}.json"
+    (args.out / name).write_text(json.dumps(rows, indent=1))
+    print(summarise(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
