@@ -112,21 +112,24 @@ class NoiseDrift(DriftSource):
 
 
 @functools.lru_cache(maxsize=1)
-def sample_photographs() -> tuple[np.ndarray, ...]:
-    """scikit-learn's bundled photographs as float32 ``[H, W, 3]`` arrays in ``[0, 1]``."""
+def sample_photographs() -> tuple[Tensor, ...]:
+    """scikit-learn's bundled photographs as float32 ``[3, H, W]`` tensors in ``[0, 1]``."""
     from sklearn.datasets import load_sample_images  # slow import: only when used
 
-    return tuple((image / 255.0).astype(np.float32) for image in load_sample_images().images)
+    return tuple(
+        torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)) / np.float32(255.0))
+        for image in load_sample_images().images
+    )
 
 
 class NaturalImageDrift(DriftSource):
     """Patches of the two photographs bundled with scikit-learn (a Chinese temple, a flower).
 
-    Each sample is a random square crop of ``patch_scale·H × patch_scale·W`` pixels (capped at
-    the photograph's size) of a random photograph, area-downsampled to ``H × W``; grey
-    (luma ``0.299 R + 0.587 G + 0.114 B``) for ``C ≠ 3`` channels (repeated ``C`` times), RGB
-    for ``C = 3``. For signals ``(C, L)``: one row of such a crop, ``patch_scale·L`` pixels
-    long, downsampled to ``L``. Values lie in ``[0, 1]``.
+    Each sample is a random crop of ``patch_scale·H × patch_scale·W`` pixels (capped at the
+    photograph's size) of a random photograph, area-downsampled to ``H × W``; grey (luma
+    ``0.299 R + 0.587 G + 0.114 B``) repeated over ``C ≠ 3`` channels, RGB for ``C = 3``. For
+    signals ``(C, L)``: one row of a photograph, ``patch_scale·L`` pixels long, downsampled to
+    ``L``. Values lie in ``[0, 1]``.
     """
 
     def __init__(self, patch_scale: float = 4.0) -> None:
@@ -135,27 +138,27 @@ class NaturalImageDrift(DriftSource):
         self.patch_scale = float(patch_scale)
 
     def _sample(self, num, shape, generator):
-        photos = [torch.from_numpy(p).permute(2, 0, 1) for p in sample_photographs()]  # [3, H, W]
+        photos = sample_photographs()
         channels, *spatial = shape
         height, width = (1, spatial[0]) if len(spatial) == 1 else spatial
-        crop_h = 1 if len(spatial) == 1 else None
-        samples = []
-        choice = torch.randint(len(photos), (num,), generator=generator)
-        for i in range(num):
-            photo = photos[int(choice[i])]
+        choice = torch.randint(len(photos), (num,), generator=generator).tolist()
+        crops: dict[tuple[int, int], list[tuple[int, Tensor]]] = {}
+        for i, which in enumerate(choice):
+            photo = photos[which]
             ph, pw = photo.shape[1:]
-            ch = crop_h or min(ph, math.ceil(self.patch_scale * height))
+            ch = 1 if len(spatial) == 1 else min(ph, math.ceil(self.patch_scale * height))
             cw = min(pw, math.ceil(self.patch_scale * width))
             top = int(torch.randint(ph - ch + 1, (1,), generator=generator))
             left = int(torch.randint(pw - cw + 1, (1,), generator=generator))
-            crop = photo[:, top : top + ch, left : left + cw]
-            patch = F.interpolate(crop[None], size=(height, width), mode="area")[0]
-            if channels == 3:
-                samples.append(patch)
-            else:
-                grey = 0.299 * patch[0] + 0.587 * patch[1] + 0.114 * patch[2]
-                samples.append(grey.expand(channels, height, width))
-        out = torch.stack(samples)
+            crops.setdefault((ch, cw), []).append((i, photo[:, top : top + ch, left : left + cw]))
+        out = torch.empty(num, 3, height, width)
+        for group in crops.values():  # one resampling call per crop size
+            index = [i for i, _ in group]
+            batch = torch.stack([crop for _, crop in group])
+            out[index] = F.interpolate(batch, size=(height, width), mode="area")
+        if channels != 3:
+            grey = 0.299 * out[:, 0] + 0.587 * out[:, 1] + 0.114 * out[:, 2]
+            out = grey[:, None].expand(num, channels, height, width).clone()
         return out[:, :, 0] if len(spatial) == 1 else out
 
 
@@ -178,7 +181,7 @@ class MNIST1DDrift(DriftSource):
 
         channels, *spatial = shape
         rows, length = (1, spatial[0]) if len(spatial) == 1 else spatial
-        pool = torch.from_numpy(generate_mnist1d(self.pool_size, length, self.dataset_seed)[0])
+        pool = torch.tensor(generate_mnist1d(self.pool_size, length, self.dataset_seed)[0])
         index = torch.randint(pool.shape[0], (num * rows,), generator=generator)
         signals = pool[index].reshape(num, rows, length)
         if len(spatial) == 1:

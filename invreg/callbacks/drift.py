@@ -1,0 +1,169 @@
+"""Invariance under input drift: DI and the accuracy ratio as inputs are blended with drift."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from invreg.callbacks.base import (
+    InvarianceCallback,
+    Split,
+    Subset,
+    fixed_elements,
+    resolve_group,
+)
+from invreg.callbacks.media import (
+    log_figure,
+    log_line_series,
+    log_scalars,
+    log_table,
+    new_figure,
+)
+from invreg.data.drift import DriftSource, blend, get_drift_source, match_statistics
+from invreg.functional.invariance import (
+    logit_invariance,
+    orbit_consistency,
+    orbit_logits,
+    predictive_kl_invariance,
+)
+from invreg.groups import Group
+
+COLUMNS = ("beta", "DI", "LI", "accuracy", "accuracy_ratio", "consistency")
+
+
+class DriftCallback(InvarianceCallback):
+    """Does the learned invariance survive drift? (Moskalev et al. 2023, Fig. 4.)
+
+    At the end of ``fit``, ``validate`` and ``test`` (and every ``every_n_epochs`` epochs if
+    that is not ``0``), every sample ``x`` of a fixed subset is blended with a fixed drift sample
+    ``d`` (:func:`invreg.data.drift.blend`), ``x_β = (1 − β)·x + β·d``, for each ``β`` in
+    ``betas``, and on the full orbits of ``x_β``:
+
+    * ``DI(β)`` — ``mean KL(softmax f(x_β) ‖ softmax f(g·x_β))`` (also ``LI(β)``);
+    * ``accuracy_ratio(β) = Acc(β) / Acc(0)`` — accuracy on ``x_β`` relative to clean inputs
+      (``Acc(0)`` is always measured);
+    * ``consistency(β)`` — orbit consistency.
+
+    A genuinely invariant model keeps ``DI ≈ 0`` for every ``β``; one that learned invariance
+    only on the data distribution does not. The drift source is ``"natural_images"``
+    (scikit-learn's bundled photographs), ``"mnist1d"``, ``"noise"`` or any
+    :class:`~invreg.data.drift.DriftSource`; with ``match_stats`` the drift samples get the
+    subset's scalar mean and std first.
+
+    Logged with ``step=trainer.global_step``: scalars ``drift/<split>/DI/beta_0.50`` and
+    ``drift/<split>/accuracy_ratio/beta_0.50``; a table ``drift/<split>/table`` (columns
+    ``beta, DI, LI, accuracy, accuracy_ratio, consistency``); a line plot
+    ``drift/<split>/curve`` (``wandb.plot.line_series`` on W&B, else a matplotlib image).
+    Local files (``save_local``): ``drift/<split>_step<step>.csv`` and ``.png``.
+
+    Args:
+        betas: blending weights in ``[0, 1]``.
+        source: the drift source or its name.
+        match_stats: match the drift's scalar mean/std to the subset's.
+        group: the group (or its name); default: ``pl_module.group``.
+        orbit_size: orbit elements for a continuous group (drawn once).
+        chunk_size: samples (whole orbits) per forward pass.
+        num_samples, every_n_epochs, split, seed, at_end, save_local: see
+            :class:`~invreg.callbacks.base.InvarianceCallback` (``every_n_epochs=0``: only at
+            the end).
+    """
+
+    prefix = "drift"
+
+    def __init__(
+        self,
+        betas: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+        source: str | DriftSource = "natural_images",
+        num_samples: int = 256,
+        every_n_epochs: int = 0,
+        split: Split = "auto",
+        seed: int = 0,
+        match_stats: bool = True,
+        group: str | Group | None = None,
+        orbit_size: int = 8,
+        chunk_size: int | None = None,
+        at_end: bool = True,
+        save_local: bool = True,
+    ) -> None:
+        super().__init__(num_samples, every_n_epochs, split, seed, at_end, save_local)
+        values = sorted({float(b) for b in betas})
+        if not values or any(not 0.0 <= b <= 1.0 for b in values):
+            raise ValueError(f"betas: expected values in [0, 1], got {list(betas)!r}")
+        self.betas = values if values[0] == 0.0 else [0.0, *values]
+        self.source = get_drift_source(source)
+        self.match_stats = bool(match_stats)
+        self.group = None if group is None else resolve_group(group, None, type(self).__name__)
+        self.orbit_size, self.chunk_size = orbit_size, chunk_size
+        self._drift: dict[str, Tensor] = {}
+
+    def evaluate(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, subset: Subset, split: str
+    ) -> dict[str, Any]:
+        group = resolve_group(self.group, pl_module, type(self).__name__)
+        elements = fixed_elements(group, self.orbit_size, self.seed)
+        drift = self._drift_samples(split)[subset.index.cpu()].to(subset.x.device)
+        # per beta: DI sum, LI sum, pairs, correct, consistent, samples
+        sums = torch.zeros(len(self.betas), 6, dtype=torch.float64, device=pl_module.device)
+        if len(subset):
+            for i, beta in enumerate(self.betas):
+                x = blend(subset.x, drift, beta)
+                with torch.no_grad():
+                    orbit = orbit_logits(pl_module, x, group, self.chunk_size, elements=elements)
+                sums[i, 0] = predictive_kl_invariance(orbit, reduction="sum")
+                sums[i, 1] = logit_invariance(orbit, reduction="sum")
+                sums[i, 2] = orbit.shape[0] * (orbit.shape[1] - 1)
+                if subset.y is not None:
+                    sums[i, 3] = (orbit[:, 0].argmax(dim=-1) == subset.y).sum()
+                sums[i, 4] = orbit_consistency(orbit, reduction="sum")
+                sums[i, 5] = orbit.shape[0]
+        sums = self.reduce_sum(trainer, sums).cpu()
+        rows = []
+        clean = sums[0, 3] / sums[0, 5]
+        for i, beta in enumerate(self.betas):
+            accuracy = (sums[i, 3] / sums[i, 5]).item() if subset.y is not None else float("nan")
+            ratio = accuracy / clean.item() if subset.y is not None and clean > 0 else float("nan")
+            rows.append([beta, (sums[i, 0] / sums[i, 2]).item(), (sums[i, 1] / sums[i, 2]).item(),
+                         accuracy, ratio, (sums[i, 4] / sums[i, 5]).item()])
+        self._log(trainer, split, rows)
+        return {"table": rows}
+
+    def _drift_samples(self, split: str) -> Tensor:
+        """One fixed drift sample per subset sample (same on every rank), statistics matched."""
+        if split not in self._drift:
+            x = self._subsets[split][0]
+            generator = torch.Generator().manual_seed(self.seed)
+            drift = self.source.sample(x.shape[0], tuple(x.shape[1:]), generator).to(x.dtype)
+            self._drift[split] = match_statistics(drift, x) if self.match_stats else drift
+        return self._drift[split]
+
+    def _log(self, trainer: pl.Trainer, split: str, rows: list[list[float]]) -> None:
+        step = trainer.global_step
+        scalars = {}
+        for beta, di, _, _, ratio, _ in rows:
+            scalars[self.key(split, "DI", f"beta_{beta:.2f}")] = di
+            scalars[self.key(split, "accuracy_ratio", f"beta_{beta:.2f}")] = ratio
+        log_scalars(trainer, scalars, step)
+        stem = f"{split}_step{step:06d}"
+        log_table(trainer, self.key(split, "table"), COLUMNS, rows, step,
+                  self.local_path(trainer, f"{stem}.csv"))
+        betas = [r[0] for r in rows]
+        series = {"DI": [r[1] for r in rows], "Acc(β)/Acc(0)": [r[4] for r in rows]}
+        sent = log_line_series(trainer, self.key(split, "curve"), betas, series, step,
+                               title=f"Drift ({self.source!r})", xname="beta")
+        path = self.local_path(trainer, f"{stem}.png")
+        if trainer.is_global_zero:
+            figure = new_figure(4.5, 3.0, layout=None)  # fixed margins: faster rendering
+            figure.subplots_adjust(left=0.16, right=0.84, bottom=0.16, top=0.86)
+            axis = figure.subplots()
+            axis.plot(betas, series["DI"], "o-", color="C0", label="DI")
+            axis.set(xlabel="β (drift weight)", ylabel="DI")
+            twin = axis.twinx()
+            twin.plot(betas, series["Acc(β)/Acc(0)"], "s--", color="C1", label="Acc(β)/Acc(0)")
+            twin.set_ylabel("Acc(β)/Acc(0)")
+            figure.legend(loc="upper center", fontsize=7, ncols=2, frameon=False)
+            # W&B already has the interactive plot; the other loggers get the image
+            log_figure(trainer, self.key(split, "curve"), figure, step, path, to_wandb=not sent)

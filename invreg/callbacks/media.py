@@ -1,0 +1,208 @@
+"""Send scalars, figures, histograms, line plots and tables to whatever loggers a run has.
+
+* every logger (CSV, TensorBoard, W&B, ...): scalars via ``logger.log_metrics(..., step)``;
+* W&B (``WandbLogger``): ``wandb.Image``, ``wandb.Histogram``, ``wandb.plot.line_series`` and
+  ``wandb.Table``, logged with ``step=trainer.global_step`` as ``trainer/global_step``;
+* TensorBoard: ``add_image`` (figures), ``add_histogram`` and ``add_text`` (tables);
+* the run directory (:func:`run_directory`), with any logger or none: PNG figures and CSV tables,
+  so a run without W&B keeps the same information on disk.
+
+``wandb`` is imported lazily, only when a ``WandbLogger`` is attached; without the package,
+W&B media are skipped (once, with a warning) and the local files are still written.
+matplotlib is used through its object API (``Figure`` + Agg canvas, never ``pyplot``), so no
+figure stays registered anywhere after it is saved.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+from torch import Tensor
+
+_WARNED: set[str] = set()
+
+
+def run_directory(trainer: pl.Trainer) -> Path:
+    """The run's directory, the one ``ModelCheckpoint`` puts ``checkpoints/`` in:
+    ``save_dir/name/version`` of the first logger, or ``default_root_dir`` without a logger.
+
+    A collective call (the path is broadcast from rank 0): call it on every process.
+    """
+    if trainer.loggers:
+        logger = trainer.loggers[0]
+        save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
+        version = logger.version
+        version = version if isinstance(version, str) else f"version_{version}"
+        path = os.path.join(save_dir, str(logger.name), version)
+    else:
+        path = trainer.default_root_dir
+    return Path(trainer.strategy.broadcast(path))
+
+
+def import_wandb() -> Any | None:
+    """The ``wandb`` module, or ``None`` (with a one-time warning) when it cannot be imported."""
+    try:
+        import wandb
+    except ImportError:
+        _warn_once("wandb", "wandb cannot be imported: W&B media are skipped, local files kept")
+        return None
+    return wandb
+
+
+def wandb_loggers(trainer: pl.Trainer) -> list[WandbLogger]:
+    return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+
+
+def tensorboard_writers(trainer: pl.Trainer) -> list[Any]:
+    loggers = trainer.loggers
+    return [logger.experiment for logger in loggers if isinstance(logger, TensorBoardLogger)]
+
+
+# --------------------------------------------------------------------------- scalars
+def log_scalars(trainer: pl.Trainer, metrics: Mapping[str, float], step: int) -> None:
+    """Every logger's ``log_metrics(metrics, step)`` (loggers write on rank 0 only); the values
+    also land in ``trainer.callback_metrics``, so ``ModelCheckpoint`` can monitor them."""
+    clean = {k: float(v) for k, v in metrics.items()}
+    for key, value in clean.items():
+        trainer.callback_metrics[key] = torch.tensor(value)
+    if not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        logger.log_metrics(clean, step=step)
+
+
+# --------------------------------------------------------------------------- media
+def new_figure(width: float, height: float, layout: str | None = "constrained") -> Any:
+    """A matplotlib ``Figure`` on an Agg canvas, outside pyplot (freed with its last reference)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout=layout)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def figure_to_array(figure: Any) -> np.ndarray:
+    """The rendered figure as an RGB ``uint8`` array ``[H, W, 3]``."""
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+
+
+def log_figure(
+    trainer: pl.Trainer,
+    key: str,
+    figure: Any,
+    step: int,
+    path: Path | None = None,
+    caption: str | None = None,
+    to_wandb: bool = True,
+) -> None:
+    """A figure as ``wandb.Image`` (W&B, unless ``to_wandb=False``), ``add_image``
+    (TensorBoard) and a PNG at ``path``."""
+    if not trainer.is_global_zero:
+        return
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path)
+    targets_wandb = wandb_loggers(trainer) if to_wandb else []
+    writers = tensorboard_writers(trainer)
+    if not (targets_wandb or writers):
+        return
+    image = figure_to_array(figure)
+    for writer in writers:
+        writer.add_image(key, image, global_step=step, dataformats="HWC")
+    wandb = import_wandb() if targets_wandb else None
+    for logger in targets_wandb if wandb is not None else []:
+        logger.log_metrics({key: wandb.Image(image, caption=caption)}, step=step)
+
+
+def log_histogram(trainer: pl.Trainer, key: str, values: Tensor, step: int) -> None:
+    """A distribution as ``wandb.Histogram`` (W&B) and ``add_histogram`` (TensorBoard)."""
+    if not trainer.is_global_zero or values.numel() == 0:
+        return
+    array = values.detach().double().cpu().numpy()
+    for writer in tensorboard_writers(trainer):
+        writer.add_histogram(key, array, global_step=step)
+    targets = wandb_loggers(trainer)
+    wandb = import_wandb() if targets else None
+    for logger in targets if wandb is not None else []:
+        logger.log_metrics({key: wandb.Histogram(array)}, step=step)
+
+
+def log_line_series(
+    trainer: pl.Trainer,
+    key: str,
+    xs: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    step: int,
+    title: str,
+    xname: str,
+) -> bool:
+    """A line plot as ``wandb.plot.line_series``; ``True`` if some W&B logger received it."""
+    targets = wandb_loggers(trainer) if trainer.is_global_zero else []
+    wandb = import_wandb() if targets else None
+    if wandb is None:
+        return False
+    plot = wandb.plot.line_series(
+        xs=list(xs), ys=[list(v) for v in series.values()], keys=list(series), title=title,
+        xname=xname,
+    )
+    for logger in targets:
+        logger.log_metrics({key: plot}, step=step)
+    return True
+
+
+def log_table(
+    trainer: pl.Trainer,
+    key: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    step: int,
+    path: Path | None = None,
+) -> None:
+    """A table as ``wandb.Table`` (W&B), markdown text (TensorBoard) and a CSV at ``path``."""
+    if not trainer.is_global_zero:
+        return
+    if path is not None:
+        write_csv(path, columns, rows)
+    for writer in tensorboard_writers(trainer):
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_format(v) for v in row) + " |" for row in rows]
+        writer.add_text(key, "\n".join(lines), global_step=step)
+    targets = wandb_loggers(trainer)
+    wandb = import_wandb() if targets else None
+    for logger in targets if wandb is not None else []:
+        logger.log_metrics(
+            {key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])}, step=step
+        )
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+              append: bool = False) -> None:
+    """Write (or append) ``rows`` under a header of ``columns`` to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not (append and path.exists())
+    with path.open("w" if new else "a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(columns)
+        writer.writerows(rows)
+
+
+def _format(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _warn_once(tag: str, message: str) -> None:
+    if tag not in _WARNED:
+        _WARNED.add(tag)
+        warnings.warn(message, UserWarning, stacklevel=3)

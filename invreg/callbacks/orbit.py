@@ -1,0 +1,147 @@
+"""Invariance of the model over training: DI, LI, SI, orbit consistency and orbit accuracy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from invreg.callbacks.base import (
+    InvarianceCallback,
+    Split,
+    Subset,
+    fixed_elements,
+    resolve_group,
+)
+from invreg.callbacks.media import log_scalars
+from invreg.functional.invariance import (
+    logit_invariance,
+    orbit_accuracy,
+    orbit_consistency,
+    orbit_logits,
+    predictive_kl_invariance,
+)
+from invreg.functional.saliency import SALIENCY_METHODS, saliency_invariance
+from invreg.groups import Group
+
+#: metric name → (sum index, count index) in the reduced vector of :meth:`evaluate`
+_MEANS = {
+    "DI": (0, 2),
+    "LI": (1, 2),
+    "consistency": (3, 6),
+    "orbit_accuracy": (4, 6),
+    "accuracy": (5, 6),
+    "SI": (7, 8),
+}
+
+
+class OrbitConsistencyCallback(InvarianceCallback):
+    """Log how invariant the model is, on a fixed held-out subset, as it trains.
+
+    Every ``every_n_epochs`` epochs (and at the end of ``fit``, ``validate`` and ``test``) the
+    module's logits on the full orbit of each of ``num_samples`` fixed samples give
+    (all formulas in :mod:`invreg.functional`; means over samples and non-identity elements):
+
+    * ``orbit/<split>/DI`` — ``mean KL(softmax f(x) ‖ softmax f(g·x))``;
+    * ``orbit/<split>/LI`` — ``mean ½‖f(x) − f(g·x)‖²``;
+    * ``orbit/<split>/SI`` — ``mean cos(m(x), g⁻¹·m(g·x))`` of saliency maps of the label's class
+      (the paper's recipe: |integrated gradients|, 0.9·max threshold, 3×3 blur), on the first
+      ``saliency_samples`` samples of the subset (``0`` turns it off: it costs
+      ``saliency_steps`` backward passes per orbit element);
+    * ``orbit/<split>/consistency`` — fraction of samples predicted the same on the whole orbit;
+    * ``orbit/<split>/orbit_accuracy`` — fraction correct on the whole orbit;
+    * ``orbit/<split>/accuracy`` — plain accuracy on the untransformed samples.
+
+    ``<split>`` is ``val`` during ``fit``/``validate`` and ``test`` during ``test`` (``split``).
+    Values are logged with ``step=trainer.global_step`` to every logger and put in
+    ``trainer.callback_metrics`` (so ``ModelCheckpoint(monitor="orbit/val/SI")`` works).
+
+    Args:
+        group: the group (or its name); default: ``pl_module.group``.
+        orbit_size: orbit elements (identity included) for a continuous group, drawn once.
+        saliency_samples: how many of the subset's samples SI is measured on.
+        saliency_method: ``"integrated_gradients"``, ``"gradient"`` or ``"gradient_x_input"``.
+        saliency_steps: integrated-gradients path points.
+        chunk_size: samples (whole orbits) per forward pass; ``None`` all at once.
+        num_samples, every_n_epochs, split, seed, at_end, save_local: see
+            :class:`~invreg.callbacks.base.InvarianceCallback`.
+
+    >>> OrbitConsistencyCallback(num_samples=128, every_n_epochs=2).prefix
+    'orbit'
+    """
+
+    prefix = "orbit"
+
+    def __init__(
+        self,
+        num_samples: int = 256,
+        every_n_epochs: int = 1,
+        split: Split = "auto",
+        seed: int = 0,
+        group: str | Group | None = None,
+        orbit_size: int = 8,
+        saliency_samples: int = 32,
+        saliency_method: str = "integrated_gradients",
+        saliency_steps: int = 16,
+        chunk_size: int | None = None,
+        at_end: bool = True,
+        save_local: bool = True,
+    ) -> None:
+        super().__init__(num_samples, every_n_epochs, split, seed, at_end, save_local)
+        self.group = None if group is None else resolve_group(group, None, type(self).__name__)
+        if isinstance(orbit_size, bool) or not isinstance(orbit_size, int) or orbit_size < 2:
+            raise ValueError(f"orbit_size must be an integer >= 2, got {orbit_size!r}")
+        self.orbit_size = orbit_size
+        if isinstance(saliency_samples, bool) or not isinstance(saliency_samples, int) or (
+            saliency_samples < 0
+        ):
+            raise ValueError(f"saliency_samples must be an integer >= 0, got {saliency_samples!r}")
+        self.saliency_samples = saliency_samples
+        if saliency_method not in SALIENCY_METHODS:
+            raise ValueError(
+                f"saliency_method must be one of {SALIENCY_METHODS}, got {saliency_method!r}"
+            )
+        self.saliency_method = saliency_method
+        if isinstance(saliency_steps, bool) or not isinstance(saliency_steps, int) or (
+            saliency_steps < 1
+        ):
+            raise ValueError(f"saliency_steps must be a positive integer, got {saliency_steps!r}")
+        self.saliency_steps = saliency_steps
+        self.chunk_size = chunk_size
+
+    def evaluate(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, subset: Subset, split: str
+    ) -> dict[str, Any]:
+        group = resolve_group(self.group, pl_module, type(self).__name__)
+        elements = fixed_elements(group, self.orbit_size, self.seed)
+        sums = torch.zeros(9, dtype=torch.float64, device=pl_module.device)
+        x, y = subset.x, subset.y
+        if len(subset):
+            with torch.no_grad():
+                orbit = orbit_logits(pl_module, x, group, self.chunk_size, elements=elements)
+            pairs = orbit.shape[0] * (orbit.shape[1] - 1)
+            sums[0] = predictive_kl_invariance(orbit, reduction="sum")
+            sums[1] = logit_invariance(orbit, reduction="sum")
+            sums[2] = pairs
+            sums[3] = orbit_consistency(orbit, reduction="sum")
+            sums[6] = orbit.shape[0]
+            if y is not None:
+                sums[4] = orbit_accuracy(orbit, y, reduction="sum")
+                sums[5] = (orbit[:, 0].argmax(dim=-1) == y).sum()
+        part = subset.first(self.saliency_samples)
+        if len(part):
+            sums[7] = saliency_invariance(
+                pl_module, part.x, part.y, group, self.saliency_method,
+                reduction="sum", steps=self.saliency_steps, elements=elements,
+            )
+            sums[8] = len(part) * ((self.orbit_size if elements is not None else group.order) - 1)
+        sums = self.reduce_sum(trainer, sums)
+        has_labels = subset.y is not None
+        record = {}
+        for name, (total, count) in _MEANS.items():
+            if sums[count] > 0 and (has_labels or name not in ("orbit_accuracy", "accuracy")):
+                record[name] = (sums[total] / sums[count]).item()
+        log_scalars(trainer, {self.key(split, k): v for k, v in record.items()},
+                    trainer.global_step)
+        return record

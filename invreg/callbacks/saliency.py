@@ -1,0 +1,154 @@
+"""Saliency maps over the orbit, mapped back with g⁻¹: does the model look at the same evidence?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from invreg.callbacks.base import (
+    InvarianceCallback,
+    Split,
+    Subset,
+    fixed_elements,
+    resolve_group,
+)
+from invreg.callbacks.media import log_figure, new_figure
+from invreg.functional.saliency import SALIENCY_METHODS, orbit_saliency, saliency_invariance
+from invreg.groups import Group
+
+
+class SaliencyCallback(InvarianceCallback):
+    """An image grid of saliency maps per logged step, like Moskalev et al.'s Figure 3.
+
+    Rows are ``num_samples`` fixed samples; the first column is the input ``x``, the next ones
+    the saliency map of every orbit element ``g`` mapped back into ``x``'s frame,
+    ``g⁻¹·m(g·x)`` (identity first, so column 2 is ``m(x)``). For an invariant decision process
+    the columns of a row are equal. Each row is labelled with its SI (mean cosine to ``m(x)``).
+    Maps come from :func:`invreg.functional.saliency.orbit_saliency` for the label's class, by
+    default with the paper's recipe (|integrated gradients|, 0.9·max threshold, 3×3 blur);
+    inverse transformations are the group's own (``group.act(m, group.inverse(g))``).
+
+    Logged under ``saliency/<split>/grid``: a ``wandb.Image`` on W&B, an image on TensorBoard;
+    with ``save_local`` also ``saliency/<split>_step<step>.png`` in the run directory (for any
+    logger). Computed on rank 0 only (an image needs no reduction).
+
+    Args:
+        group: the group (or its name); default: ``pl_module.group``.
+        orbit_size: orbit elements for a continuous group (drawn once, identity first).
+        method, steps: the saliency method and its integrated-gradients steps.
+        absolute, threshold, blur: post-processing (see
+            :func:`~invreg.functional.saliency.postprocess_saliency`).
+        num_samples, every_n_epochs, split, seed, at_end, save_local: see
+            :class:`~invreg.callbacks.base.InvarianceCallback`.
+    """
+
+    prefix = "saliency"
+
+    def __init__(
+        self,
+        num_samples: int = 4,
+        every_n_epochs: int = 5,
+        split: Split = "auto",
+        seed: int = 0,
+        group: str | Group | None = None,
+        orbit_size: int = 6,
+        method: str = "integrated_gradients",
+        steps: int = 32,
+        absolute: bool = True,
+        threshold: float | None = 0.9,
+        blur: bool = True,
+        at_end: bool = True,
+        save_local: bool = True,
+    ) -> None:
+        super().__init__(num_samples, every_n_epochs, split, seed, at_end, save_local)
+        self.group = None if group is None else resolve_group(group, None, type(self).__name__)
+        if isinstance(orbit_size, bool) or not isinstance(orbit_size, int) or orbit_size < 2:
+            raise ValueError(f"orbit_size must be an integer >= 2, got {orbit_size!r}")
+        if method not in SALIENCY_METHODS:
+            raise ValueError(f"method must be one of {SALIENCY_METHODS}, got {method!r}")
+        self.orbit_size, self.method, self.steps = orbit_size, method, steps
+        self.recipe = {"absolute": absolute, "threshold": threshold, "blur": blur}
+
+    def evaluate(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, subset: Subset, split: str
+    ) -> dict[str, Any]:
+        if not trainer.is_global_zero:
+            return {}
+        x, y = self._full_subset(split, pl_module.device)
+        group = resolve_group(self.group, pl_module, type(self).__name__)
+        elements = fixed_elements(group, self.orbit_size, self.seed)
+        options = dict(steps=self.steps, elements=elements, **self.recipe)
+        maps = orbit_saliency(pl_module, x, y, group, self.method, **options)
+        similarity = saliency_invariance(pl_module, x, y, group, self.method, reduction="none",
+                                         **options)
+        elems = elements if elements is not None else torch.arange(group.order)
+        figure = grid_figure(x, maps, similarity.mean(dim=1), _element_labels(group, elems))
+        step = trainer.global_step
+        path = self.local_path(trainer, f"{split}_step{step:06d}.png")
+        caption = f"rows: samples; columns: input, then g⁻¹·m(g·x) per orbit element ({group!r})"
+        log_figure(trainer, self.key(split, "grid"), figure, step, path, caption)
+        return {"SI": similarity.mean().item()}
+
+    def _full_subset(self, split: str, device: torch.device) -> tuple[Tensor, Tensor | None]:
+        x, y = self._subsets[split]
+        return x.to(device).clone(), None if y is None else y.to(device).clone()
+
+
+def grid_figure(x: Tensor, maps: Tensor, similarity: Tensor, labels: list[str]) -> Any:
+    """Rows: samples; column 0 the input, columns 1.. the maps ``[R, N, *D]`` (each map
+    normalised to its own maximum, channels summed)."""
+    rows, columns = maps.shape[:2]
+    inputs = [_as_image(x[i].mean(dim=0, keepdim=True)) for i in range(rows)]
+    tiles = [[_as_image(maps[i, j].abs().sum(dim=0, keepdim=True)) for j in range(columns)]
+             for i in range(rows)]
+    height, width = tiles[0][0].shape
+    scale = 0.45 if width <= 16 else 0.9
+    fig_width, fig_height = scale * (columns + 1) + 1.0, scale * rows * height / width + 0.65
+    # fixed margins in inches (a layout engine would double the rendering time)
+    figure = new_figure(fig_width, fig_height, layout=None)
+    figure.subplots_adjust(left=0.6 / fig_width, right=1 - 0.1 / fig_width,
+                           bottom=0.3 / fig_height, top=1 - 0.3 / fig_height, wspace=0.1)
+    left, right = figure.subplots(1, 2, width_ratios=[1, columns])
+    left.imshow(_tile([[t] for t in inputs]), cmap="gray", interpolation="nearest")
+    right.imshow(_tile(tiles), cmap="magma", interpolation="nearest", vmin=0, vmax=1)
+    centres = [(height + 1) * i + height / 2 - 0.5 for i in range(rows)]
+    left.set_yticks(centres, [f"SI {s:.2f}" for s in similarity.tolist()], fontsize=7)
+    left.set_xticks([width / 2 - 0.5], ["input"], fontsize=7)
+    right.set_xticks([(width + 1) * j + width / 2 - 0.5 for j in range(columns)], labels,
+                     fontsize=7)
+    right.set_yticks([])
+    right.set_title("saliency g⁻¹·m(g·x)", fontsize=8)
+    return figure
+
+
+def _as_image(tile: Tensor) -> np.ndarray:
+    """``[1, H, W]`` or ``[1, L]`` → a 2-D array in ``[0, 1]`` (signals drawn as a band)."""
+    array = tile.detach().float().cpu().numpy()[0]
+    if array.ndim == 1:
+        array = np.repeat(array[None], max(1, array.shape[0] // 4), axis=0)
+    low, high = array.min(), array.max()
+    return (array - low) / (high - low) if high > low else np.zeros_like(array)
+
+
+def _tile(grid: list[list[np.ndarray]]) -> np.ndarray:
+    height, width = grid[0][0].shape
+    rows, columns = len(grid), len(grid[0])
+    out = np.full((rows * (height + 1) - 1, columns * (width + 1) - 1), np.nan)
+    for i, row in enumerate(grid):
+        for j, tile in enumerate(row):
+            out[i * (height + 1) : i * (height + 1) + height,
+                j * (width + 1) : j * (width + 1) + width] = tile
+    return out
+
+
+def _element_labels(group: Group, elements: Tensor) -> list[str]:
+    if hasattr(group, "angles"):
+        return [f"{a:g}°" for a in group.angles(elements.cpu()).tolist()]
+    if elements.ndim == 1:
+        return [f"g={v:.3g}" if elements.is_floating_point() else f"g={v}"
+                for v in elements.tolist()]
+    return [f"g{i}" for i in range(elements.shape[0])]

@@ -1,0 +1,62 @@
+import pytest
+import torch
+from conftest import make_trainer, tiny_module
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from invreg.callbacks import SaliencyCallback
+from invreg.callbacks.saliency import grid_figure
+from invreg.functional.saliency import saliency_invariance
+from invreg.groups import Rotations
+
+
+def test_a_png_grid_per_logged_step_in_the_run_directory(tmp_path, data):
+    callback = SaliencyCallback(num_samples=3, every_n_epochs=2, steps=4)
+    logger = CSVLogger(tmp_path)
+    module = tiny_module()
+    trainer = make_trainer(tmp_path, [callback], logger=logger, max_epochs=3)
+    trainer.fit(module, data)
+    trainer.test(module, data)
+    folder = tmp_path / "lightning_logs" / "version_0" / "saliency"
+    names = sorted(p.name for p in folder.glob("*.png"))
+    assert names == ["test_step000003.png", "val_step000002.png", "val_step000003.png"]
+    assert all((folder / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+    # the SI of the figure's rows is the functional SI of those samples
+    x, y = callback._subsets["val"]
+    expected = saliency_invariance(module.eval(), x, y, Rotations(4), steps=4).item()
+    val = [h for h in callback.history if h["split"] == "val"][-1]
+    assert val["SI"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_weight_tied_rows_have_si_one(tmp_path, data):
+    callback = SaliencyCallback(num_samples=2, steps=4)
+    make_trainer(tmp_path, [callback]).fit(tiny_module(tied=True), data)
+    assert callback.history[-1]["SI"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_tensorboard_gets_the_image(tmp_path, data):
+    callback = SaliencyCallback(num_samples=2, steps=2, save_local=False)
+    logger = TensorBoardLogger(tmp_path)
+    make_trainer(tmp_path, [callback], logger=logger).fit(tiny_module(), data)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(logger.log_dir)
+    events.Reload()
+    assert "saliency/val/grid" in events.Tags()["images"]
+    assert not (tmp_path / "lightning_logs" / "version_0" / "saliency").exists()
+
+
+def test_grid_layout_rows_samples_columns_orbit():
+    x = torch.randn(3, 1, 8, 8)
+    maps = torch.rand(3, 4, 1, 8, 8)
+    figure = grid_figure(x, maps, torch.tensor([0.1, 0.5, 1.0]), ["0°", "90°", "180°", "270°"])
+    left, right = figure.axes
+    assert [t.get_text() for t in right.get_xticklabels()] == ["0°", "90°", "180°", "270°"]
+    assert [t.get_text() for t in left.get_yticklabels()] == ["SI 0.10", "SI 0.50", "SI 1.00"]
+    image = right.get_images()[0].get_array()
+    assert image.shape == (3 * 9 - 1, 4 * 9 - 1)  # 8×8 tiles, 1-pixel gaps
+
+
+def test_signals_are_drawn_as_bands():
+    figure = grid_figure(torch.randn(2, 1, 40), torch.rand(2, 3, 1, 40), torch.ones(2),
+                         ["a", "b", "c"])
+    assert figure.axes[1].get_images()[0].get_array().shape == (2 * 11 - 1, 3 * 41 - 1)

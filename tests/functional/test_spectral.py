@@ -1,0 +1,133 @@
+"""σ_max of the input→logit Jacobian by Lanczos / power iteration against an exact SVD."""
+
+import pytest
+import torch
+from torch import nn
+
+from invreg.functional.spectral import jacobian_spectral_norm, weight_singular_values
+from invreg.models import MLP, SmallCNN
+
+
+def exact_sigma_max(model, x):
+    """Full Jacobian per sample (autograd), then the exact largest singular value."""
+    values = []
+    for xi in x:
+        jac = torch.autograd.functional.jacobian(lambda z: model(z.unsqueeze(0))[0], xi)
+        values.append(torch.linalg.svdvals(jac.reshape(jac.shape[0], -1).double())[0])
+    return torch.stack(values).float()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny tensors: one thread is faster, and immune to a busy machine's oversubscription
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tanh_mlp():
+    torch.manual_seed(0)
+    return MLP((1, 6, 6), 5, hidden_widths=[32, 32], activation="tanh").eval()
+
+
+def test_lanczos_matches_exact_svd_of_full_jacobian(tanh_mlp):
+    x = torch.randn(12, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    exact = exact_sigma_max(tanh_mlp, x)
+    estimate = jacobian_spectral_norm(tanh_mlp, x, iters=20)
+    assert estimate.shape == (12,)
+    assert ((estimate - exact).abs() / exact).max() < 1e-3
+    # the samples differ, so a per-sample estimate must too (not one value for the batch)
+    assert exact.std() > 1e-3
+
+
+def test_power_iteration_matches_exact_svd(tanh_mlp):
+    x = torch.randn(6, 1, 6, 6, generator=torch.Generator().manual_seed(2))
+    exact = exact_sigma_max(tanh_mlp, x)
+    estimate = jacobian_spectral_norm(tanh_mlp, x, iters=100, method="power")
+    assert ((estimate - exact).abs() / exact).max() < 1e-3
+
+
+def test_lanczos_is_exact_on_convolutional_relu_net():
+    torch.manual_seed(0)
+    model = SmallCNN((1, 8, 8), 4, channels=(4, 8)).eval()
+    x = torch.randn(4, 1, 8, 8)
+    exact = exact_sigma_max(model, x)
+    estimate = jacobian_spectral_norm(model, x, iters=4, chunk_size=3)
+    assert ((estimate - exact).abs() / exact).max() < 1e-3
+
+
+def test_linear_model_gives_sigma_max_of_weight_for_every_sample():
+    weight = torch.randn(4, 10, generator=torch.Generator().manual_seed(0))
+    model = nn.Linear(10, 4, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(weight)
+    estimate = jacobian_spectral_norm(model, torch.randn(7, 10), iters=4)
+    expected = torch.linalg.svdvals(weight)[0]
+    torch.testing.assert_close(estimate, expected.expand(7), rtol=1e-5, atol=1e-6)
+
+
+def test_fewer_lanczos_steps_give_a_lower_bound(tanh_mlp):
+    x = torch.randn(8, 1, 6, 6)
+    exact = exact_sigma_max(tanh_mlp, x)
+    assert (jacobian_spectral_norm(tanh_mlp, x, iters=2) <= exact * (1 + 1e-5)).all()
+
+
+def test_works_in_inference_mode_and_leaves_parameters_alone(tanh_mlp):
+    x = torch.randn(3, 1, 6, 6)
+    expected = jacobian_spectral_norm(tanh_mlp, x, iters=5)
+    with torch.inference_mode():
+        got = jacobian_spectral_norm(tanh_mlp, x, iters=5)
+    torch.testing.assert_close(got, expected)
+    assert all(p.grad is None for p in tanh_mlp.parameters())
+    assert not got.requires_grad
+
+
+def test_rank_deficient_jacobian_does_not_break_lanczos():
+    # two identical logits: J has rank 1 (Krylov space exhausted after one step)
+    weight = torch.randn(1, 6).repeat(3, 1)
+    model = nn.Linear(6, 3, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(weight)
+    estimate = jacobian_spectral_norm(model, torch.randn(2, 6), iters=10)
+    assert torch.isfinite(estimate).all()
+    torch.testing.assert_close(estimate, torch.linalg.svdvals(weight)[0].expand(2))
+
+
+def test_same_generator_same_estimate(tanh_mlp):
+    x = torch.randn(4, 1, 6, 6)
+    a = jacobian_spectral_norm(tanh_mlp, x, 2, generator=torch.Generator().manual_seed(3))
+    b = jacobian_spectral_norm(tanh_mlp, x, 2, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_weight_singular_values_first_layer_first():
+    torch.manual_seed(0)
+    model = MLP((1, 4, 4), 3, hidden_widths=[8, 5])
+    values = weight_singular_values(model, k=3)
+    assert list(values) == ["hidden.0.linear.weight", "hidden.1.linear.weight", "head.weight"]
+    first = model.hidden[0].linear.weight.detach()
+    torch.testing.assert_close(values["hidden.0.linear.weight"], torch.linalg.svdvals(first)[:3])
+    assert all(v.shape == (3,) for v in values.values())
+    assert all((v[:-1] >= v[1:]).all() for v in values.values())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"iters": 0}, "iters"),
+        ({"method": "arnoldi"}, "method"),
+        ({"chunk_size": 0}, "chunk_size"),
+    ],
+)
+def test_invalid_arguments_are_named(tanh_mlp, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        jacobian_spectral_norm(tanh_mlp, torch.randn(2, 1, 6, 6), **kwargs)
+
+
+def test_input_without_batch_axis_is_rejected(tanh_mlp):
+    with pytest.raises(ValueError, match=r"x: expected a batch"):
+        jacobian_spectral_norm(tanh_mlp, torch.randn(6))
+    with pytest.raises(ValueError, match="k must be"):
+        weight_singular_values(tanh_mlp, k=0)
