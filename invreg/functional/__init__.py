@@ -1,5 +1,20 @@
-"""Pure tensor functions: the single source of every formula in invreg."""
+"""Pure tensor functions: the single source of every formula in invreg.
 
+Conventions: an orbit tensor is ``[B, N, ...]`` (identity first); every invariance measure is
+a mean over samples **and** over the ``N − 1`` non-identity group elements.
+"""
+
+from invreg.functional.geed import (
+    DISTANCES,
+    GEED_MODES,
+    OrbitFeatures,
+    cosine_distance,
+    euclidean_distance,
+    geed,
+    geed_terms,
+    get_layer,
+    orbit_features,
+)
 from invreg.functional.invariance import (
     PAIR_ERRORS,
     check_orbit,
@@ -12,18 +27,47 @@ from invreg.functional.invariance import (
     orbit_pair_errors,
     predictive_kl,
     predictive_kl_invariance,
+    resolve_elements,
+)
+from invreg.functional.saliency import (
+    SALIENCY_METHODS,
+    gaussian_blur,
+    orbit_saliency,
+    postprocess_saliency,
+    resolve_target,
+    saliency,
+    saliency_invariance,
+    saliency_similarity,
 )
 
 __all__ = [
+    "DISTANCES",
+    "GEED_MODES",
     "PAIR_ERRORS",
+    "SALIENCY_METHODS",
+    "OrbitFeatures",
     "check_orbit",
+    "cosine_distance",
+    "euclidean_distance",
+    "gaussian_blur",
+    "geed",
+    "geed_terms",
+    "get_layer",
     "logit_invariance",
     "logit_l2",
     "normalized_logit_l2",
     "orbit_accuracy",
     "orbit_consistency",
+    "orbit_features",
     "orbit_logits",
     "orbit_pair_errors",
+    "orbit_saliency",
+    "postprocess_saliency",
     "predictive_kl",
     "predictive_kl_invariance",
+    "resolve_elements",
+    "resolve_target",
+    "saliency",
+    "saliency_invariance",
+    "saliency_similarity",
 ]

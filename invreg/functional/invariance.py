@@ -63,18 +63,25 @@ def orbit_logits(
     chunk_size: int | None = None,
     num_samples: int | None = None,
     generator: torch.Generator | None = None,
+    elements: Tensor | None = None,
 ) -> Tensor:
     """Outputs of ``model`` on every orbit element of every sample: ``[B, N, C]``.
 
     All ``B·N`` transformed inputs go through ``model`` in one batched forward, or in forwards
     of at most ``chunk_size`` samples' orbits (``chunk_size·N`` inputs) when ``chunk_size`` is
     set. ``N`` is the group's order, or ``num_samples`` (identity plus sampled elements) for a
-    continuous group; every sample sees the same elements.
+    continuous group; every sample sees the same elements. ``elements`` (shape ``[N]``,
+    identity first) fixes the elements explicitly and overrides ``num_samples``.
+
+    >>> from invreg.groups import Rotations
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    >>> orbit_logits(model, torch.randn(5, 1, 2, 2), Rotations(4)).shape
+    torch.Size([5, 4, 3])
     """
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
     group.check_input(x)
-    elems = group.elements(num_samples, generator=generator, device=x.device)
+    elems = resolve_elements(group, x, num_samples, generator, elements)
     outputs = []
     step = x.shape[0] if chunk_size is None else chunk_size
     for start in range(0, x.shape[0], max(step, 1)):
@@ -83,6 +90,33 @@ def orbit_logits(
         out = model(chunk.reshape(b * n, *chunk.shape[2:]))
         outputs.append(out.reshape(b, n, *out.shape[1:]))
     return torch.cat(outputs, dim=0)
+
+
+def resolve_elements(
+    group: Group,
+    x: Tensor,
+    num_samples: int | None = None,
+    generator: torch.Generator | None = None,
+    elements: Tensor | None = None,
+) -> Tensor:
+    """The orbit elements ``[N]`` (identity first) on ``x``'s device: ``elements`` if given,
+    else ``group.elements(num_samples, generator)``."""
+    if elements is None:
+        return group.elements(num_samples, generator=generator, device=x.device)
+    if not isinstance(elements, Tensor) or elements.ndim != 1 + len(group.element_shape):
+        expected = "".join(f", {d}" for d in group.element_shape)
+        got = tuple(elements.shape) if isinstance(elements, Tensor) else type(elements).__name__
+        raise ValueError(
+            f"elements: expected a tensor of shape [N{expected}] (N group elements, identity "
+            f"first), got {got}"
+        )
+    identity = group.identity(1, device=elements.device).to(elements.dtype)[0]
+    if elements.shape[0] < 1 or not torch.equal(elements[0], identity):
+        raise ValueError(
+            f"elements: the first element must be the identity {identity.tolist()}, got "
+            f"{elements[:1].tolist()}"
+        )
+    return elements.to(x.device)
 
 
 def orbit_pair_errors(orbit: Tensor, error: str = "logit_l2") -> Tensor:

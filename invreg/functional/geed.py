@@ -1,0 +1,359 @@
+"""Layer-wise invariance and equivariance deviation, G-EED (Kvinge et al., NeurIPS 2022).
+
+For a layer ``i`` with features ``f_i``, a distance ``m`` and orbit elements ``g_0 = e, g_1, …,
+g_{N−1}``:
+
+* ``mode="invariance"``: ``D = mean_{x, g≠e} m( c_i(x), f_i(g·x) )`` with the orbit centroid
+  ``c_i(x) = (1/N) Σ_g f_i(g·x)`` (all ``N`` elements, identity included);
+* ``mode="equivariance"``: ``D = mean_{x, g≠e} m( g·f_i(x), f_i(g·x) )``, where ``g`` acts on
+  the features as the layer's own field type says for e2cnn ``GeometricTensor`` outputs
+  (``GeometricTensor.transform``) and by the group's spatial action (``group.act``) on plain
+  feature maps ``[B, C, H, W]``.
+
+Means run over samples **and** over the ``N − 1`` non-identity orbit elements, like every
+metric in invreg. Distances act on each sample's flattened features:
+
+* ``"cosine"``: ``1 − cos(a, b)`` (``eps = 1e-8``);
+* ``"euclidean"``: ``‖a − b‖₂`` (not squared);
+* ``"kl"``: ``KL(softmax a ‖ softmax b)``, the features read as logits (the same formula as
+  the predictive-distribution error DI, :func:`~invreg.functional.predictive_kl`).
+
+**Normalised G-EED** divides by the same distance between features of *different* inputs:
+``D_norm = D / R`` with ``R = mean_i m( f_i(x_i), f_i(x_{(i+1) mod B}) )``, pairing each sample
+of a batch with the next one (a fixed derangement of the batch, identity orbit element, ``B ≥
+2``). ``D_norm = 0`` means the layer is invariant (equivariant); ``D_norm ≈ 1`` means
+transforming an input moves its features as far as swapping it for another input. (A distance
+ratio, not a ratio of similarities, so the scale is the same for all three distances.) ``R``
+depends on which samples share a batch; accumulated over a dataset (see
+:class:`~invreg.metrics.LayerInvariance`), ``D_norm = (ΣD/n_D) / (ΣR/n_R)``.
+
+Input and hidden orbits are matched by construction: the hidden features are captured with
+forward hooks during the ONE orbit forward that also gives the logits, so every ``f_i(g·x)``
+belongs to the same ``g`` as the input it came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from invreg.functional.invariance import Reduction, _reduce, predictive_kl, resolve_elements
+from invreg.groups import ContinuousRotations, Dihedral, Group, Rotations
+
+GeedMode = Literal["invariance", "equivariance"]
+Distance = Literal["cosine", "euclidean", "kl"]
+GEED_MODES = ("invariance", "equivariance")
+
+#: eps of the cosine similarity (torch's convention)
+COSINE_EPS = 1e-8
+
+
+# --------------------------------------------------------------------------- distances
+def cosine_distance(reference: Tensor, transformed: Tensor) -> Tensor:
+    """``1 − cos(a, b)`` over the last axis (clamped at 0 against rounding)."""
+    similarity = F.cosine_similarity(reference, transformed, dim=-1, eps=COSINE_EPS)
+    return (1.0 - similarity).clamp_min(0.0)
+
+
+def euclidean_distance(reference: Tensor, transformed: Tensor) -> Tensor:
+    """``‖a − b‖₂`` over the last axis."""
+    return torch.linalg.vector_norm(reference - transformed, dim=-1)
+
+
+DISTANCES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "cosine": cosine_distance,
+    "euclidean": euclidean_distance,
+    "kl": predictive_kl,
+}
+
+
+# --------------------------------------------------------------------------- hooks
+@dataclass
+class OrbitFeatures:
+    """Outputs and hidden features of one orbit forward.
+
+    Attributes:
+        logits: model outputs ``[B, N, ...]``.
+        features: layer name -> features ``[B, N, ...]`` (the tensor of a ``GeometricTensor``).
+        field_types: layer name -> the e2cnn ``FieldType`` of its output, or ``None`` for a
+            plain tensor.
+        elements: the orbit elements ``[N]``, identity first.
+    """
+
+    logits: Tensor
+    features: dict[str, Tensor]
+    field_types: dict[str, Any] = field(default_factory=dict)
+    elements: Tensor | None = None
+
+
+def get_layer(model: nn.Module, layer: str) -> nn.Module:
+    """``dict(model.named_modules())[layer]``, with an error listing the names on a typo."""
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        names = [n for n in modules if n]
+        close = difflib.get_close_matches(layer, names, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"layer {layer!r} is not a module of {type(model).__name__}.{hint} Available names "
+            f"(model.named_modules(); '' is the whole model): {names}"
+        )
+    return modules[layer]
+
+
+def orbit_features(
+    model: nn.Module,
+    x: Tensor,
+    group: Group,
+    layers: Sequence[str],
+    chunk_size: int | None = None,
+    num_samples: int | None = None,
+    generator: torch.Generator | None = None,
+    elements: Tensor | None = None,
+) -> OrbitFeatures:
+    """One orbit forward (as :func:`~invreg.functional.orbit_logits`) that also captures the
+    outputs of the named ``layers`` with forward hooks, so the hidden orbits use exactly the
+    input orbit's elements. Each layer must run once per forward."""
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    if isinstance(layers, str):
+        layers = [layers]
+    modules = {name: get_layer(model, name) for name in layers}
+    group.check_input(x)
+    elems = resolve_elements(group, x, num_samples, generator, elements)
+    captured: dict[str, list] = {name: [] for name in modules}
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            captured[name].append(output)
+
+        return hook
+
+    handles = [module.register_forward_hook(hook_for(n)) for n, module in modules.items()]
+    logits, features = [], {name: [] for name in modules}
+    field_types: dict[str, Any] = {name: None for name in modules}
+    step = x.shape[0] if chunk_size is None else chunk_size
+    try:
+        for start in range(0, x.shape[0], max(step, 1)):
+            chunk = group.orbit_from_elements(x[start : start + step], elems)
+            b, n = chunk.shape[:2]
+            for outputs in captured.values():
+                outputs.clear()
+            out = model(chunk.reshape(b * n, *chunk.shape[2:]))
+            logits.append(_tensor_of(out, "the model").reshape(b, n, *out.shape[1:]))
+            for name, outputs in captured.items():
+                if len(outputs) != 1:
+                    raise ValueError(
+                        f"layer {name!r} ran {len(outputs)} times in one forward; G-EED needs a "
+                        f"module that runs exactly once (register a distinct module per use)"
+                    )
+                tensor = _tensor_of(outputs[0], f"layer {name!r}")
+                field_types[name] = None if isinstance(outputs[0], Tensor) else outputs[0].type
+                features[name].append(tensor.reshape(b, n, *tensor.shape[1:]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return OrbitFeatures(
+        logits=torch.cat(logits, dim=0),
+        features={name: torch.cat(chunks, dim=0) for name, chunks in features.items()},
+        field_types=field_types,
+        elements=elems,
+    )
+
+
+def _tensor_of(output: Any, what: str) -> Tensor:
+    if isinstance(output, Tensor):
+        return output
+    tensor = getattr(output, "tensor", None)  # e2cnn GeometricTensor
+    if isinstance(tensor, Tensor) and hasattr(output, "type"):
+        return tensor
+    raise ValueError(
+        f"{what} returned {type(output).__name__}; G-EED needs a Tensor or an e2cnn "
+        f"GeometricTensor"
+    )
+
+
+# --------------------------------------------------------------------------- deviations
+def geed_terms(
+    orbit: OrbitFeatures,
+    layer: str,
+    group: Group,
+    mode: GeedMode = "invariance",
+    distance: Distance = "cosine",
+) -> tuple[Tensor, Tensor]:
+    """Per-pair deviations ``[B, N − 1]`` and random-pair distances ``[B]`` (``[0]`` if
+    ``B < 2``) of one layer, from :func:`orbit_features`' output (formulas: module docstring)."""
+    _check_geed_options(mode, distance)
+    if layer not in orbit.features:
+        raise ValueError(f"layer {layer!r} was not captured; captured: {sorted(orbit.features)}")
+    feats = orbit.features[layer]
+    batch, n = feats.shape[:2]
+    if n < 2:
+        raise ValueError("G-EED needs at least one non-identity orbit element")
+    if not torch.isfinite(feats).all():
+        raise ValueError(f"layer {layer!r}: features contain NaN or Inf")
+    metric = DISTANCES[distance]
+    flat = feats.reshape(batch, n, -1)
+    if mode == "invariance":
+        reference = flat.mean(dim=1, keepdim=True).expand(batch, n - 1, flat.shape[-1])
+    else:
+        assert orbit.elements is not None
+        reference = _act_on_features(
+            feats[:, 0], orbit.field_types.get(layer), group, orbit.elements, layer
+        ).reshape(batch, n - 1, -1)
+    deviations = metric(reference, flat[:, 1:])
+    identity = flat[:, 0]
+    random_pairs = metric(identity, identity.roll(-1, dims=0)) if batch > 1 else flat.new_zeros(0)
+    return deviations, random_pairs
+
+
+def geed(
+    model: nn.Module,
+    x: Tensor,
+    group: Group,
+    layer: str,
+    mode: GeedMode = "invariance",
+    distance: Distance = "cosine",
+    normalize: bool = True,
+    *,
+    reduction: Reduction = "mean",
+    chunk_size: int | None = None,
+    num_samples: int | None = None,
+    generator: torch.Generator | None = None,
+    elements: Tensor | None = None,
+) -> Tensor:
+    """G-EED of one layer: how far its features move when the input is transformed.
+
+    ``D = mean_{x, g≠e} m(ref_g(x), f_i(g·x))`` — mean over samples **and** over the ``N − 1``
+    non-identity orbit elements — with ``ref_g(x)`` the orbit centroid (``mode="invariance"``)
+    or ``g·f_i(x)`` (``mode="equivariance"``); with ``normalize=True`` divided by the mean
+    distance ``R`` between features of random input pairs of this batch (sample ``i`` with
+    ``i + 1 mod B``; needs ``B ≥ 2``). Full definitions: the module docstring. 0 is perfectly
+    invariant / equivariant; lower is better.
+
+    Args:
+        model: any ``nn.Module``; ``layer`` is looked up in ``dict(model.named_modules())``
+            (``""`` is the model itself, i.e. its outputs).
+        x: inputs ``[B, *D]`` that ``group`` acts on.
+        group: the transformations; for ``mode="equivariance"`` on plain feature maps it must
+            be able to act on them (e.g. ``[B, C, H, W]`` with ``H == W`` for rotations).
+        layer: module name.
+        mode: ``"invariance"`` or ``"equivariance"``.
+        distance: ``"cosine"``, ``"euclidean"`` or ``"kl"``.
+        normalize: divide by the random-pair distance ``R``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[B, N − 1]`` per-pair deviations,
+            each divided by ``R`` when ``normalize``).
+        chunk_size, num_samples, generator, elements: as in
+            :func:`~invreg.functional.orbit_logits`.
+
+    >>> from invreg.groups import Rotations
+    >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+    >>> x = torch.randn(8, 1, 6, 6)
+    >>> geed(model, x, Rotations(4), "0", mode="equivariance") > 0  # a random conv is not
+    tensor(True)
+    >>> identity = nn.Sequential(nn.Identity())
+    >>> geed(identity, x, Rotations(4), "0", mode="equivariance", distance="euclidean")
+    tensor(0.)
+    """
+    orbit = orbit_features(
+        model, x, group, [layer], chunk_size, num_samples, generator, elements=elements
+    )
+    deviations, random_pairs = geed_terms(orbit, layer, group, mode, distance)
+    if normalize:
+        if random_pairs.numel() == 0:
+            raise ValueError(
+                "normalize=True needs at least 2 samples in x to form random pairs, got "
+                f"{x.shape[0]}"
+            )
+        deviations = deviations / random_pairs.mean()
+    return _reduce(deviations, reduction)
+
+
+# --------------------------------------------------------------------------- group on features
+def _act_on_features(
+    features: Tensor, field_type: Any, group: Group, elements: Tensor, layer: str
+) -> Tensor:
+    """``g·f(x)`` for every non-identity element: ``[B, N − 1, *features.shape[1:]]``."""
+    if field_type is not None:
+        from e2cnn.nn import GeometricTensor
+
+        geometric = GeometricTensor(features.detach(), field_type)
+        moved = [
+            geometric.transform(_e2cnn_element(group, g, field_type.gspace)).tensor
+            for g in elements[1:]
+        ]
+        return torch.stack(moved, dim=1).to(features.dtype)
+    try:
+        group.check_input(features)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"mode='equivariance': {group!r} cannot act on layer {layer!r}'s output of shape "
+            f"{tuple(features.shape)} ({err}). Use feature maps the group acts on, an e2cnn "
+            f"layer (GeometricTensor output), or mode='invariance'."
+        ) from None
+    moved = [group.act(features, g) for g in elements[1:]]
+    return torch.stack(moved, dim=1)
+
+
+def _e2cnn_element(group: Group, g: Tensor, gspace: Any) -> Any:
+    """The element of an e2cnn gspace's fibre group that acts like ``group``'s element ``g``.
+
+    Supported: :class:`Rotations` and :class:`ContinuousRotations` on rotation gspaces
+    (``Rot2dOnR2(N)``: the rotation must be a multiple of 360°/N), :class:`Dihedral` on
+    ``FlipRot2dOnR2(N)`` with the default reflection axis (both mirror left–right, then rotate
+    counter-clockwise, checked against ``torch.rot90`` in the tests).
+    """
+    fiber = gspace.fibergroup
+    kind = type(fiber).__name__
+    if isinstance(group, (Rotations, ContinuousRotations)):
+        degrees = float(group.angles(g)) if isinstance(group, Rotations) else float(g)
+        if kind == "CyclicGroup":
+            return _to_multiple(degrees, fiber.order(), group, gspace)
+        if kind == "SO2":
+            return math.radians(degrees)
+    if isinstance(group, Dihedral) and kind == "DihedralGroup":
+        axis = getattr(gspace, "axis", math.pi / 2)
+        if math.isclose(axis, math.pi / 2):
+            r, s = int(g) % group.n, int(g) // group.n
+            return (s, _to_multiple(360.0 * r / group.n, fiber.rotation_order, group, gspace))
+    raise NotImplementedError(
+        f"mode='equivariance' on an e2cnn layer: no mapping from {group!r} to the fibre group "
+        f"{fiber} of {gspace}. Supported: Rotations/ContinuousRotations on Rot2dOnR2, "
+        f"Dihedral on FlipRot2dOnR2 (default axis)."
+    )
+
+
+def _to_multiple(degrees: float, order: int, group: Group, gspace: Any) -> int:
+    steps = degrees * order / 360.0
+    if not math.isclose(steps, round(steps), abs_tol=1e-6):
+        raise ValueError(
+            f"{group!r}: a rotation by {degrees:g}° is not an element of {gspace}'s fibre group "
+            f"(multiples of {360.0 / order:g}°)"
+        )
+    return int(round(steps)) % order
+
+
+def _check_geed_options(mode: str, distance: str) -> None:
+    if mode not in GEED_MODES:
+        raise ValueError(f"mode must be one of {GEED_MODES}, got {mode!r}")
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {sorted(DISTANCES)}, got {distance!r}")
+
+
+__all__ = [
+    "DISTANCES",
+    "GEED_MODES",
+    "OrbitFeatures",
+    "cosine_distance",
+    "euclidean_distance",
+    "geed",
+    "geed_terms",
+    "get_layer",
+    "orbit_features",
+]

@@ -1,0 +1,435 @@
+"""Saliency maps and the saliency invariance similarity SI.
+
+A *saliency map* ``m(x)`` attributes the logit of one target class to the input's entries; it
+has the shape of the input. SI asks whether the *decision process* is invariant: does the
+model look at the same (transformed) evidence when the input is transformed?
+
+``SI = mean_{i, g≠e} cos( m(x_i), g⁻¹·m(g·x_i) )``
+
+averaged over samples **and** over the ``N − 1`` non-identity orbit elements. The group undoes
+its own action (``group.act(m, group.inverse(g))``), so the maps are compared in the frame of
+``x``. Every orbit element is explained for the **same target class** as its original sample
+(the label, or the class predicted on the untransformed input).
+
+Methods (``c`` the target class, ``f_c`` its logit, ``x'`` the baseline, ``S`` steps):
+
+* ``"gradient"``: ``∂f_c/∂x``;
+* ``"gradient_x_input"``: ``x ⊙ ∂f_c/∂x``;
+* ``"integrated_gradients"``: ``(x − x') ⊙ (1/S) Σ_{s=1..S} ∂f_c/∂x (x' + (s/S)(x − x'))``
+  (right Riemann sum; Sundararajan et al. 2017).
+
+Post-processing (Moskalev et al. 2023, the *paper's recipe* and :func:`saliency_invariance`'s
+default): absolute value, then values below ``threshold·max`` (``threshold = 0.9``, the max
+per sample) set to zero, then a Gaussian blur (kernel 3, σ = 1, zero padding, per channel).
+
+Gradients are taken with ``torch.autograd.grad`` with respect to the inputs only (parameter
+``.grad`` is untouched), inside ``torch.inference_mode(False)`` and ``torch.enable_grad()``, so
+these functions also work inside a validation loop. Put the model in ``eval()`` mode first:
+batch statistics (BatchNorm in training mode) would couple the batched inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from invreg.functional.invariance import Reduction, _reduce, resolve_elements
+from invreg.groups import Group
+
+SaliencyMethod = Literal["gradient", "gradient_x_input", "integrated_gradients"]
+SALIENCY_METHODS = ("gradient", "gradient_x_input", "integrated_gradients")
+
+#: eps of the cosine similarity (torch's convention: an all-zero map has cosine 0)
+COSINE_EPS = 1e-8
+
+
+# --------------------------------------------------------------------------- post-processing
+def gaussian_blur(maps: Tensor, kernel_size: int = 3, sigma: float = 1.0) -> Tensor:
+    """Separable Gaussian blur over the spatial axes of ``[B, C, *spatial]`` (1-D or 2-D),
+    each channel separately, zero padding (output has the input's shape).
+
+    The kernel is ``exp(−d²/2σ²)`` at integer offsets ``d ∈ [−k//2, k//2]``, normalised to sum 1.
+    """
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"blur_kernel_size must be a positive odd integer, got {kernel_size}")
+    if sigma <= 0:
+        raise ValueError(f"blur_sigma must be positive, got {sigma}")
+    if maps.ndim not in (3, 4):
+        raise ValueError(
+            f"gaussian_blur: expected maps of shape [B, C, L] or [B, C, H, W], got "
+            f"{tuple(maps.shape)}"
+        )
+    offsets = torch.arange(kernel_size, dtype=maps.dtype, device=maps.device) - kernel_size // 2
+    kernel = torch.exp(-offsets.pow(2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    channels = maps.shape[1]
+    pad = kernel_size // 2
+    out = maps
+    if maps.ndim == 3:
+        weight = kernel.view(1, 1, -1).expand(channels, 1, -1)
+        return F.conv1d(out, weight, padding=pad, groups=channels)
+    weight_h = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    weight_w = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+    out = F.conv2d(out, weight_h, padding=(pad, 0), groups=channels)
+    return F.conv2d(out, weight_w, padding=(0, pad), groups=channels)
+
+
+def postprocess_saliency(
+    maps: Tensor,
+    absolute: bool = False,
+    threshold: float | None = None,
+    blur: bool = False,
+    blur_kernel_size: int = 3,
+    blur_sigma: float = 1.0,
+) -> Tensor:
+    """The paper's post-processing of saliency maps ``[B, ...]``, each step optional.
+
+    1. ``absolute``: ``|m|``;
+    2. ``threshold``: entries below ``threshold · max(m)`` set to 0 (``max`` per sample over all
+       entries; the paper uses 0.9);
+    3. ``blur``: :func:`gaussian_blur` with ``blur_kernel_size`` and ``blur_sigma`` (paper: 3, 1);
+       needs maps ``[B, C, L]`` or ``[B, C, H, W]``.
+
+    >>> m = torch.tensor([[[-2.0, 1.0, 0.5]]])
+    >>> postprocess_saliency(m, absolute=True, threshold=0.9)
+    tensor([[[2., 0., 0.]]])
+    """
+    if absolute:
+        maps = maps.abs()
+    if threshold is not None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be a fraction of the max in [0, 1], got {threshold}")
+        peak = maps.flatten(1).amax(dim=1).view(-1, *([1] * (maps.ndim - 1)))
+        maps = torch.where(maps < threshold * peak, torch.zeros_like(maps), maps)
+    if blur:
+        maps = gaussian_blur(maps, blur_kernel_size, blur_sigma)
+    return maps
+
+
+# --------------------------------------------------------------------------- attributions
+def saliency(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor | None = None,
+    method: SaliencyMethod = "integrated_gradients",
+    *,
+    baseline: float | Tensor = 0.0,
+    steps: int = 50,
+    absolute: bool = False,
+    threshold: float | None = None,
+    blur: bool = False,
+    blur_kernel_size: int = 3,
+    blur_sigma: float = 1.0,
+    max_batch_size: int | None = None,
+) -> Tensor:
+    """Saliency maps ``[B, *x.shape[1:]]`` of ``model``'s logit for the target class.
+
+    Args:
+        model: maps ``[B, *D]`` inputs to ``[B, C]`` logits.
+        x: inputs ``[B, *D]``.
+        target: class per sample ``[B]`` (labels), or ``None`` for the class ``model``
+            predicts on ``x`` (argmax of the logits).
+        method: ``"gradient"``, ``"gradient_x_input"`` or ``"integrated_gradients"`` (see the
+            module docstring for the formulas).
+        baseline: integrated gradients' reference input ``x'``: a number, or a tensor
+            broadcastable to ``x`` (in :func:`orbit_saliency`, a tensor baseline is transformed
+            with its sample: ``g·x'`` is the baseline of ``g·x``).
+        steps: integrated gradients' number of path points ``S`` (all evaluated in one batch).
+        absolute, threshold, blur, blur_kernel_size, blur_sigma: post-processing, see
+            :func:`postprocess_saliency` (all off by default: raw attributions).
+        max_batch_size: at most this many model inputs per forward + backward pass (``None``:
+            all ``B`` (``B·S`` for integrated gradients) inputs in one pass).
+
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3, 2, bias=False))
+    >>> with torch.no_grad():
+    ...     _ = model[1].weight.copy_(torch.tensor([[1.0, -2.0, 0.0], [0.0, 0.0, 1.0]]))
+    >>> x = torch.tensor([[[1.0, 1.0, 1.0]]])
+    >>> saliency(model, x, torch.tensor([0]), "gradient")
+    tensor([[[ 1., -2.,  0.]]])
+    >>> saliency(model, x, torch.tensor([0]), "integrated_gradients", absolute=True)
+    tensor([[[1., 2., 0.]]])
+    """
+    _check_options(method, steps, max_batch_size)
+    if not isinstance(x, Tensor) or x.ndim < 2:
+        raise ValueError(
+            f"x: expected a batch of inputs [B, ...], got "
+            f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+        )
+    with torch.inference_mode(False), torch.enable_grad():
+        x = x.clone()  # an inference tensor cannot take part in autograd
+        target = resolve_target(model, x, target)
+        base = _broadcast_baseline(baseline, x)
+        maps = _attributions(model, x, target, method, base, steps, max_batch_size)
+    return postprocess_saliency(maps, absolute, threshold, blur, blur_kernel_size, blur_sigma)
+
+
+def orbit_saliency(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor | None,
+    group: Group,
+    method: SaliencyMethod = "integrated_gradients",
+    *,
+    baseline: float | Tensor = 0.0,
+    steps: int = 50,
+    absolute: bool = True,
+    threshold: float | None = 0.9,
+    blur: bool = True,
+    blur_kernel_size: int = 3,
+    blur_sigma: float = 1.0,
+    max_batch_size: int | None = None,
+    num_samples: int | None = None,
+    generator: torch.Generator | None = None,
+    elements: Tensor | None = None,
+) -> Tensor:
+    """Saliency maps of every orbit element, mapped back to ``x``'s frame: ``[B, N, *D]``.
+
+    ``out[:, j] = P( g_j⁻¹ · a(g_j·x) )`` with ``a`` the raw attribution of ``method`` for the
+    **same** target class as the untransformed sample (``target``, or the class predicted on
+    ``x`` when ``None``), ``g_j⁻¹`` applied by ``group.act(a, group.inverse(g_j))``, and ``P``
+    the post-processing (defaults: the paper's recipe, |IG|, 0.9·max threshold, 3×3 σ=1 blur).
+    ``out[:, 0]`` is ``P(a(x))``. The orbit elements are ``group.elements(num_samples)`` (or
+    ``elements``), identity first.
+
+    All ``B·N`` (``B·N·S`` for integrated gradients) attributions come from ONE batched forward
+    and backward pass, or from passes of at most ``max_batch_size`` inputs.
+
+    Post-processing is applied *after* mapping back, so both maps of a pair are processed in
+    the same frame. For exact actions (rotations by 90°, flips, dihedral groups) this equals
+    processing each map in its own frame and then mapping back, because |·|, the per-sample max
+    and the symmetric blur commute with those actions; for cyclic shifts it avoids the blur's
+    zero padding meeting the wrapped-around edge differently in the two frames.
+    """
+    _check_options(method, steps, max_batch_size)
+    group.check_input(x)
+    with torch.inference_mode(False), torch.enable_grad():
+        x = x.clone()  # an inference tensor cannot take part in autograd
+        target = resolve_target(model, x, target)
+        elems = resolve_elements(group, x, num_samples, generator, elements)
+        batch, n = x.shape[0], elems.shape[0]
+        orbit = group.orbit_from_elements(x, elems)  # [B, N, *D]
+        inputs = orbit.reshape(batch * n, *x.shape[1:])
+        base = _broadcast_baseline(baseline, x)
+        if base.ndim:  # a baseline image per sample transforms with its sample
+            base = group.orbit_from_elements(base, elems).reshape_as(inputs)
+        maps = _attributions(
+            model, inputs, target.repeat_interleave(n), method, base, steps, max_batch_size
+        )
+        maps = maps.detach().reshape(batch, n, *x.shape[1:])
+    # undo each transformation: maps[:, j] := g_j⁻¹ · maps[:, j]
+    inverses = group.inverse(elems)[1:]  # [N - 1, *element_shape]
+    per_sample = inverses.unsqueeze(0).expand(batch, *inverses.shape)
+    aligned = group.act(
+        maps[:, 1:].reshape(batch * (n - 1), *x.shape[1:]),
+        per_sample.reshape(batch * (n - 1), *group.element_shape),
+    ).reshape(batch, n - 1, *x.shape[1:])
+    maps = torch.cat([maps[:, :1], aligned], dim=1)
+    processed = postprocess_saliency(
+        maps.reshape(batch * n, *x.shape[1:]),
+        absolute,
+        threshold,
+        blur,
+        blur_kernel_size,
+        blur_sigma,
+    )
+    return processed.reshape(batch, n, *x.shape[1:])
+
+
+def saliency_invariance(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor | None,
+    group: Group,
+    method: SaliencyMethod = "integrated_gradients",
+    *,
+    reduction: Reduction = "mean",
+    baseline: float | Tensor = 0.0,
+    steps: int = 50,
+    absolute: bool = True,
+    threshold: float | None = 0.9,
+    blur: bool = True,
+    blur_kernel_size: int = 3,
+    blur_sigma: float = 1.0,
+    max_batch_size: int | None = None,
+    num_samples: int | None = None,
+    generator: torch.Generator | None = None,
+    elements: Tensor | None = None,
+) -> Tensor:
+    """Saliency invariance similarity SI (higher is more invariant; 1 for an invariant model).
+
+    ``SI = mean_{i, g≠e} cos( m(x_i), g⁻¹·m(g·x_i) )``, the mean over samples **and** over the
+    ``N − 1`` non-identity orbit elements; ``m`` the post-processed saliency map of the target
+    class (the same class for every orbit element of a sample), cosine over all entries of
+    the maps (``eps = 1e-8``: an all-zero map has cosine 0). Maps come from
+    :func:`orbit_saliency` (one batched backward); the defaults are the paper's recipe.
+
+    Args:
+        model: maps ``[B, *D]`` inputs to ``[B, C]`` logits (in ``eval()`` mode).
+        x: inputs ``[B, *D]`` that ``group`` acts on.
+        target: classes ``[B]``, or ``None`` for the class predicted on ``x``.
+        group: the transformations.
+        method: see the module docstring.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-pair similarities ``[B, N − 1]``).
+        baseline, steps, absolute, threshold, blur, blur_kernel_size, blur_sigma,
+            max_batch_size: see :func:`saliency` and :func:`orbit_saliency`.
+        num_samples, generator, elements: orbit elements, as in
+            :func:`~invreg.functional.orbit_logits`.
+
+    >>> from invreg.groups import Rotations
+    >>> class RotationInvariant(nn.Module):  # sum of squares: invariant to every rotation
+    ...     def forward(self, x):
+    ...         s = x.pow(2).flatten(1).sum(1)
+    ...         return torch.stack([s, -s], dim=1)
+    >>> x = torch.randn(3, 1, 6, 6)
+    >>> saliency_invariance(RotationInvariant(), x, None, Rotations(4)).item() > 0.999
+    True
+    """
+    maps = orbit_saliency(
+        model,
+        x,
+        target,
+        group,
+        method,
+        baseline=baseline,
+        steps=steps,
+        absolute=absolute,
+        threshold=threshold,
+        blur=blur,
+        blur_kernel_size=blur_kernel_size,
+        blur_sigma=blur_sigma,
+        max_batch_size=max_batch_size,
+        num_samples=num_samples,
+        generator=generator,
+        elements=elements,
+    )
+    return saliency_similarity(maps, reduction)
+
+
+def saliency_similarity(maps: Tensor, reduction: Reduction = "mean") -> Tensor:
+    """SI from aligned orbit maps ``[B, N, *D]`` (:func:`orbit_saliency`'s output): the cosine
+    between ``maps[:, 0]`` and each ``maps[:, j]``, ``j ≥ 1``, over all entries (``eps = 1e-8``),
+    reduced over samples and non-identity elements (``"none"``: ``[B, N − 1]``). Lets a caller
+    that already has the maps (e.g. to plot them) get SI without a second backward.
+
+    >>> maps = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
+    >>> saliency_similarity(maps)
+    tensor(0.5000)
+    """
+    if maps.ndim < 3 or maps.shape[1] < 2:
+        raise ValueError(
+            f"maps: expected [B, N, ...] with N >= 2 (identity first), got {tuple(maps.shape)}"
+        )
+    flat = maps.flatten(2)
+    similarity = F.cosine_similarity(
+        flat[:, :1].expand_as(flat[:, 1:]), flat[:, 1:], dim=-1, eps=COSINE_EPS
+    )
+    return _reduce(similarity, reduction)
+
+
+# --------------------------------------------------------------------------- helpers
+def resolve_target(model: nn.Module, x: Tensor, target: Tensor | None) -> Tensor:
+    """``target`` validated as classes ``[B]``, or the class ``model`` predicts on ``x``."""
+    if target is None:
+        with torch.no_grad():
+            logits = model(x)
+        _check_logits(logits, x.shape[0])
+        return logits.argmax(dim=-1)
+    if not isinstance(target, Tensor) or target.shape != (x.shape[0],):
+        got = tuple(target.shape) if isinstance(target, Tensor) else type(target).__name__
+        raise ValueError(f"target: expected class indices of shape ({x.shape[0]},), got {got}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise ValueError(f"target: expected integer class indices, got dtype {target.dtype}")
+    return target.to(device=x.device, dtype=torch.long)
+
+
+def _check_logits(logits: Tensor, batch: int) -> None:
+    if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != batch:
+        got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(
+            f"saliency needs a model returning logits [B, C] = [{batch}, C], got {got}"
+        )
+
+
+def _check_options(method: str, steps: int, max_batch_size: int | None) -> None:
+    if method not in SALIENCY_METHODS:
+        raise ValueError(f"method must be one of {SALIENCY_METHODS}, got {method!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if max_batch_size is not None and max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be a positive integer or None, got {max_batch_size}")
+
+
+def _broadcast_baseline(baseline: float | Tensor, x: Tensor) -> Tensor:
+    """A number as a 0-dim tensor; a tensor expanded to ``x``'s shape (one baseline per sample)."""
+    base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
+    if base.ndim == 0:
+        return base
+    try:
+        return base.expand_as(x)
+    except RuntimeError:
+        raise ValueError(
+            f"baseline: expected a number or a tensor broadcastable to x {tuple(x.shape)}, got "
+            f"shape {tuple(base.shape)}"
+        ) from None
+
+
+def _attributions(
+    model: nn.Module,
+    inputs: Tensor,
+    target: Tensor,
+    method: str,
+    baseline: Tensor,
+    steps: int,
+    max_batch_size: int | None,
+) -> Tensor:
+    """Raw attributions ``[M, *D]`` of ``inputs`` ``[M, *D]`` (grad mode on, no post-processing)."""
+    if method != "integrated_gradients":
+        grads = _input_gradients(model, inputs, target, max_batch_size)
+        return grads if method == "gradient" else inputs * grads
+    # all S path points of all M inputs in one batch, step-major: [S, M, *D]
+    delta = inputs - baseline
+    alphas = torch.arange(1, steps + 1, dtype=inputs.dtype, device=inputs.device) / steps
+    alphas = alphas.view(steps, *([1] * inputs.ndim))
+    path = (baseline + alphas * delta).reshape(steps * inputs.shape[0], *inputs.shape[1:])
+    grads = _input_gradients(model, path, target.repeat(steps), max_batch_size)
+    return delta * grads.reshape(steps, *inputs.shape).mean(dim=0)
+
+
+def _input_gradients(
+    model: nn.Module, inputs: Tensor, target: Tensor, max_batch_size: int | None
+) -> Tensor:
+    """``∂ f_{target_k}(inputs_k) / ∂ inputs_k`` for every row ``k``, one backward per chunk."""
+    total = inputs.shape[0]
+    step = total if max_batch_size is None else max_batch_size
+    grads = []
+    for start in range(0, total, max(step, 1)):
+        chunk = inputs[start : start + step].detach().requires_grad_(True)
+        logits = model(chunk)
+        _check_logits(logits, chunk.shape[0])
+        if not torch.isfinite(logits).all():
+            raise ValueError("saliency: the model's logits contain NaN or Inf")
+        classes = target[start : start + step]
+        if classes.numel() and (classes.min() < 0 or classes.max() >= logits.shape[1]):
+            raise ValueError(
+                f"target: class indices must lie in [0, {logits.shape[1]}), got "
+                f"{classes.min().item()}..{classes.max().item()}"
+            )
+        selected = logits.gather(1, classes.view(-1, 1)).sum()
+        (grad,) = torch.autograd.grad(selected, chunk)
+        grads.append(grad)
+    return torch.cat(grads, dim=0) if len(grads) != 1 else grads[0]
+
+
+__all__ = [
+    "SALIENCY_METHODS",
+    "gaussian_blur",
+    "orbit_saliency",
+    "postprocess_saliency",
+    "resolve_target",
+    "saliency",
+    "saliency_invariance",
+    "saliency_similarity",
+]

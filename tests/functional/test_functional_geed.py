@@ -1,0 +1,147 @@
+"""Layer-wise G-EED: hooks, formulas, modes, e2cnn field types."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from invreg.functional import geed, geed_terms, orbit_features, orbit_logits
+from invreg.functional.geed import _e2cnn_element
+from invreg.groups import ContinuousRotations, CyclicShifts, Dihedral, Rotations
+from invreg.models import E2CNN, MLP, TiedMLP
+
+C4 = Rotations(4)
+
+
+def corner_images() -> torch.Tensor:
+    """Two 2×2 one-hot images; their C4 orbits are the four one-hot images."""
+    x = torch.zeros(2, 1, 2, 2)
+    x[0, 0, 0, 0] = 1.0
+    x[1, 0, 0, 1] = 1.0
+    return x
+
+
+def identity_model() -> nn.Module:
+    return nn.Sequential(nn.Identity())
+
+
+def test_invariance_by_hand():
+    # features = the images: one-hot e_k, orbit centroid = 0.25·1 (all four corners)
+    x, model = corner_images(), identity_model()
+    # cosine: cos(e_k, 0.25·1) = 0.25 / (1·0.5) = 0.5; random pairs: orthogonal one-hots -> 1
+    assert geed(model, x, C4, "0", normalize=False).item() == pytest.approx(0.5, abs=1e-6)
+    assert geed(model, x, C4, "0").item() == pytest.approx(0.5, abs=1e-6)
+    # euclidean: ‖e_k − 0.25·1‖ = sqrt(0.75² + 3·0.25²) = sqrt(0.75); random pairs: sqrt(2)
+    euclid = geed(model, x, C4, "0", distance="euclidean", normalize=False)
+    assert euclid.item() == pytest.approx(math.sqrt(0.75), abs=1e-6)
+    normalized = geed(model, x, C4, "0", distance="euclidean")
+    assert normalized.item() == pytest.approx(math.sqrt(0.75) / math.sqrt(2), abs=1e-6)
+    # kl: KL(softmax(0.25·1) ‖ softmax(e_k)) = KL(uniform ‖ [e, 1, 1, 1]/(e + 3))
+    e = math.e
+    kl = 0.25 * math.log(0.25 * (e + 3) / e) + 0.75 * math.log(0.25 * (e + 3))
+    assert geed(model, x, C4, "0", distance="kl", normalize=False).item() == pytest.approx(
+        kl, abs=1e-6
+    )
+    per_pair = geed(model, x, C4, "0", normalize=False, reduction="none")
+    assert per_pair.shape == (2, 3)
+
+
+def test_equivariance_by_hand():
+    x = corner_images()
+    # the identity map is equivariant; flatten-then-identity is invariant to nothing
+    assert geed(identity_model(), x, C4, "0", mode="equivariance").item() == 0.0
+    # a 3×3 all-ones convolution with zero padding commutes with rot90
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    nn.init.ones_(conv.weight)
+    x = torch.randn(4, 1, 6, 6)
+    assert geed(nn.Sequential(conv), x, C4, "0", mode="equivariance").item() < 1e-6
+    # a random filter does not
+    nn.init.normal_(conv.weight)
+    assert geed(nn.Sequential(conv), x, C4, "0", mode="equivariance").item() > 1e-2
+    # a circular convolution commutes with cyclic shifts, a zero-padded one does not
+    shifts = CyclicShifts(3, dim=-1)
+    circular = nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular")
+    assert geed(nn.Sequential(circular), x, shifts, "0", mode="equivariance").item() < 1e-6
+    zero_padded = nn.Conv2d(1, 2, 3, padding=1)
+    assert geed(nn.Sequential(zero_padded), x, shifts, "0", mode="equivariance").item() > 1e-3
+
+
+def test_hidden_orbits_use_the_input_elements():
+    model = nn.Sequential(nn.Identity(), nn.Flatten(), nn.Linear(36, 3))
+    x = torch.randn(3, 1, 6, 6)
+    so2 = ContinuousRotations()
+    gen = torch.Generator().manual_seed(0)
+    orbit = orbit_features(model, x, so2, ["0", ""], num_samples=4, generator=gen)
+    assert orbit.elements.shape == (4,) and orbit.elements[0] == 0
+    expected = so2.orbit_from_elements(x, orbit.elements)
+    assert torch.equal(orbit.features["0"], expected)
+    assert torch.allclose(orbit.features[""], orbit.logits)
+    assert torch.allclose(orbit.logits, orbit_logits(model, x, so2, elements=orbit.elements))
+    chunked = orbit_features(model, x, so2, ["0"], chunk_size=2, elements=orbit.elements)
+    assert torch.equal(chunked.features["0"], expected)
+
+
+def test_invariant_layers_of_weight_tied_and_e2cnn_models():
+    torch.manual_seed(0)
+    x = torch.randn(6, 1, 9, 9)
+    tied = TiedMLP((1, 9, 9), 5, group="c4", hidden_widths=(16, 16)).eval()
+    # hidden.0 holds the per-orbit-element features (not invariant); pool onward is
+    assert geed(tied, x, C4, "hidden.0").item() > 0.05
+    for layer in ("pool", "hidden.1", "head"):
+        assert geed(tied, x, C4, layer).item() < 1e-5
+    e2 = E2CNN((1, 9, 9), 3, group="c4", channels=(2, 4)).eval()
+    for layer in ("blocks.0.conv", "blocks.0", "blocks.1", "group_pool"):
+        assert geed(e2, x, C4, layer, mode="equivariance").item() < 1e-5
+    assert geed(e2, x, C4, "blocks.0").item() > 0.05  # regular fields permute, not invariant
+    assert geed(e2, x, C4, "head").item() < 1e-5
+
+
+def test_random_mlp_layers_are_not_invariant():
+    torch.manual_seed(0)
+    model = MLP((1, 9, 9), 5, hidden_widths=(16, 16)).eval()
+    x = torch.randn(6, 1, 9, 9)
+    for layer in ("hidden.0", "hidden.1", "head"):
+        assert geed(model, x, C4, layer).item() > 0.01
+
+
+@pytest.mark.parametrize(
+    ("group", "gspace_n", "flips"), [(C4, 4, False), (C4, 8, False), (Dihedral(4), 4, True)]
+)
+def test_e2cnn_elements_act_like_the_group(group, gspace_n, flips):
+    from e2cnn import gspaces
+    from e2cnn import nn as enn
+
+    gspace = gspaces.FlipRot2dOnR2(gspace_n) if flips else gspaces.Rot2dOnR2(gspace_n)
+    field = enn.FieldType(gspace, [gspace.trivial_repr])
+    x = torch.randn(1, 1, 5, 5)
+    for g in range(group.order):
+        element = _e2cnn_element(group, torch.tensor(g), gspace)
+        moved = enn.GeometricTensor(x, field).transform(element).tensor
+        assert torch.allclose(moved, group.act(x, g), atol=1e-6)
+
+
+def test_errors():
+    model = MLP((1, 4, 4), 3, hidden_widths=(4,))
+    x = torch.randn(2, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"'hiden.0'.*Did you mean 'hidden.0'.*Available names"):
+        geed(model, x, C4, "hiden.0")
+    with pytest.raises(ValueError, match="cannot act on layer 'hidden.0'"):
+        geed(model, x, C4, "hidden.0", mode="equivariance")
+    with pytest.raises(ValueError, match="mode"):
+        geed(model, x, C4, "head", mode="covariance")
+    with pytest.raises(ValueError, match="distance"):
+        geed(model, x, C4, "head", distance="manhattan")
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        geed(model, x[:1], C4, "head")
+    shared = nn.Linear(3, 3)
+    twice = nn.Sequential(nn.Flatten(), nn.Linear(16, 3), shared, nn.ReLU(), shared)
+    with pytest.raises(ValueError, match="ran 2 times"):
+        geed(twice, x, C4, "2")
+    orbit = orbit_features(model, x, C4, ["head"])
+    with pytest.raises(ValueError, match="was not captured"):
+        geed_terms(orbit, "hidden.0", C4)
+    with pytest.raises(NotImplementedError, match="no mapping"):
+        from e2cnn import gspaces
+
+        _e2cnn_element(CyclicShifts(3), torch.tensor(1), gspaces.Rot2dOnR2(4))

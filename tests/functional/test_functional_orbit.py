@@ -1,0 +1,129 @@
+"""orbit_logits and the output-level invariance errors (LI, DI, consistency, accuracy)."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from invreg.functional import (
+    logit_invariance,
+    orbit_accuracy,
+    orbit_consistency,
+    orbit_logits,
+    predictive_kl_invariance,
+)
+from invreg.groups import ContinuousRotations, CyclicShifts, Rotations
+from invreg.models import MLP, TiedMLP
+
+C4 = Rotations(4)
+
+
+class CountingModel(nn.Module):
+    """Records the batch size of every forward."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.batches: list[int] = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        return self.net(x)
+
+
+def test_hand_computed_errors():
+    # one sample, orbit of 3: f(x) = [1, 0], f(g1 x) = [0, 1], f(g2 x) = [2, 0]
+    orbit = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]]])
+    # LI = mean(½·2, ½·1) = 0.75; normalised: mean(2/1, 1/1) = 1.5
+    assert logit_invariance(orbit).item() == pytest.approx(0.75, abs=1e-6)
+    assert logit_invariance(orbit, normalized=True).item() == pytest.approx(1.5, abs=1e-6)
+    # DI = mean over the two pairs of KL(softmax[1,0] ‖ softmax f(g x))
+    p = [math.exp(1) / (math.exp(1) + 1), 1 / (math.exp(1) + 1)]
+
+    def kl(q):
+        return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
+
+    q1 = [p[1], p[0]]
+    q2 = [math.exp(2) / (math.exp(2) + 1), 1 / (math.exp(2) + 1)]
+    expected = (kl(q1) + kl(q2)) / 2
+    assert predictive_kl_invariance(orbit).item() == pytest.approx(expected, abs=1e-6)
+    # argmax 0, 1, 0: not consistent; correct everywhere for neither class
+    assert orbit_consistency(orbit).item() == 0.0
+    assert orbit_accuracy(orbit, torch.tensor([0])).item() == 0.0
+    assert logit_invariance(orbit, reduction="none").shape == (1, 2)
+    assert logit_invariance(orbit, reduction="sum").item() == pytest.approx(1.5, abs=1e-6)
+
+
+def test_orbit_logits_matches_a_loop_and_chunks():
+    torch.manual_seed(0)
+    model = MLP((1, 6, 6), 4, hidden_widths=(8,)).eval()
+    x = torch.randn(5, 1, 6, 6)
+    orbit = orbit_logits(model, x, C4)
+    assert orbit.shape == (5, 4, 4)
+    for g in range(4):
+        assert torch.allclose(orbit[:, g], model(C4.act(x, g)), atol=1e-6)
+    for chunk in (1, 2, 5, 7):
+        assert torch.allclose(orbit_logits(model, x, C4, chunk_size=chunk), orbit, atol=1e-6)
+
+
+def test_one_batched_forward_or_chunks():
+    counting = CountingModel(MLP((1, 6, 6), 3, hidden_widths=(4,)))
+    orbit_logits(counting, torch.randn(5, 1, 6, 6), C4)
+    assert counting.batches == [20]
+    counting.batches.clear()
+    orbit_logits(counting, torch.randn(5, 1, 6, 6), C4, chunk_size=2)
+    assert counting.batches == [8, 8, 4]
+
+
+def test_explicit_elements_and_continuous_groups():
+    model = MLP((1, 6, 6), 3, hidden_widths=(4,))
+    x = torch.randn(2, 1, 6, 6)
+    elems = torch.tensor([0, 2])
+    orbit = orbit_logits(model, x, C4, elements=elems)
+    assert torch.allclose(orbit[:, 1], model(C4.act(x, 2)))
+    with pytest.raises(ValueError, match="identity"):
+        orbit_logits(model, x, C4, elements=torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"elements: expected a tensor of shape \[N\]"):
+        orbit_logits(model, x, C4, elements=torch.zeros(2, 2, dtype=torch.long))
+    so2 = ContinuousRotations()
+    gen = torch.Generator().manual_seed(0)
+    assert orbit_logits(model, x, so2, num_samples=3, generator=gen).shape == (2, 3, 3)
+
+
+@pytest.mark.parametrize("group", ["c4", "t3"])
+def test_exactly_invariant_model(group):
+    torch.manual_seed(0)
+    g = C4 if group == "c4" else CyclicShifts(3)
+    model = TiedMLP((1, 6, 6), 5, group=group, hidden_widths=(16, 16)).eval()
+    orbit = orbit_logits(model, torch.randn(8, 1, 6, 6), g)
+    assert logit_invariance(orbit).item() < 1e-6
+    assert logit_invariance(orbit, normalized=True).item() < 1e-6
+    assert predictive_kl_invariance(orbit).abs().item() < 1e-6
+    assert orbit_consistency(orbit).item() == 1.0
+
+
+def test_random_mlp_is_not_invariant():
+    torch.manual_seed(0)
+    model = MLP((1, 6, 6), 5, hidden_widths=(16, 16)).eval()
+    orbit = orbit_logits(model, torch.randn(8, 1, 6, 6), C4)
+    assert logit_invariance(orbit).item() > 1e-4
+    assert predictive_kl_invariance(orbit).item() > 1e-6
+
+
+def test_bad_orbits():
+    with pytest.raises(ValueError, match=r"\[B, N, C\]"):
+        logit_invariance(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="at least 2"):
+        logit_invariance(torch.zeros(4, 1, 3))
+    bad = torch.zeros(2, 3, 4)
+    bad[0, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        predictive_kl_invariance(bad)
+    bad[0, 1, 2] = float("inf")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        orbit_consistency(bad)
+    with pytest.raises(ValueError, match="target"):
+        orbit_accuracy(torch.zeros(2, 3, 4), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="chunk_size"):
+        orbit_logits(nn.Flatten(), torch.zeros(2, 1, 4, 4), C4, chunk_size=0)
