@@ -122,11 +122,16 @@ class Group(ABC):
     def orbit_from_elements(self, x: Tensor, elems: Tensor) -> Tensor:
         """Apply every element of ``elems`` (shape ``[N]``) to the whole batch: ``[B, N, ...]``."""
         self.check_input(x)
-        batch = x.shape[0]
-        copies = [
-            self._act(x, elems[i].expand(batch, *self.element_shape)) for i in range(elems.shape[0])
-        ]
-        return torch.stack(copies, dim=1)
+        out = x.new_empty(x.shape[0], elems.shape[0], *x.shape[1:])
+        # one device-to-host transfer for all elements; each copy is written in place
+        for i, element in enumerate(elems.cpu()):
+            out[:, i] = self._act_one(x, element)
+        return out
+
+    def _act_one(self, x: Tensor, element: Tensor) -> Tensor:
+        """Apply one element (a CPU scalar / vector) to every sample; override for speed."""
+        g = element.to(x.device).expand(x.shape[0], *self.element_shape)
+        return self._act(x, g)
 
     # ------------------------------------------------------------------ helpers
     def _as_elements(

@@ -49,5 +49,8 @@ class Flips(Group):
     def _act(self, x: Tensor, g: Tensor) -> Tensor:
         return self._act_grouped(x, g, self._apply)
 
+    def _act_one(self, x: Tensor, element: Tensor) -> Tensor:
+        return self._apply(x, int(element))
+
     def __repr__(self) -> str:
         return f"Flips(axes={self.axes!r})"

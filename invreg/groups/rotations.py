@@ -36,6 +36,15 @@ def rotate(x: Tensor, angles: Tensor) -> Tensor:
     return out
 
 
+def rotate_all(x: Tensor, angle: float) -> Tensor:
+    """Rotate every image of ``x`` by the same ``angle`` degrees (exact for multiples of 90°)."""
+    quarter = (angle % 360.0) / 90.0
+    if abs(quarter - round(quarter)) < 1e-9:
+        k = round(quarter) % 4
+        return x.clone() if k == 0 else torch.rot90(x, k, dims=(-2, -1))
+    return _rotate_bilinear(x, torch.full((x.shape[0],), angle, device=x.device))
+
+
 def _rotate_bilinear(x: Tensor, angles: Tensor) -> Tensor:
     # grid_sample pulls: output location p reads the input at R(-θ)·p. In normalised (x right,
     # y down) coordinates a counter-clockwise display rotation by θ reads the input at
@@ -94,6 +103,9 @@ class Rotations(Group):
     def _act(self, x: Tensor, g: Tensor) -> Tensor:
         return rotate(x, self.angles(g).to(x.device))
 
+    def _act_one(self, x: Tensor, element: Tensor) -> Tensor:
+        return rotate_all(x, float(self.angles(element)))
+
     def __repr__(self) -> str:
         return f"Rotations(n={self.n})"
 
@@ -137,6 +149,10 @@ class Dihedral(Group):
         flipped = torch.where((s == 1).view(-1, *([1] * (x.ndim - 1))), hflip(x), x)
         return rotate(flipped, r.to(torch.float64).to(x.device) * (360.0 / self.n))
 
+    def _act_one(self, x: Tensor, element: Tensor) -> Tensor:
+        r, s = divmod(int(element), self.n)[::-1]
+        return rotate_all(hflip(x) if s else x, r * 360.0 / self.n)
+
     def __repr__(self) -> str:
         return f"Dihedral(n={self.n})"
 
@@ -174,6 +190,9 @@ class ContinuousRotations(Group):
 
     def _act(self, x: Tensor, g: Tensor) -> Tensor:
         return rotate(x, g.to(torch.float64))
+
+    def _act_one(self, x: Tensor, element: Tensor) -> Tensor:
+        return rotate_all(x, float(element))
 
     def __repr__(self) -> str:
         return f"ContinuousRotations(max_angle={self.max_angle:g})"

@@ -68,5 +68,8 @@ class CyclicShifts(Group):
         step = self.step(x.shape[self.dim])
         return self._act_grouped(x, g, lambda xs, e: torch.roll(xs, e * step, dims=self.dim))
 
+    def _act_one(self, x: Tensor, element: Tensor) -> Tensor:
+        return torch.roll(x, int(element) * self.step(x.shape[self.dim]), dims=self.dim)
+
     def __repr__(self) -> str:
         return f"CyclicShifts(n={self.n}, shift={self.shift}, dim={self.dim})"
