@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> Results:
                       help="small subset, few epochs: minutes on 2 CPU cores")
     size.add_argument("--smoke", action="store_const", const="smoke", dest="scale",
                       help="seconds: checks that every code path runs")
-    size.add_argument("--scale", choices=sorted(SCALES), default="full")
+    size.add_argument("--scale", choices=sorted(SCALES))
+    parser.set_defaults(scale="full")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0, 1, ...)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per model")
     parser.add_argument("--out", type=Path, default=None, help="default: results/<name>")

@@ -35,3 +35,15 @@ def test_cli_arguments(tmp_path, capsys):
         main(["no-such-experiment"])
     with pytest.raises(ValueError, match="unknown"):
         main(["genuine-drift", "--smoke", "--groups", "X9", "--out", str(tmp_path)])
+
+
+def test_scale_flags(monkeypatch):
+    import invreg.experiments.runner as runner
+
+    seen = []
+    monkeypatch.setattr(runner, "run", lambda name, scale, *args, **kw: seen.append(scale))
+    runner.main(["layerwise"])
+    runner.main(["layerwise", "--quick"])
+    runner.main(["layerwise", "--smoke"])
+    runner.main(["layerwise", "--scale", "quick"])
+    assert seen == ["full", "quick", "smoke", "quick"]
