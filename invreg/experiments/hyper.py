@@ -19,7 +19,7 @@ Prints a Markdown table (mean ± std over seeds) and writes ``results.json`` to 
 
     python -m invreg.experiments.hyper [--seeds 0 1 2] [--upstream-epochs 40]
         [--downstream-epochs 20] [--out runs/hyper-evidence] [--accelerator cpu] [--wandb]
-        [--upstream-set KEY VALUE ...]
+        [--upstream-set KEY VALUE ...] [--reuse-upstream]
 """
 
 from __future__ import annotations
@@ -72,18 +72,26 @@ def common_args(seed: int, root: Path, accelerator: str, wandb: bool, name: str)
 
 
 def run_seed(seed: int, out: Path, upstream_epochs: int, downstream_epochs: int,
-             accelerator: str, wandb: bool, upstream_overrides: list[str] = ()) -> list[dict]:
+             accelerator: str, wandb: bool, upstream_overrides: list[str] = (),
+             reuse_upstream: bool = False) -> list[dict]:
     root = out / f"seed{seed}"
-    start = time.time()
-    upstream = cli_main(["fit", "--config", str(CONFIGS / "upstream.yaml"),
-                         "--trainer.max_epochs", str(upstream_epochs),
-                         *common_args(seed, root / "upstream", accelerator, wandb,
-                                      f"upstream-s{seed}"), *upstream_overrides])
     checkpoint = root / "upstream.ckpt"
-    upstream.trainer.save_checkpoint(checkpoint)
-    backbone = upstream.model.backbone.config
-    rows = [dict(seed=seed, task="upstream", variant="upstream",
-                 val_acc=float(upstream.trainer.callback_metrics["val/acc"]),
+    start = time.time()
+    if reuse_upstream and checkpoint.is_file():
+        # the upstream run is seeded and deterministic: its checkpoint stands for a rerun
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        backbone = saved["hyper_parameters"]["backbone_config"]
+        val_acc = json.loads((root / "upstream.json").read_text())["val_acc"]
+    else:
+        upstream = cli_main(["fit", "--config", str(CONFIGS / "upstream.yaml"),
+                             "--trainer.max_epochs", str(upstream_epochs),
+                             *common_args(seed, root / "upstream", accelerator, wandb,
+                                          f"upstream-s{seed}"), *upstream_overrides])
+        val_acc = float(upstream.trainer.callback_metrics["val/acc"])
+        upstream.trainer.save_checkpoint(checkpoint)
+        (root / "upstream.json").write_text(json.dumps(dict(val_acc=val_acc)))
+        backbone = upstream.model.backbone.config
+    rows = [dict(seed=seed, task="upstream", variant="upstream", val_acc=val_acc,
                  seconds=round(time.time() - start, 1))]
     for task, config in TASKS.items():
         for variant, extra in VARIANTS.items():
@@ -149,6 +157,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         metavar=("KEY", "VALUE"),
                         help="override the upstream config, e.g. "
                              "--upstream-set model.init_args.invariance_weight 2")
+    parser.add_argument("--reuse-upstream", action="store_true",
+                        help="skip the upstream run of a seed whose checkpoint is in --out")
     args = parser.parse_args(argv)
     overrides = [item for key, value in args.upstream_set for item in (f"--{key}", value)]
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -156,7 +166,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for seed in args.seeds:
         rows += run_seed(seed, args.out, args.upstream_epochs, args.downstream_epochs,
-                         args.accelerator, args.wandb, overrides)
+                         args.accelerator, args.wandb, overrides, args.reuse_upstream)
     name = "results.json" if len(args.seeds) > 1 else f"results-seed{args.seeds[0]}.json"
     (args.out / name).write_text(json.dumps(rows, indent=1))
     print(summarise(rows))
