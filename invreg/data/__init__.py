@@ -22,13 +22,16 @@ from invreg.data.digits import DigitsDataModule
 from invreg.data.idx import read_idx, write_idx
 from invreg.data.mnist import MNISTDataModule, find_mnist_files, read_mnist_split
 from invreg.data.mnist1d import MNIST1DDataModule
+from invreg.data.tasks import DigitOrientationDataModule, RotatedDigitsDataModule
 
 __all__ = [
+    "DigitOrientationDataModule",
     "DigitsDataModule",
     "GroupAugmentation",
     "InvarianceDataModule",
     "MNIST1DDataModule",
     "MNISTDataModule",
+    "RotatedDigitsDataModule",
     "act_with_fill",
     "find_mnist_files",
     "read_idx",

@@ -39,12 +39,19 @@ from invreg.functional.saliency import (
     saliency_invariance,
     saliency_similarity,
 )
+from invreg.functional.spectral import (
+    SPECTRAL_METHODS,
+    jacobian_spectral_norm,
+    weight_matrices,
+    weight_singular_values,
+)
 
 __all__ = [
     "DISTANCES",
     "GEED_MODES",
     "PAIR_ERRORS",
     "SALIENCY_METHODS",
+    "SPECTRAL_METHODS",
     "OrbitFeatures",
     "check_orbit",
     "cosine_distance",
@@ -53,6 +60,7 @@ __all__ = [
     "geed",
     "geed_terms",
     "get_layer",
+    "jacobian_spectral_norm",
     "logit_invariance",
     "logit_l2",
     "normalized_logit_l2",
@@ -70,4 +78,6 @@ __all__ = [
     "saliency",
     "saliency_invariance",
     "saliency_similarity",
+    "weight_matrices",
+    "weight_singular_values",
 ]

@@ -1,5 +1,6 @@
 """Group actions on inputs: the only code in invreg that transforms a tensor."""
 
+from invreg.groups.affine import Scalings, Translations
 from invreg.groups.base import Group
 from invreg.groups.flips import Flips
 from invreg.groups.product import Product
@@ -15,6 +16,8 @@ __all__ = [
     "Group",
     "Product",
     "Rotations",
+    "Scalings",
+    "Translations",
     "get_group",
     "group_names",
     "rotate",

@@ -8,14 +8,17 @@ from invreg.models.base import ACTIVATIONS, Backbone
 from invreg.models.checks import assert_invariant, invariance_deviations, max_invariance_deviation
 from invreg.models.cnn import SmallCNN
 from invreg.models.gcnn import E2CNN
+from invreg.models.hyper import HyperCNN, InvarianceDescriptor
 from invreg.models.mlp import MLP
 from invreg.models.tied import OrbitPool, TiedMLP
 
 __all__ = [
     "ACTIVATIONS",
-    "Backbone",
     "E2CNN",
     "MLP",
+    "Backbone",
+    "HyperCNN",
+    "InvarianceDescriptor",
     "OrbitPool",
     "SmallCNN",
     "TiedMLP",

@@ -1,5 +1,6 @@
 """LightningModules."""
 
+from invreg.modules.hyper import HyperInvarianceModule
 from invreg.modules.invariance import InvarianceModule
 
-__all__ = ["InvarianceModule"]
+__all__ = ["HyperInvarianceModule", "InvarianceModule"]
