@@ -37,7 +37,8 @@ class InvarianceModule(pl.LightningModule):
                 logits = self.backbone(x)
                 return logits, logits.softmax(dim=-1)
 
-    Logged: ``{train,val,test}/task_loss``, ``/invariance_loss``, ``/loss``, ``/acc``.
+    Logged: ``{train,val,test}/task_loss``, ``/invariance_loss``, ``/loss``, ``/acc`` (the
+    fraction of correctly classified samples, micro-averaged).
     Validation and test use the full orbit for finite groups, so they are deterministic.
 
     Args:
@@ -99,7 +100,10 @@ class InvarianceModule(pl.LightningModule):
         self.num_classes = num_classes
         self.lr, self.weight_decay = lr, weight_decay
         self.accuracy = nn.ModuleDict(
-            {stage: MulticlassAccuracy(num_classes) for stage in ("train_", "val_", "test_")}
+            {
+                stage: MulticlassAccuracy(num_classes, average="micro")
+                for stage in ("train_", "val_", "test_")
+            }
         )
 
     # ------------------------------------------------------------------ the research
