@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from invreg import functional as IF
+from invreg.evaluation import evaluate_invariance
 from invreg.modules import InvarianceModule
 
 
@@ -116,25 +117,11 @@ def invariance_report(
     ig_steps: int,
     batch_size: int = 512,
 ) -> dict[str, float]:
-    """Accuracy, LI, DI, orbit consistency on ``x`` and SI on its first ``saliency_samples``."""
-    sums = dict.fromkeys(["acc", "LI", "DI", "consistency"], 0.0)
-    pairs = 0
-    with torch.no_grad():
-        for start in range(0, x.shape[0], batch_size):
-            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-            orbit = IF.orbit_logits(model, xb, group)
-            sums["acc"] += (orbit[:, 0].argmax(-1) == yb).sum().item()
-            sums["LI"] += IF.logit_invariance(orbit, reduction="sum").item()
-            sums["DI"] += IF.predictive_kl_invariance(orbit, reduction="sum").item()
-            sums["consistency"] += IF.orbit_consistency(orbit, reduction="sum").item()
-            pairs += xb.shape[0] * (orbit.shape[1] - 1)
-    n = x.shape[0]
-    report = {
-        "acc": 100 * sums["acc"] / n,
-        "LI": sums["LI"] / pairs,
-        "DI": sums["DI"] / pairs,
-        "consistency": sums["consistency"] / n,
-    }
+    """Accuracy (%), LI, DI, orbit consistency on ``x`` and SI on its first ``saliency_samples``."""
+    batches = ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size))
+    scores = evaluate_invariance(model, batches, group)
+    report = {"acc": 100 * scores["acc"], "LI": scores["LI"], "DI": scores["DI"],
+              "consistency": scores["consistency"]}
     xs, ys = x[:saliency_samples], y[:saliency_samples]
     report["SI"] = IF.saliency_invariance(
         model, xs, ys, group, "integrated_gradients", steps=ig_steps, max_batch_size=1024
