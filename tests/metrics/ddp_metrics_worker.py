@@ -91,6 +91,8 @@ def _run(rank: int, out_dir: str) -> None:
         update_all(metrics, x, target, model, rank_batches(rank))
         values = as_floats(metrics)
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(values))
+        # both ranks leave together: tearing gloo down while the peer still talks aborts it
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
