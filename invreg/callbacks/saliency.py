@@ -17,7 +17,7 @@ from invreg.callbacks.base import (
     resolve_group,
 )
 from invreg.callbacks.media import log_figure, new_figure
-from invreg.functional.saliency import SALIENCY_METHODS, orbit_saliency, saliency_invariance
+from invreg.functional.saliency import SALIENCY_METHODS, orbit_saliency, saliency_similarity
 from invreg.groups import Group
 
 
@@ -83,8 +83,8 @@ class SaliencyCallback(InvarianceCallback):
         elements = fixed_elements(group, self.orbit_size, self.seed)
         options = dict(steps=self.steps, elements=elements, **self.recipe)
         maps = orbit_saliency(pl_module, x, y, group, self.method, **options)
-        similarity = saliency_invariance(pl_module, x, y, group, self.method, reduction="none",
-                                         **options)
+        # SI from the same maps: one batched backward, not two
+        similarity = saliency_similarity(maps, reduction="none")
         elems = elements if elements is not None else torch.arange(group.order)
         figure = grid_figure(x, maps, similarity.mean(dim=1), _element_labels(group, elems))
         step = trainer.global_step
