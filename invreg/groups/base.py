@@ -12,8 +12,10 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
+from invreg.config import RecordsInit
 
-class Group(ABC):
+
+class Group(RecordsInit, ABC):
     """A group acting on batches of inputs.
 
     Subclasses implement :meth:`act`, :meth:`inverse`, :meth:`compose`, :meth:`sample` and

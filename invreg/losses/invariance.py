@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from invreg.config import RecordsInit
 from invreg.functional import PAIR_ERRORS
 
 
-class InvarianceLoss(nn.Module):
+class InvarianceLoss(nn.Module, RecordsInit):
     """Mean pair error between reference outputs and outputs on transformed inputs.
 
     ``forward(reference, transformed)`` with ``reference`` of shape ``[B, *D]`` (outputs on

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from invreg.config import RecordsInit
+
 #: activation name → module class; every backbone accepts these names (E2CNN a subset)
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
@@ -48,7 +50,7 @@ def check_widths(name: str, widths: Sequence[int]) -> tuple[int, ...]:
     return widths
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, RecordsInit):
     """Base class: ``forward(x) = head(features(x))`` with the input shape checked first.
 
     Subclasses set :attr:`head` (an ``nn.Linear``) and implement :meth:`_features`, which maps

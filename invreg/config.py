@@ -1,0 +1,92 @@
+"""Objects that can describe how to rebuild themselves, so checkpoints load without a config.
+
+A class that inherits :class:`RecordsInit` remembers the arguments its constructor was called
+with. :func:`to_config` turns such an object (and, recursively, its arguments) into the plain
+``{"class_path": ..., "init_args": {...}}`` form the Lightning CLI reads from YAML, made only
+of strings, numbers, lists and dicts, so it can be stored in a checkpoint that
+``torch.load(weights_only=True)`` accepts. invreg's backbones, groups and invariance losses
+record their arguments; a checkpoint that holds their description is rebuilt by
+``load_from_checkpoint`` through the same code path as a CLI-written one.
+
+>>> from invreg.models import MLP
+>>> to_config(MLP([1, 8, 8], 10, hidden_widths=[32]))["class_path"]
+'invreg.models.mlp.MLP'
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+_PRIMITIVES = (str, int, float, bool, type(None))
+
+
+class NotRepresentable(TypeError):
+    """Raised by :func:`to_config` for a value that has no plain description."""
+
+
+class RecordsInit:
+    """Mixin: instances keep the arguments of the outermost constructor call in ``init_args``.
+
+    Works through ``super().__init__`` chains: only the call that created the object (the most
+    derived class's ``__init__``) is recorded, with defaults filled in.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        original = cls.__dict__["__init__"]
+        signature = inspect.signature(original)
+
+        @functools.wraps(original)
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            if type(self).__init__ is __init__ and "_init_args" not in self.__dict__:
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                arguments = dict(bound.arguments)
+                arguments.pop(next(iter(signature.parameters)))  # self
+                # object.__setattr__: nn.Module's __setattr__ needs its own __init__ first
+                object.__setattr__(self, "_init_args", arguments)
+            original(self, *args, **kw)
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+
+    @property
+    def init_args(self) -> dict[str, Any]:
+        """The constructor arguments this object was built with (defaults included)."""
+        return dict(self.__dict__.get("_init_args", {}))
+
+
+def to_config(value: Any) -> Any:
+    """A plain (YAML / ``weights_only``-safe) description of ``value``.
+
+    Primitives pass through, sequences become lists, mappings dicts (with string keys), and a
+    :class:`RecordsInit` object becomes ``{"class_path": "module.Class", "init_args": {...}}``.
+    Anything else raises :class:`NotRepresentable` naming its type.
+    """
+    if isinstance(value, _PRIMITIVES):
+        return value
+    if isinstance(value, list | tuple):
+        return [to_config(v) for v in value]
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise NotRepresentable(f"a mapping with non-string keys: {list(value)!r}")
+        return {k: to_config(v) for k, v in value.items()}
+    if isinstance(value, RecordsInit) and "_init_args" in value.__dict__:
+        cls = type(value)
+        init_args = {k: to_config(v) for k, v in value.init_args.items()}
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
+    raise NotRepresentable(
+        f"{type(value).__module__}.{type(value).__qualname__} records no constructor arguments"
+    )
+
+
+def try_config(value: Any) -> Any | None:
+    """:func:`to_config`, or ``None`` when ``value`` has no plain description."""
+    try:
+        return to_config(value)
+    except NotRepresentable:
+        return None
