@@ -5,6 +5,12 @@ outside the frame), like :class:`~invreg.groups.rotations.ContinuousRotations`. 
 pixels land exactly on pixel centres, so they move pixels without blurring; content that
 leaves the frame is lost (use :class:`~invreg.groups.CyclicShifts` for an exact, lossless
 translation group). Group axioms hold up to that loss and the interpolation error.
+
+Resampling runs in float32 (float64 for float64 images) and the result is cast back to the
+input dtype; integer images raise ``TypeError`` (convert them first, e.g. ``x.float()``).
+Elements must be finite. Elements so large that the whole content leaves the frame are clamped
+to a value with the same result (an empty frame, or for a huge zoom-out only the centre pixel),
+so the output never overflows.
 """
 
 from __future__ import annotations
@@ -12,19 +18,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from invreg.groups.base import Group, check_image
-
-
-def _resample(x: Tensor, theta: Tensor) -> Tensor:
-    """``grid_sample`` of ``x`` with one affine map ``theta [B, 2, 3]`` per image (pull-back:
-    output location ``p`` reads the input at ``theta·[p, 1]`` in normalised coordinates)."""
-    dtype = x.dtype if x.is_floating_point() else torch.float32
-    grid = F.affine_grid(theta.to(dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x.to(dtype), grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False)
+from invreg.groups.rotations import resample
 
 
 class Translations(Group):
@@ -51,13 +48,13 @@ class Translations(Group):
             )
         self.max_shift = float(max_shift)
 
-    def inverse(self, g: Tensor) -> Tensor:
+    def _inverse(self, g: Tensor) -> Tensor:
         return -g
 
-    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+    def _compose(self, g: Tensor, h: Tensor) -> Tensor:
         return g + h
 
-    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+    def _sample(self, batch_size, generator, device) -> Tensor:
         u = torch.rand(batch_size, 2, generator=generator, dtype=torch.get_default_dtype())
         return ((2 * u - 1) * self.max_shift).to(device)
 
@@ -66,13 +63,16 @@ class Translations(Group):
 
     def _act(self, x: Tensor, g: Tensor) -> Tensor:
         height, width = x.shape[-2:]
-        g = g.to(device=x.device, dtype=torch.float64)
+        # a shift past the frame (|t| >= size + 1 pixels) leaves nothing in it; clamping there
+        # keeps the same empty result and the grid far from float overflow
+        bound = torch.tensor([width + 1.0, height + 1.0], dtype=torch.float64, device=x.device)
+        g = torch.clamp(g.to(device=x.device, dtype=torch.float64), -bound, bound)
         theta = torch.zeros(x.shape[0], 2, 3, dtype=torch.float64, device=x.device)
         theta[:, 0, 0] = theta[:, 1, 1] = 1.0
         # one pixel is 2/size in normalised coordinates; pulling back means reading at p − t
         theta[:, 0, 2] = -2.0 * g[:, 0] / width
         theta[:, 1, 2] = -2.0 * g[:, 1] / height
-        return _resample(x, theta)
+        return resample(x, theta)
 
     def __repr__(self) -> str:
         return f"Translations(max_shift={self.max_shift:g})"
@@ -100,13 +100,13 @@ class Scalings(Group):
             raise ValueError(f"Scalings(max_scale): expected a factor > 1, got {max_scale!r}")
         self.max_scale = float(max_scale)
 
-    def inverse(self, g: Tensor) -> Tensor:
+    def _inverse(self, g: Tensor) -> Tensor:
         return -g
 
-    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+    def _compose(self, g: Tensor, h: Tensor) -> Tensor:
         return g + h
 
-    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+    def _sample(self, batch_size, generator, device) -> Tensor:
         u = torch.rand(batch_size, generator=generator, dtype=torch.get_default_dtype())
         return ((2 * u - 1) * math.log(self.max_scale)).to(device)
 
@@ -114,10 +114,15 @@ class Scalings(Group):
         check_image(self, x, square=False)
 
     def _act(self, x: Tensor, g: Tensor) -> Tensor:
-        shrink = torch.exp(-g.to(device=x.device, dtype=torch.float64))
+        # output pixel p reads the input at exp(-s)·p (normalised coordinates). Once
+        # exp(-s) >= size + 2 every pixel but a centre one reads outside the frame, so clamping
+        # there keeps the result and avoids inf·0 = NaN at the centre
+        limit = math.log(max(x.shape[-2:]) + 2.0)
+        g = torch.clamp(g.to(device=x.device, dtype=torch.float64), min=-limit)
+        shrink = torch.exp(-g)
         theta = torch.zeros(x.shape[0], 2, 3, dtype=torch.float64, device=x.device)
         theta[:, 0, 0] = theta[:, 1, 1] = shrink
-        return _resample(x, theta)
+        return resample(x, theta)
 
     def __repr__(self) -> str:
         return f"Scalings(max_scale={self.max_scale:g})"

@@ -2,24 +2,40 @@
 
 Elements of a finite group are integers ``0 .. order - 1`` with ``0`` the identity; a batch of
 elements is a ``LongTensor`` of shape ``[B]``, one element per sample. Elements of a continuous
-group are real parameters (for example an angle), a floating tensor of shape ``[B]``.
+group are real parameters (for example an angle), a floating tensor of shape
+``[B, *element_shape]``.
+
+Every public method that takes elements (:meth:`Group.act`, :meth:`Group.orbit_from_elements`,
+:meth:`Group.inverse`, :meth:`Group.compose`) validates them with one helper,
+:meth:`Group.check_elements`: a finite group accepts integer dtypes only (no floats, no bools)
+with values in ``[0, order)``; a continuous group accepts real numbers (integers are converted
+to floating point) that are finite. Python numbers and nested lists are accepted wherever a
+tensor is. Problems with the values, the dtype or the shape raise ``ValueError``; something that
+is not a number at all raises ``TypeError``.
+
+Exactness: a group whose :attr:`Group.is_exact` is ``True`` only permutes entries (``rot90``,
+``flip``, ``roll``), so its group laws hold bit for bit and it acts on any dtype, integers
+included. Other groups resample bilinearly; they compute in float32 (float64 for float64
+inputs), cast the result back to the input dtype, and reject non-floating inputs with
+``TypeError`` (convert first, e.g. ``x.float()``).
 """
 
 from __future__ import annotations
 
+import operator
 from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor
 
-from invreg.config import RecordsInit
 
-
-class Group(RecordsInit, ABC):
+class Group(ABC):
     """A group acting on batches of inputs.
 
-    Subclasses implement :meth:`act`, :meth:`inverse`, :meth:`compose`, :meth:`sample` and
-    :meth:`check_input`; :meth:`orbit` and :meth:`elements` are derived from those.
+    Subclasses implement :meth:`_inverse`, :meth:`_compose`, :meth:`_sample`, :meth:`_act` and
+    :meth:`check_input` on already validated elements; the public :meth:`inverse`,
+    :meth:`compose`, :meth:`sample`, :meth:`act`, :meth:`orbit` and :meth:`elements` validate
+    their arguments and are derived from those.
 
     The action is a *left* action: ``act(act(x, h), g) == act(x, compose(g, h))``.
     """
@@ -33,21 +49,54 @@ class Group(RecordsInit, ABC):
     def is_finite(self) -> bool:
         return self.order is not None
 
+    @property
+    def is_exact(self) -> bool:
+        """Whether :meth:`act` only permutes entries (exact group laws, any input dtype).
+
+        ``False`` for groups that resample bilinearly; those need floating-point inputs.
+        """
+        return False
+
     # ------------------------------------------------------------------ elements
     def identity(self, batch_size: int = 1, device: torch.device | str | None = None) -> Tensor:
-        """The identity element, repeated ``batch_size`` times."""
+        """The identity element, repeated ``batch_size`` times: ``[batch_size, *element_shape]``."""
+        batch_size = _count(self, "batch_size", batch_size)
         dtype = torch.long if self.is_finite else torch.get_default_dtype()
         return torch.zeros(batch_size, *self.element_shape, dtype=dtype, device=device)
 
-    @abstractmethod
-    def inverse(self, g: Tensor) -> Tensor:
-        """Elementwise inverse ``g⁻¹`` of a batch of elements."""
+    def inverse(self, g: Tensor | int | float) -> Tensor:
+        """Elementwise inverse ``g⁻¹``: one element or a batch ``[N, *element_shape]``.
 
-    @abstractmethod
-    def compose(self, g: Tensor, h: Tensor) -> Tensor:
-        """Elementwise product ``g·h`` (apply ``h`` first, then ``g``)."""
+        Returns a tensor of the same shape (a Python number gives a 0-d tensor).
+        """
+        return self._inverse(self.check_elements(g, "inverse(g)"))
 
-    @abstractmethod
+    def compose(self, g: Tensor | int | float, h: Tensor | int | float) -> Tensor:
+        """Elementwise product ``g·h`` (apply ``h`` first, then ``g``).
+
+        ``g`` and ``h`` are single elements or batches ``[N, *element_shape]``; a single element
+        is paired with every element of the other batch.
+        """
+        g = self.check_elements(g, "compose(g)")
+        h = self.check_elements(h, "compose(h)", device=g.device)
+        if g.shape != h.shape:
+            if g.shape == self.element_shape:
+                g = g.expand_as(h)
+            elif h.shape == self.element_shape:
+                h = h.expand_as(g)
+            else:
+                raise ValueError(
+                    f"{self!r}.compose(g, h): expected batches of the same size (or a single "
+                    f"element), got shapes {tuple(g.shape)} and {tuple(h.shape)}"
+                )
+        out = self._compose(g, h)
+        if out.is_floating_point() and not torch.isfinite(out).all():
+            raise ValueError(
+                f"{self!r}.compose(g, h): the product overflows {out.dtype} (got a non-finite "
+                f"value); use smaller elements"
+            )
+        return out
+
     def sample(
         self,
         batch_size: int,
@@ -55,6 +104,24 @@ class Group(RecordsInit, ABC):
         device: torch.device | str | None = None,
     ) -> Tensor:
         """``batch_size`` elements drawn uniformly (finite) or from the group's sampling law."""
+        return self._sample(_count(self, "batch_size", batch_size), generator, device)
+
+    @abstractmethod
+    def _inverse(self, g: Tensor) -> Tensor:
+        """:meth:`inverse` of validated elements."""
+
+    @abstractmethod
+    def _compose(self, g: Tensor, h: Tensor) -> Tensor:
+        """:meth:`compose` of validated elements of the same shape."""
+
+    @abstractmethod
+    def _sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None,
+        device: torch.device | str | None,
+    ) -> Tensor:
+        """:meth:`sample` with a validated ``batch_size``."""
 
     def elements(
         self,
@@ -74,18 +141,89 @@ class Group(RecordsInit, ABC):
                     f"{self.order} elements, got num_samples={num_samples}"
                 )
             return torch.arange(self.order, device=device)
-        if num_samples is None or num_samples < 2:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
             raise ValueError(
                 f"{self!r} is continuous: pass num_samples >= 2 (identity plus sampled "
-                f"elements), got num_samples={num_samples}"
+                f"elements), got num_samples={num_samples!r}"
             )
         sampled = self.sample(num_samples - 1, generator=generator, device=device)
         return torch.cat([self.identity(1, device=device).to(sampled.dtype), sampled])
 
+    def check_elements(
+        self,
+        g: Tensor | int | float,
+        name: str = "check_elements(g)",
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Validate group elements; return them as a tensor in the group's element dtype.
+
+        Args:
+            g: one element (shape ``element_shape``) or a batch ``[N, *element_shape]``, as a
+                tensor, a Python number or a nested list.
+            name: the method and argument named in error messages, e.g. ``"act(g)"``.
+            device: move the elements there (default: where they are; CPU for numbers).
+
+        Returns:
+            ``g`` with the same shape: ``int64`` for a finite group, floating point (at least
+            the default dtype) for a continuous one.
+
+        Raises:
+            TypeError: ``g`` is not numeric.
+            ValueError: wrong dtype (floats or bools for a finite group, bools or complex
+                numbers for a continuous one), wrong shape, a value outside ``[0, order)``
+                (finite) or a NaN / infinite value (continuous).
+        """
+        where = f"{self!r}.{name}"
+        if not isinstance(g, Tensor):
+            try:
+                g = torch.as_tensor(g)
+            except (TypeError, ValueError, RuntimeError) as err:
+                raise TypeError(
+                    f"{where}: expected group elements (a tensor or numbers), got "
+                    f"{type(g).__name__}"
+                ) from err
+        if device is not None:
+            g = g.to(device)
+        if self.is_finite:
+            if g.is_floating_point() or g.is_complex() or g.dtype == torch.bool:
+                raise ValueError(
+                    f"{where}: expected integers in [0, {self.order}), got dtype "
+                    f"{g.dtype}; pass an integer tensor"
+                )
+            g = g.to(torch.long)
+        else:
+            if g.is_complex() or g.dtype == torch.bool:
+                raise ValueError(f"{where}: expected real-valued elements, got dtype {g.dtype}")
+            default = torch.get_default_dtype()
+            g = g.to(torch.promote_types(g.dtype, default) if g.is_floating_point() else default)
+        shape, single = tuple(g.shape), self.element_shape
+        if shape != single and (len(shape) != len(single) + 1 or shape[1:] != single):
+            batch = "".join(f", {d}" for d in single)
+            raise ValueError(
+                f"{where}: expected one element of shape {single} or a batch of shape "
+                f"[N{batch}], got shape {shape}"
+            )
+        self._check_element_values(g, where)
+        return g
+
+    def _check_element_values(self, g: Tensor, where: str) -> None:
+        """Raise ``ValueError`` for values that are not elements (``g`` has the right dtype)."""
+        if self.is_finite:
+            bad = (g < 0) | (g >= self.order)
+            if bad.any():
+                raise ValueError(
+                    f"{where}: expected elements in [0, {self.order}), got {_examples(g[bad])}"
+                )
+        elif not torch.isfinite(g).all():
+            raise ValueError(
+                f"{where}: expected finite elements, got {_examples(g[~torch.isfinite(g)])}"
+            )
+
     # ------------------------------------------------------------------ action
     @abstractmethod
     def check_input(self, x: Tensor) -> None:
-        """Raise ``ValueError`` naming the shape if the group cannot act on ``x``."""
+        """Raise ``ValueError`` naming the shape if the group cannot act on ``x`` (``TypeError``
+        if ``x`` is not a tensor, or not floating point for a group that resamples)."""
 
     @abstractmethod
     def _act(self, x: Tensor, g: Tensor) -> Tensor:
@@ -96,14 +234,23 @@ class Group(RecordsInit, ABC):
         """Transform each sample ``x[i]`` by the element ``g[i]``.
 
         Args:
-            x: a batch of inputs, shape ``[B, ...]`` (see :meth:`check_input`).
-            g: elements of shape ``[B]``, or a single element applied to every sample.
+            x: a batch of inputs, shape ``[B, ...]`` (see :meth:`check_input`); ``B`` may be 0.
+            g: elements of shape ``[B, *element_shape]``, or a single element applied to every
+                sample (validated by :meth:`check_elements`).
 
         Returns:
             The transformed batch, same shape, dtype and device as ``x``.
         """
         self.check_input(x)
-        g = self._as_elements(g, x.shape[0], x.device)
+        g = self.check_elements(g, "act(g)", device=x.device)
+        expected = (x.shape[0], *self.element_shape)
+        if g.shape == self.element_shape:
+            g = g.expand(expected)
+        if g.shape != expected:
+            raise ValueError(
+                f"{self!r}.act(g): expected one element per sample, shape {expected}, "
+                f"got g of shape {tuple(g.shape)}"
+            )
         return self._act(x, g)
 
     def orbit(
@@ -115,15 +262,24 @@ class Group(RecordsInit, ABC):
         """All transformed copies of each sample: ``[B, N, *x.shape[1:]]``, identity first.
 
         ``N`` is the group's order, or ``num_samples`` for a continuous group (see
-        :meth:`elements`). Every sample sees the same elements in the same order.
+        :meth:`elements`). Every sample sees the same elements in the same order. An empty
+        batch (``B = 0``) gives an empty orbit ``[0, N, *x.shape[1:]]``.
         """
         self.check_input(x)
         elems = self.elements(num_samples, generator=generator, device=x.device)
         return self.orbit_from_elements(x, elems)
 
     def orbit_from_elements(self, x: Tensor, elems: Tensor) -> Tensor:
-        """Apply every element of ``elems`` (shape ``[N]``) to the whole batch: ``[B, N, ...]``."""
+        """Apply every element of ``elems`` (shape ``[N, *element_shape]``, validated by
+        :meth:`check_elements`) to the whole batch: ``[B, N, *x.shape[1:]]``."""
         self.check_input(x)
+        elems = self.check_elements(elems, "orbit_from_elements(elems)")
+        if elems.ndim != len(self.element_shape) + 1:
+            batch = "".join(f", {d}" for d in self.element_shape)
+            raise ValueError(
+                f"{self!r}.orbit_from_elements(elems): expected a batch of shape [N{batch}], "
+                f"got shape {tuple(elems.shape)}"
+            )
         out = x.new_empty(x.shape[0], elems.shape[0], *x.shape[1:])
         # one device-to-host transfer for all elements; each copy is written in place
         for i, element in enumerate(elems.cpu()):
@@ -136,29 +292,6 @@ class Group(RecordsInit, ABC):
         return self._act(x, g)
 
     # ------------------------------------------------------------------ helpers
-    def _as_elements(
-        self, g: Tensor | int | float, batch_size: int, device: torch.device
-    ) -> Tensor:
-        dtype = torch.long if self.is_finite else torch.get_default_dtype()
-        g = torch.as_tensor(g, device=device)
-        if self.is_finite and g.is_floating_point():
-            raise ValueError(f"{self!r} is finite: elements must be integers, got dtype {g.dtype}")
-        g = g.to(dtype)
-        expected = (batch_size, *self.element_shape)
-        if g.shape == self.element_shape:
-            g = g.expand(expected)
-        if g.shape != expected:
-            raise ValueError(
-                f"{self!r}: expected one element per sample, shape {expected}, "
-                f"got g of shape {tuple(g.shape)}"
-            )
-        if self.is_finite and ((g < 0).any() or (g >= self.order).any()):
-            raise ValueError(
-                f"{self!r}: elements must lie in [0, {self.order}), got values "
-                f"{g.min().item()}..{g.max().item()}"
-            )
-        return g
-
     def _finite_sample(
         self,
         batch_size: int,
@@ -183,8 +316,40 @@ class Group(RecordsInit, ABC):
         return hash(repr(self))
 
 
+def _count(group: Group, name: str, value: int) -> int:
+    """A non-negative integer argument, else ``TypeError`` / ``ValueError`` naming it."""
+    if isinstance(value, bool):
+        raise TypeError(f"{group!r}: {name} must be a non-negative integer, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError as err:
+        raise TypeError(
+            f"{group!r}: {name} must be a non-negative integer, got {type(value).__name__}"
+        ) from err
+    if value < 0:
+        raise ValueError(f"{group!r}: {name} must be a non-negative integer, got {value}")
+    return value
+
+
+def _examples(values: Tensor, limit: int = 4) -> str:
+    """A few offending values for an error message."""
+    flat = values.flatten()
+    shown = ", ".join(f"{v:g}" for v in flat[:limit].tolist())
+    return shown + (f", … ({flat.numel()} in all)" if flat.numel() > limit else "")
+
+
+def require_floating(x: Tensor, what: str) -> None:
+    """``TypeError`` unless ``x`` is floating point (bilinear resampling needs it)."""
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{what} resamples bilinearly and needs a floating-point tensor, got dtype "
+            f"{x.dtype}; convert it first, e.g. x.float()"
+        )
+
+
 def check_image(group: Group, x: Tensor, square: bool) -> None:
-    """Shared validation for groups that act on images ``[B, C, H, W]``."""
+    """Shared validation for groups that act on images ``[B, C, H, W]``: the shape, squareness
+    if asked, and a floating-point dtype for groups that are not exact."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{group!r} acts on tensors, got {type(x).__name__}")
     if x.ndim != 4:
@@ -197,3 +362,5 @@ def check_image(group: Group, x: Tensor, square: bool) -> None:
             f"{group!r} needs square images (H == W) so that rotated images keep their shape; "
             f"got shape {tuple(x.shape)}"
         )
+    if not group.is_exact:
+        require_floating(x, repr(group))

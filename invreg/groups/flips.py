@@ -30,13 +30,13 @@ class Flips(Group):
         self.axes = axes
         self.order = 2 ** len(axes)
 
-    def inverse(self, g: Tensor) -> Tensor:
+    def _inverse(self, g: Tensor) -> Tensor:
         return g.clone()
 
-    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+    def _compose(self, g: Tensor, h: Tensor) -> Tensor:
         return torch.bitwise_xor(g, h)
 
-    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+    def _sample(self, batch_size, generator, device) -> Tensor:
         return self._finite_sample(batch_size, generator, device)
 
     def check_input(self, x: Tensor) -> None:
@@ -51,6 +51,10 @@ class Flips(Group):
 
     def _act_one(self, x: Tensor, element: Tensor) -> Tensor:
         return self._apply(x, int(element))
+
+    @property
+    def is_exact(self) -> bool:
+        return True
 
     def __repr__(self) -> str:
         return f"Flips(axes={self.axes!r})"

@@ -8,6 +8,11 @@ exactly invertible: it blurs (a rotation and its inverse act like a small low-pa
 the corners of the square that leave the frame are lost, so group axioms hold only up to an
 interpolation error — small for smooth images whose content sits inside the inscribed disc,
 large for pixel-sharp noise. Use ``Rotations(4)`` when exactness matters.
+
+Dtypes: the exact path works on any dtype, integers included. The bilinear path computes the
+sampling grid and the interpolation in float32 (float64 for float64 images) and casts the result
+back, so a bfloat16 / float16 rotation is the float32 rotation rounded once to the input dtype;
+integer images raise ``TypeError`` there (convert them first, e.g. ``x.float()``).
 """
 
 from __future__ import annotations
@@ -18,11 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from invreg.groups.base import Group, check_image
+from invreg.groups.base import Group, check_image, require_floating
 
 
 def rotate(x: Tensor, angles: Tensor) -> Tensor:
-    """Rotate each image ``x[i]`` by ``angles[i]`` degrees (exact for multiples of 90°)."""
+    """Rotate each image ``x[i]`` (``x``: ``[B, C, H, W]``) by ``angles[i]`` degrees (``[B]``).
+
+    Exact (``torch.rot90``) for multiples of 90°, bilinear otherwise (see the module docstring).
+    """
+    if not torch.isfinite(angles).all():
+        raise ValueError(f"rotate: angles must be finite, got {angles.tolist()}")
     quarter = torch.remainder(angles, 360.0) / 90.0
     exact = torch.isclose(quarter, quarter.round(), atol=1e-9, rtol=0.0)
     out = torch.empty_like(x)
@@ -38,25 +48,52 @@ def rotate(x: Tensor, angles: Tensor) -> Tensor:
 
 def rotate_all(x: Tensor, angle: float) -> Tensor:
     """Rotate every image of ``x`` by the same ``angle`` degrees (exact for multiples of 90°)."""
+    if not math.isfinite(angle):
+        raise ValueError(f"rotate_all: angle must be finite, got {angle}")
     quarter = (angle % 360.0) / 90.0
     if abs(quarter - round(quarter)) < 1e-9:
         k = round(quarter) % 4
         return x.clone() if k == 0 else torch.rot90(x, k, dims=(-2, -1))
-    return _rotate_bilinear(x, torch.full((x.shape[0],), angle, device=x.device))
+    return _rotate_bilinear(x, torch.full((x.shape[0],), angle, dtype=torch.float64))
 
 
 def _rotate_bilinear(x: Tensor, angles: Tensor) -> Tensor:
+    """Bilinear rotation of ``x`` ``[B, C, H, W]`` by ``angles`` ``[B]`` degrees, computed in
+    float32 (float64 for float64 ``x``) and cast back to ``x.dtype``."""
+    require_floating(x, "a rotation by a non-multiple of 90°")
+    if x.numel() == 0:  # affine_grid rejects empty sizes; there is nothing to resample
+        return torch.empty_like(x)
     # grid_sample pulls: output location p reads the input at R(-θ)·p. In normalised (x right,
     # y down) coordinates a counter-clockwise display rotation by θ reads the input at
-    # (cos θ·x − sin θ·y, sin θ·x + cos θ·y).
-    rad = angles.to(x.dtype if x.is_floating_point() else torch.float32) * (math.pi / 180.0)
+    # (cos θ·x − sin θ·y, sin θ·x + cos θ·y). The angle's cosine and sine are taken in float64:
+    # in a low-precision dtype they would be off by far more than the result's rounding.
+    rad = angles.to(device=x.device, dtype=torch.float64) * (math.pi / 180.0)
     cos, sin = torch.cos(rad), torch.sin(rad)
     zeros = torch.zeros_like(cos)
     theta = torch.stack(
         [torch.stack([cos, -sin, zeros], -1), torch.stack([sin, cos, zeros], -1)], dim=1
     )
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return resample(x, theta)
+
+
+def resample(x: Tensor, theta: Tensor) -> Tensor:
+    """``grid_sample`` of floating ``x`` ``[B, C, H, W]`` with one affine map ``theta``
+    ``[B, 2, 3]`` per image (pull-back: output location ``p`` reads the input at
+    ``theta·[p, 1]`` in normalised coordinates; bilinear, zeros outside the frame,
+    ``align_corners=False``).
+
+    Grid and interpolation run in float32, or float64 for float64 ``x``; the result is cast
+    back to ``x.dtype``, so bfloat16 / float16 inputs lose only the final rounding.
+    """
+    require_floating(x, "resample")
+    if x.numel() == 0:
+        return torch.empty_like(x)
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    grid = F.affine_grid(theta.to(device=x.device, dtype=compute), list(x.shape),
+                         align_corners=False)
+    out = F.grid_sample(x.to(compute), grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=False)
+    return out.to(x.dtype)
 
 
 def hflip(x: Tensor) -> Tensor:
@@ -79,7 +116,7 @@ class Rotations(Group):
     """
 
     def __init__(self, n: int = 4) -> None:
-        if not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"Rotations(n): n must be a positive integer, got {n!r}")
         self.n = n
         self.order = n
@@ -88,13 +125,13 @@ class Rotations(Group):
         """The rotation angle of each element, in degrees."""
         return g.to(torch.float64) * (360.0 / self.n)
 
-    def inverse(self, g: Tensor) -> Tensor:
+    def _inverse(self, g: Tensor) -> Tensor:
         return (-g) % self.n
 
-    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+    def _compose(self, g: Tensor, h: Tensor) -> Tensor:
         return (g + h) % self.n
 
-    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+    def _sample(self, batch_size, generator, device) -> Tensor:
         return self._finite_sample(batch_size, generator, device)
 
     def check_input(self, x: Tensor) -> None:
@@ -105,6 +142,11 @@ class Rotations(Group):
 
     def _act_one(self, x: Tensor, element: Tensor) -> Tensor:
         return rotate_all(x, float(self.angles(element)))
+
+    @property
+    def is_exact(self) -> bool:
+        """Exact (``rot90``) when every rotation is a multiple of 90°: ``n`` in 1, 2, 4."""
+        return self.n in (1, 2, 4)
 
     def __repr__(self) -> str:
         return f"Rotations(n={self.n})"
@@ -119,7 +161,7 @@ class Dihedral(Group):
     """
 
     def __init__(self, n: int = 4) -> None:
-        if not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"Dihedral(n): n must be a positive integer, got {n!r}")
         self.n = n
         self.order = 2 * n
@@ -127,18 +169,18 @@ class Dihedral(Group):
     def _split(self, g: Tensor) -> tuple[Tensor, Tensor]:
         return g % self.n, g // self.n
 
-    def inverse(self, g: Tensor) -> Tensor:
+    def _inverse(self, g: Tensor) -> Tensor:
         r, s = self._split(g)
         # a reflection is its own inverse; a rotation inverts to the opposite rotation
         return torch.where(s == 1, g, (-r) % self.n)
 
-    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+    def _compose(self, g: Tensor, h: Tensor) -> Tensor:
         r1, s1 = self._split(g)
         r2, s2 = self._split(h)
         r = (r1 + torch.where(s1 == 1, -r2, r2)) % self.n
         return r + self.n * ((s1 + s2) % 2)
 
-    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+    def _sample(self, batch_size, generator, device) -> Tensor:
         return self._finite_sample(batch_size, generator, device)
 
     def check_input(self, x: Tensor) -> None:
@@ -152,6 +194,11 @@ class Dihedral(Group):
     def _act_one(self, x: Tensor, element: Tensor) -> Tensor:
         r, s = divmod(int(element), self.n)[::-1]
         return rotate_all(hflip(x) if s else x, r * 360.0 / self.n)
+
+    @property
+    def is_exact(self) -> bool:
+        """Exact (``rot90``) when every rotation is a multiple of 90°: ``n`` in 1, 2, 4."""
+        return self.n in (1, 2, 4)
 
     def __repr__(self) -> str:
         return f"Dihedral(n={self.n})"
@@ -168,20 +215,22 @@ class ContinuousRotations(Group):
     order = None
 
     def __init__(self, max_angle: float = 180.0) -> None:
-        if not 0 < max_angle <= 180:
+        if isinstance(max_angle, bool) or not isinstance(max_angle, int | float) or not (
+            0 < max_angle <= 180
+        ):
             raise ValueError(
                 f"ContinuousRotations(max_angle): expected 0 < max_angle <= 180 degrees, "
                 f"got {max_angle!r}"
             )
         self.max_angle = float(max_angle)
 
-    def inverse(self, g: Tensor) -> Tensor:
+    def _inverse(self, g: Tensor) -> Tensor:
         return -g
 
-    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+    def _compose(self, g: Tensor, h: Tensor) -> Tensor:
         return g + h
 
-    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+    def _sample(self, batch_size, generator, device) -> Tensor:
         u = torch.rand(batch_size, generator=generator, dtype=torch.get_default_dtype())
         return ((2 * u - 1) * self.max_angle).to(device)
 

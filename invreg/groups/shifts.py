@@ -24,9 +24,11 @@ class CyclicShifts(Group):
     """
 
     def __init__(self, n: int = 3, shift: int | None = None, dim: int = -1) -> None:
-        if not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"CyclicShifts(n): n must be a positive integer, got {n!r}")
-        if shift is not None and (not isinstance(shift, int) or shift < 1):
+        if shift is not None and (
+            isinstance(shift, bool) or not isinstance(shift, int) or shift < 1
+        ):
             raise ValueError(
                 f"CyclicShifts(shift): expected a positive integer or None, got {shift!r}"
             )
@@ -41,13 +43,13 @@ class CyclicShifts(Group):
         """Pixels per group step on an axis of ``length`` pixels."""
         return length // self.n if self.shift is None else self.shift
 
-    def inverse(self, g: Tensor) -> Tensor:
+    def _inverse(self, g: Tensor) -> Tensor:
         return (-g) % self.n
 
-    def compose(self, g: Tensor, h: Tensor) -> Tensor:
+    def _compose(self, g: Tensor, h: Tensor) -> Tensor:
         return (g + h) % self.n
 
-    def sample(self, batch_size, generator=None, device=None) -> Tensor:
+    def _sample(self, batch_size, generator, device) -> Tensor:
         return self._finite_sample(batch_size, generator, device)
 
     def check_input(self, x: Tensor) -> None:
@@ -70,6 +72,10 @@ class CyclicShifts(Group):
 
     def _act_one(self, x: Tensor, element: Tensor) -> Tensor:
         return torch.roll(x, int(element) * self.step(x.shape[self.dim]), dims=self.dim)
+
+    @property
+    def is_exact(self) -> bool:
+        return True
 
     def __repr__(self) -> str:
         return f"CyclicShifts(n={self.n}, shift={self.shift}, dim={self.dim})"
