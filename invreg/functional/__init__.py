@@ -1,7 +1,8 @@
 """Pure tensor functions: the single source of every formula in invreg.
 
 Conventions: an orbit tensor is ``[B, N, ...]`` (identity first); every invariance measure is
-a mean over samples **and** over the ``N − 1`` non-identity group elements.
+a mean over samples **and** over the ``N − 1`` non-identity group elements, computed in at
+least float32 whatever the input dtype (:func:`working_dtype`).
 """
 
 from invreg.functional.geed import (
@@ -18,6 +19,7 @@ from invreg.functional.geed import (
 from invreg.functional.invariance import (
     PAIR_ERRORS,
     check_orbit,
+    check_target,
     logit_invariance,
     logit_l2,
     normalized_logit_l2,
@@ -28,6 +30,7 @@ from invreg.functional.invariance import (
     predictive_kl,
     predictive_kl_invariance,
     resolve_elements,
+    working_dtype,
 )
 from invreg.functional.saliency import (
     SALIENCY_METHODS,
@@ -54,6 +57,7 @@ __all__ = [
     "SPECTRAL_METHODS",
     "OrbitFeatures",
     "check_orbit",
+    "check_target",
     "cosine_distance",
     "euclidean_distance",
     "gaussian_blur",
@@ -80,4 +84,5 @@ __all__ = [
     "saliency_similarity",
     "weight_matrices",
     "weight_singular_values",
+    "working_dtype",
 ]

@@ -27,6 +27,12 @@ ratio, not a ratio of similarities, so the scale is the same for all three dista
 depends on which samples share a batch; accumulated over a dataset (see
 :class:`~invreg.metrics.LayerInvariance`), ``D_norm = (ΣD/n_D) / (ΣR/n_R)``.
 
+Precision: features of any floating dtype are compared in at least float32 (float16 and
+bfloat16 are upcast before the centroid, the norms and the softmax), so deviations are float32
+(float64 for float64 features). NaN or Inf features raise ``ValueError``. An empty batch
+(``B = 0``) runs one forward on the empty input (hooks see empty features) and gives empty
+per-pair deviations; ``reduction="mean"`` or ``normalize=True`` then raise ``ValueError``.
+
 Input and hidden orbits are matched by construction: the hidden features are captured with
 forward hooks during the ONE orbit forward that also gives the logits, so every ``f_i(g·x)``
 belongs to the same ``g`` as the input it came from.
@@ -44,7 +50,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invreg.functional.invariance import Reduction, _reduce, predictive_kl, resolve_elements
+from invreg.functional.invariance import (
+    Reduction,
+    _reduce,
+    forward_batch,
+    predictive_kl,
+    resolve_elements,
+    upcast,
+)
 from invreg.groups import ContinuousRotations, Dihedral, Group, Rotations
 
 GeedMode = Literal["invariance", "equivariance"]
@@ -57,14 +70,15 @@ COSINE_EPS = 1e-8
 
 # --------------------------------------------------------------------------- distances
 def cosine_distance(reference: Tensor, transformed: Tensor) -> Tensor:
-    """``1 − cos(a, b)`` over the last axis (clamped at 0 against rounding)."""
+    """``1 − cos(a, b)`` over the last axis (clamped at 0 against rounding; at least float32)."""
+    reference, transformed = upcast(reference), upcast(transformed)
     similarity = F.cosine_similarity(reference, transformed, dim=-1, eps=COSINE_EPS)
     return (1.0 - similarity).clamp_min(0.0)
 
 
 def euclidean_distance(reference: Tensor, transformed: Tensor) -> Tensor:
-    """``‖a − b‖₂`` over the last axis."""
-    return torch.linalg.vector_norm(reference - transformed, dim=-1)
+    """``‖a − b‖₂`` over the last axis (at least float32)."""
+    return torch.linalg.vector_norm(upcast(reference) - upcast(transformed), dim=-1)
 
 
 DISTANCES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -119,7 +133,8 @@ def orbit_features(
 ) -> OrbitFeatures:
     """One orbit forward (as :func:`~invreg.functional.orbit_logits`) that also captures the
     outputs of the named ``layers`` with forward hooks, so the hidden orbits use exactly the
-    input orbit's elements. Each layer must run once per forward."""
+    input orbit's elements. Each layer must run once per forward. An empty batch runs one
+    forward on the empty input (``ValueError`` if the model cannot)."""
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
     if isinstance(layers, str):
@@ -140,12 +155,13 @@ def orbit_features(
     field_types: dict[str, Any] = {name: None for name in modules}
     step = x.shape[0] if chunk_size is None else chunk_size
     try:
-        for start in range(0, x.shape[0], max(step, 1)):
+        # an empty batch still takes one (empty) forward: it tells the feature shapes
+        for start in range(0, max(x.shape[0], 1), max(step, 1)):
             chunk = group.orbit_from_elements(x[start : start + step], elems)
             b, n = chunk.shape[:2]
             for outputs in captured.values():
                 outputs.clear()
-            out = model(chunk.reshape(b * n, *chunk.shape[2:]))
+            out = forward_batch(model, chunk.reshape(b * n, *chunk.shape[2:]))
             logits.append(_tensor_of(out, "the model").reshape(b, n, *out.shape[1:]))
             for name, outputs in captured.items():
                 if len(outputs) != 1:
@@ -174,8 +190,7 @@ def _tensor_of(output: Any, what: str) -> Tensor:
     if isinstance(tensor, Tensor) and hasattr(output, "type"):
         return tensor
     raise ValueError(
-        f"{what} returned {type(output).__name__}; G-EED needs a Tensor or an e2cnn "
-        f"GeometricTensor"
+        f"{what} returned {type(output).__name__}; G-EED needs a Tensor or an e2cnn GeometricTensor"
     )
 
 
@@ -198,6 +213,7 @@ def geed_terms(
         raise ValueError("G-EED needs at least one non-identity orbit element")
     if not torch.isfinite(feats).all():
         raise ValueError(f"layer {layer!r}: features contain NaN or Inf")
+    feats = upcast(feats)  # centroids, norms and softmax in at least float32
     metric = DISTANCES[distance]
     flat = feats.reshape(batch, n, -1)
     if mode == "invariance":

@@ -9,6 +9,22 @@ Conventions (used by every metric and loss in invreg):
 * ``reduction="mean"`` averages over samples **and** over the ``N - 1`` non-identity elements
   (the papers write sums but report means); ``"sum"`` sums both; ``"none"`` returns the
   per-pair errors ``[B, N - 1]``.
+
+Precision: every formula runs in at least float32 (:func:`working_dtype`): float16 and bfloat16
+inputs are upcast *before* subtracting, squaring, softmaxing or summing, so a batch of ordinary
+half-precision logits cannot overflow (fp16's largest value is 65504) and a mean is not
+rounded to 8 significant bits (bfloat16). Errors are returned in float32 for half-precision
+inputs, in float64 for float64 inputs. Argmax-based values (consistency, accuracy) are exact.
+
+Bad input is rejected at the public boundary, never answered silently: an orbit that is not a
+floating-point ``[B, N, C]`` tensor (``TypeError`` / ``ValueError``), NaN or Inf outputs
+(``ValueError``, one ``isfinite`` check), targets of a non-integer dtype (``TypeError``) or
+outside ``[0, C)`` (``ValueError``).
+
+Empty batches (``B = 0``): :func:`orbit_logits` returns ``[0, N, C]`` (one forward on the
+empty batch gives ``C``); ``reduction="none"`` returns ``[0, N - 1]`` (``[0]`` for
+consistency / accuracy) and ``"sum"`` returns 0, both well defined; ``"mean"`` over no sample
+is undefined and raises ``ValueError`` ("empty batch").
 """
 
 from __future__ import annotations
@@ -26,23 +42,40 @@ Reduction = Literal["mean", "sum", "none"]
 NORM_EPS = 1e-12
 
 
+# --------------------------------------------------------------------------- precision
+def working_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a formula runs in: at least float32 (float64 stays float64).
+
+    >>> working_dtype(torch.bfloat16), working_dtype(torch.float64)
+    (torch.float32, torch.float64)
+    """
+    return torch.promote_types(dtype, torch.float32)
+
+
+def upcast(values: Tensor) -> Tensor:
+    """``values`` in :func:`working_dtype` (no copy when it already is); differentiable."""
+    return values.to(working_dtype(values.dtype))
+
+
 # --------------------------------------------------------------------------- pair errors
 def logit_l2(reference: Tensor, transformed: Tensor) -> Tensor:
-    """``½‖f(x) − f(g·x)‖²`` over the last axis, per pair."""
-    _check_pair(reference, transformed)
+    """``½‖f(x) − f(g·x)‖²`` over the last axis, per pair ``[...]`` (at least float32)."""
+    reference, transformed = _check_pair(reference, transformed)
     return 0.5 * (reference - transformed).pow(2).sum(dim=-1)
 
 
 def normalized_logit_l2(reference: Tensor, transformed: Tensor) -> Tensor:
-    """``‖f(x) − f(g·x)‖² / ‖f(x)‖²`` over the last axis, per pair (scale-free logit error)."""
-    _check_pair(reference, transformed)
+    """``‖f(x) − f(g·x)‖² / max(‖f(x)‖², 1e-12)`` over the last axis, per pair (scale-free
+    logit error; at least float32)."""
+    reference, transformed = _check_pair(reference, transformed)
     num = (reference - transformed).pow(2).sum(dim=-1)
     return num / reference.pow(2).sum(dim=-1).clamp_min(NORM_EPS)
 
 
 def predictive_kl(reference: Tensor, transformed: Tensor) -> Tensor:
-    """``KL(softmax f(x) ‖ softmax f(g·x))`` from logits, per pair (natural log)."""
-    _check_pair(reference, transformed)
+    """``KL(softmax f(x) ‖ softmax f(g·x))`` from logits, per pair (natural log; at least
+    float32)."""
+    reference, transformed = _check_pair(reference, transformed)
     log_p = torch.log_softmax(reference, dim=-1)
     log_q = torch.log_softmax(transformed, dim=-1)
     return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
@@ -69,9 +102,12 @@ def orbit_logits(
 
     All ``B·N`` transformed inputs go through ``model`` in one batched forward, or in forwards
     of at most ``chunk_size`` samples' orbits (``chunk_size·N`` inputs) when ``chunk_size`` is
-    set. ``N`` is the group's order, or ``num_samples`` (identity plus sampled elements) for a
-    continuous group; every sample sees the same elements. ``elements`` (shape ``[N]``,
-    identity first) fixes the elements explicitly and overrides ``num_samples``.
+    set. An empty batch (``B = 0``) runs one forward on the empty ``[0, *D]`` input to learn
+    ``C`` and returns ``[0, N, C]``; a model that cannot run on 0 inputs gets a
+    ``ValueError`` ("empty batch"). ``N`` is the group's order, or ``num_samples`` (identity
+    plus sampled elements) for a continuous group; every sample sees the same elements.
+    ``elements`` (shape ``[N]``, identity first) fixes the elements explicitly and overrides
+    ``num_samples``.
 
     >>> from invreg.groups import Rotations
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
@@ -84,12 +120,26 @@ def orbit_logits(
     elems = resolve_elements(group, x, num_samples, generator, elements)
     outputs = []
     step = x.shape[0] if chunk_size is None else chunk_size
-    for start in range(0, x.shape[0], max(step, 1)):
+    # an empty batch still takes one (empty) forward: it tells the output shape
+    for start in range(0, max(x.shape[0], 1), max(step, 1)):
         chunk = group.orbit_from_elements(x[start : start + step], elems)
         b, n = chunk.shape[:2]
-        out = model(chunk.reshape(b * n, *chunk.shape[2:]))
+        out = forward_batch(model, chunk.reshape(b * n, *chunk.shape[2:]))
         outputs.append(out.reshape(b, n, *out.shape[1:]))
     return torch.cat(outputs, dim=0)
+
+
+def forward_batch(model: nn.Module, inputs: Tensor) -> Tensor:
+    """``model(inputs)``; on an empty batch a failing forward becomes a clear ``ValueError``."""
+    if inputs.shape[0] > 0:
+        return model(inputs)
+    try:
+        return model(inputs)
+    except Exception as err:  # any failure on 0 inputs is a limitation of the model
+        raise ValueError(
+            f"x: empty batch (0 samples) and {type(model).__name__} cannot run on 0 inputs "
+            f"({type(err).__name__}: {err}); skip empty batches"
+        ) from err
 
 
 def resolve_elements(
@@ -120,7 +170,8 @@ def resolve_elements(
 
 
 def orbit_pair_errors(orbit: Tensor, error: str = "logit_l2") -> Tensor:
-    """Per-pair errors ``[B, N - 1]`` between ``orbit[:, 0]`` and each ``orbit[:, j]``."""
+    """Per-pair errors ``[B, N - 1]`` (at least float32) between ``orbit[:, 0]`` and each
+    ``orbit[:, j]``."""
     check_orbit(orbit)
     if error not in PAIR_ERRORS:
         raise ValueError(f"error must be one of {sorted(PAIR_ERRORS)}, got {error!r}")
@@ -137,9 +188,14 @@ def logit_invariance(
     ``mean_{i, g≠e} ‖f(x_i) − f(g·x_i)‖² / ‖f(x_i)‖²``.
 
     Args:
-        orbit: ``[B, N, C]`` outputs over orbits, identity first (``N >= 2``).
-        normalized: use the scale-free variant.
-        reduction: ``"mean"`` | ``"sum"`` over samples and non-identity elements, or ``"none"``.
+        orbit: ``[B, N, C]`` outputs over orbits, identity first (``N >= 2``), finite, any
+            floating dtype (computed in at least float32).
+        normalized: use the scale-free variant (denominator clamped at ``1e-12``).
+        reduction: ``"mean"`` | ``"sum"`` over samples and non-identity elements, or ``"none"``
+            (``[B, N − 1]``). ``"mean"`` of an empty batch raises ``ValueError``.
+
+    Returns:
+        a float32 tensor (float64 for a float64 orbit).
 
     >>> orbit = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])
     >>> logit_invariance(orbit)
@@ -152,7 +208,8 @@ def logit_invariance(
 def predictive_kl_invariance(orbit: Tensor, reduction: Reduction = "mean") -> Tensor:
     """Predictive-distribution invariance error DI.
 
-    ``DI = mean_{i, g≠e} KL(softmax f(x_i) ‖ softmax f(g·x_i))`` (natural log).
+    ``DI = mean_{i, g≠e} KL(softmax f(x_i) ‖ softmax f(g·x_i))`` (natural log), computed in
+    at least float32; ``orbit`` and ``reduction`` as in :func:`logit_invariance`.
 
     >>> orbit = torch.zeros(2, 4, 3)
     >>> predictive_kl_invariance(orbit)
@@ -164,7 +221,9 @@ def predictive_kl_invariance(orbit: Tensor, reduction: Reduction = "mean") -> Te
 def orbit_consistency(orbit: Tensor, reduction: Reduction = "mean") -> Tensor:
     """Fraction of samples whose predicted class (argmax) is the same on the whole orbit.
 
-    ``reduction="none"`` gives a bool per sample; ``"sum"`` the count.
+    ``orbit``: ``[B, N, C]``, ``N >= 1``, finite. ``reduction="none"`` gives a bool per sample
+    ``[B]``; ``"sum"`` the count (float32); ``"mean"`` the fraction (float32; ``ValueError`` on
+    an empty batch). Ties go to the first maximal class.
 
     >>> orbit = torch.tensor([[[2.0, 1.0], [3.0, 0.0]], [[2.0, 1.0], [0.0, 3.0]]])
     >>> orbit_consistency(orbit)
@@ -179,28 +238,33 @@ def orbit_consistency(orbit: Tensor, reduction: Reduction = "mean") -> Tensor:
 def orbit_accuracy(orbit: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
     """Fraction of samples classified correctly on every orbit element.
 
+    Args:
+        orbit: ``[B, N, C]`` outputs, ``N >= 1``, finite.
+        target: ``[B]`` integer class indices in ``[0, C)`` (``TypeError`` for another dtype,
+            ``ValueError`` out of range: an impossible label would otherwise count as wrong).
+        reduction: as in :func:`orbit_consistency`.
+
     >>> orbit = torch.tensor([[[2.0, 1.0], [3.0, 0.0]], [[2.0, 1.0], [0.0, 3.0]]])
     >>> orbit_accuracy(orbit, torch.tensor([0, 0]))
     tensor(0.5000)
     """
     check_orbit(orbit, min_elements=1)
-    if target.shape != orbit.shape[:1]:
-        raise ValueError(
-            f"target: expected shape ({orbit.shape[0]},) to match orbit {tuple(orbit.shape)}, "
-            f"got {tuple(target.shape)}"
-        )
+    check_target(target, orbit.shape[0], orbit.shape[2])
     per_sample = (orbit.argmax(dim=-1) == target.unsqueeze(1)).all(dim=1)
     return _reduce(per_sample, reduction)
 
 
 # --------------------------------------------------------------------------- checks
 def check_orbit(orbit: Tensor, min_elements: int = 2) -> None:
-    """Validate an orbit tensor ``[B, N, C]``: shape, at least ``min_elements``, finite."""
+    """Validate an orbit tensor ``[B, N, C]``: a floating dtype, at least ``min_elements`` on
+    dim 1 and one output on dim 2, finite (NaN / Inf are rejected, not propagated)."""
     if not isinstance(orbit, Tensor):
         raise TypeError(f"orbit: expected a Tensor, got {type(orbit).__name__}")
-    if orbit.ndim != 3:
+    if not orbit.is_floating_point():
+        raise TypeError(f"orbit: expected floating-point outputs (logits), got dtype {orbit.dtype}")
+    if orbit.ndim != 3 or orbit.shape[2] < 1:
         raise ValueError(
-            f"orbit: expected shape [B, N, C] (samples, orbit elements, outputs), got "
+            f"orbit: expected shape [B, N, C] (samples, orbit elements, C >= 1 outputs), got "
             f"{tuple(orbit.shape)}"
         )
     if orbit.shape[1] < min_elements:
@@ -212,19 +276,55 @@ def check_orbit(orbit: Tensor, min_elements: int = 2) -> None:
         raise ValueError("orbit: contains NaN or Inf values; the model's outputs are not finite")
 
 
-def _check_pair(reference: Tensor, transformed: Tensor) -> None:
+def check_target(target: Tensor, batch: int, num_classes: int | None) -> None:
+    """Validate class indices ``[batch]``: an integer dtype, every value in ``[0, num_classes)``
+    (the range is not checked when ``num_classes`` is ``None``)."""
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target: expected a Tensor of class indices, got {type(target).__name__}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(
+            f"target: expected integer class indices (e.g. torch.long), got dtype {target.dtype}"
+        )
+    if target.shape != (batch,):
+        raise ValueError(
+            f"target: expected class indices of shape ({batch},), got {tuple(target.shape)}"
+        )
+    if num_classes is None or not target.numel():
+        return
+    if target.min() < 0 or target.max() >= num_classes:
+        raise ValueError(
+            f"target: class indices must lie in [0, {num_classes}), got values in "
+            f"[{target.min().item()}, {target.max().item()}]"
+        )
+
+
+def _check_pair(reference: Tensor, transformed: Tensor) -> tuple[Tensor, Tensor]:
+    """Same shapes, floating dtypes; both returned in their common :func:`working_dtype`."""
+    for name, value in (("reference", reference), ("transformed", transformed)):
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            got = value.dtype if isinstance(value, Tensor) else type(value).__name__
+            raise TypeError(f"{name}: expected a floating-point Tensor, got {got}")
     if reference.shape != transformed.shape:
         raise ValueError(
             f"reference and transformed outputs must have the same shape, got "
             f"{tuple(reference.shape)} and {tuple(transformed.shape)}"
         )
+    dtype = working_dtype(torch.promote_types(reference.dtype, transformed.dtype))
+    return reference.to(dtype), transformed.to(dtype)
 
 
 def _reduce(values: Tensor, reduction: Reduction) -> Tensor:
+    """Sum or mean over all entries, accumulated in at least float32 (bool counts included)."""
     if reduction == "none":
         return values
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    values = values.to(working_dtype(values.dtype) if values.is_floating_point() else torch.float32)
     if reduction == "sum":
-        return values.sum(dtype=torch.get_default_dtype() if values.dtype == torch.bool else None)
-    if reduction == "mean":
-        return values.float().mean() if values.dtype == torch.bool else values.mean()
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        return values.sum()
+    if values.numel() == 0:
+        raise ValueError(
+            "empty batch: the mean over 0 samples is undefined; pass at least one sample, or "
+            "use reduction='sum' or 'none'"
+        )
+    return values.mean()

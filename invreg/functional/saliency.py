@@ -22,6 +22,15 @@ Post-processing (Moskalev et al. 2023, the *paper's recipe* and :func:`saliency_
 default): absolute value, then values below ``threshold·max`` (``threshold = 0.9``, the max
 per sample) set to zero, then a Gaussian blur (kernel 3, σ = 1, zero padding, per channel).
 
+Precision: the gradients come in the model's dtype; attributions (the integrated-gradients
+average included), post-processing and cosines run in at least float32, so maps are float32
+for a float16 / bfloat16 model (float64 for a float64 one).
+
+Empty batches (``B = 0``) give empty maps and per-pair similarities without calling the model;
+``reduction="mean"`` of an empty batch raises ``ValueError`` ("empty batch"). Targets must be
+integer class indices in ``[0, C)`` (``TypeError`` / ``ValueError`` otherwise); NaN or Inf
+logits or maps raise ``ValueError``.
+
 Gradients are taken with ``torch.autograd.grad`` with respect to the inputs only (parameter
 ``.grad`` is untouched), inside ``torch.inference_mode(False)`` and ``torch.enable_grad()``, so
 these functions also work inside a validation loop. Put the model in ``eval()`` mode first:
@@ -36,7 +45,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invreg.functional.invariance import Reduction, _reduce, resolve_elements
+from invreg.functional.invariance import (
+    Reduction,
+    _reduce,
+    check_target,
+    resolve_elements,
+    upcast,
+    working_dtype,
+)
 from invreg.groups import Group
 
 SaliencyMethod = Literal["gradient", "gradient_x_input", "integrated_gradients"]
@@ -158,11 +174,17 @@ def saliency(
             f"x: expected a batch of inputs [B, ...], got "
             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
         )
-    with torch.inference_mode(False), torch.enable_grad():
-        x = x.clone()  # an inference tensor cannot take part in autograd
-        target = resolve_target(model, x, target)
-        base = _broadcast_baseline(baseline, x)
-        maps = _attributions(model, x, target, method, base, steps, max_batch_size)
+    if x.shape[0] == 0:  # nothing to explain: no forward, empty maps
+        if target is not None:
+            check_target(target, 0, None)
+        _broadcast_baseline(baseline, x)
+        maps = torch.zeros(x.shape, dtype=working_dtype(x.dtype), device=x.device)
+    else:
+        with torch.inference_mode(False), torch.enable_grad():
+            x = x.clone()  # an inference tensor cannot take part in autograd
+            target = resolve_target(model, x, target)
+            base = _broadcast_baseline(baseline, x)
+            maps = _attributions(model, x, target, method, base, steps, max_batch_size)
     return postprocess_saliency(maps, absolute, threshold, blur, blur_kernel_size, blur_sigma)
 
 
@@ -205,6 +227,13 @@ def orbit_saliency(
     """
     _check_options(method, steps, max_batch_size)
     group.check_input(x)
+    if x.shape[0] == 0:  # nothing to explain: no forward, empty maps [0, N, *D]
+        if target is not None:
+            check_target(target, 0, None)
+        _broadcast_baseline(baseline, x)
+        elems = resolve_elements(group, x, num_samples, generator, elements)
+        shape = (0, elems.shape[0], *x.shape[1:])
+        return torch.zeros(shape, dtype=working_dtype(x.dtype), device=x.device)
     with torch.inference_mode(False), torch.enable_grad():
         x = x.clone()  # an inference tensor cannot take part in autograd
         target = resolve_target(model, x, target)
@@ -311,18 +340,24 @@ def saliency_invariance(
 def saliency_similarity(maps: Tensor, reduction: Reduction = "mean") -> Tensor:
     """SI from aligned orbit maps ``[B, N, *D]`` (:func:`orbit_saliency`'s output): the cosine
     between ``maps[:, 0]`` and each ``maps[:, j]``, ``j ≥ 1``, over all entries (``eps = 1e-8``),
-    reduced over samples and non-identity elements (``"none"``: ``[B, N − 1]``). Lets a caller
+    reduced over samples and non-identity elements (``"none"``: ``[B, N − 1]``), in at least
+    float32. Lets a caller
     that already has the maps (e.g. to plot them) get SI without a second backward.
 
     >>> maps = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
     >>> saliency_similarity(maps)
     tensor(0.5000)
     """
+    if not isinstance(maps, Tensor) or not maps.is_floating_point():
+        got = maps.dtype if isinstance(maps, Tensor) else type(maps).__name__
+        raise TypeError(f"maps: expected a floating-point Tensor, got {got}")
     if maps.ndim < 3 or maps.shape[1] < 2:
         raise ValueError(
             f"maps: expected [B, N, ...] with N >= 2 (identity first), got {tuple(maps.shape)}"
         )
-    flat = maps.flatten(2)
+    if not torch.isfinite(maps).all():
+        raise ValueError("maps: contain NaN or Inf; the saliency maps are not finite")
+    flat = upcast(maps.flatten(2))
     similarity = F.cosine_similarity(
         flat[:, :1].expand_as(flat[:, 1:]), flat[:, 1:], dim=-1, eps=COSINE_EPS
     )
@@ -337,11 +372,8 @@ def resolve_target(model: nn.Module, x: Tensor, target: Tensor | None) -> Tensor
             logits = model(x)
         _check_logits(logits, x.shape[0])
         return logits.argmax(dim=-1)
-    if not isinstance(target, Tensor) or target.shape != (x.shape[0],):
-        got = tuple(target.shape) if isinstance(target, Tensor) else type(target).__name__
-        raise ValueError(f"target: expected class indices of shape ({x.shape[0]},), got {got}")
-    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise ValueError(f"target: expected integer class indices, got dtype {target.dtype}")
+    # the range [0, C) is checked against the logits in the gradient pass
+    check_target(target, x.shape[0], num_classes=None)
     return target.to(device=x.device, dtype=torch.long)
 
 
@@ -387,15 +419,16 @@ def _attributions(
 ) -> Tensor:
     """Raw attributions ``[M, *D]`` of ``inputs`` ``[M, *D]`` (grad mode on, no post-processing)."""
     if method != "integrated_gradients":
-        grads = _input_gradients(model, inputs, target, max_batch_size)
-        return grads if method == "gradient" else inputs * grads
+        grads = upcast(_input_gradients(model, inputs, target, max_batch_size))
+        return grads if method == "gradient" else upcast(inputs) * grads
     # all S path points of all M inputs in one batch, step-major: [S, M, *D]
     delta = inputs - baseline
     alphas = torch.arange(1, steps + 1, dtype=inputs.dtype, device=inputs.device) / steps
     alphas = alphas.view(steps, *([1] * inputs.ndim))
     path = (baseline + alphas * delta).reshape(steps * inputs.shape[0], *inputs.shape[1:])
-    grads = _input_gradients(model, path, target.repeat(steps), max_batch_size)
-    return delta * grads.reshape(steps, *inputs.shape).mean(dim=0)
+    grads = upcast(_input_gradients(model, path, target.repeat(steps), max_batch_size))
+    # the path average in at least float32: S half-precision gradients would lose bits
+    return upcast(delta) * grads.reshape(steps, *inputs.shape).mean(dim=0)
 
 
 def _input_gradients(
@@ -414,8 +447,8 @@ def _input_gradients(
         classes = target[start : start + step]
         if classes.numel() and (classes.min() < 0 or classes.max() >= logits.shape[1]):
             raise ValueError(
-                f"target: class indices must lie in [0, {logits.shape[1]}), got "
-                f"{classes.min().item()}..{classes.max().item()}"
+                f"target: class indices must lie in [0, {logits.shape[1]}), got values in "
+                f"[{classes.min().item()}, {classes.max().item()}]"
             )
         selected = logits.gather(1, classes.view(-1, 1)).sum()
         (grad,) = torch.autograd.grad(selected, chunk)

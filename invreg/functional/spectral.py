@@ -21,6 +21,10 @@ the Jacobian of the batched forward is block diagonal and each sample runs its o
 * ``method="power"``: power iteration, ``σ ≈ ‖Jᵀu‖`` with ``u ← JJᵀu/‖JJᵀu‖``; converges like
   ``(σ₂/σ₁)^{2k}``, a lower bound at every step.
 
+Precision: the forward and its derivatives run in the model's dtype; the iteration vectors,
+their inner products and norms run in at least float32 (float64 for a float64 model), so a
+half-precision model does not also lose its Lanczos basis to rounding.
+
 Cost: ``min(iters, C)`` forward-mode plus reverse-mode passes over the batch (and one forward);
 memory: one batch's activations and ``[B, iters, C]`` Lanczos vectors.
 """
@@ -84,7 +88,7 @@ def jacobian_spectral_norm(
     if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     if x.shape[0] == 0:
-        return x.new_zeros(0)
+        return torch.zeros(0, device=x.device)
     step = x.shape[0] if chunk_size is None else chunk_size
     results = []
     # torch.func differentiates with respect to x only; no_grad keeps parameters out of it
@@ -111,13 +115,15 @@ def _chunk_spectral_norm(
     batch, out_shape = x.shape[0], outputs.shape[1:]
     width = outputs[0].numel()
 
+    work = torch.promote_types(outputs.dtype, torch.float32)
+
     def gram(u: Tensor) -> tuple[Tensor, Tensor]:
-        """``(J Jᵀ u, Jᵀ u)`` per sample, ``u`` of shape ``[B, width]``."""
+        """``(J Jᵀ u, Jᵀ u)`` per sample in ``work`` dtype, ``u`` of shape ``[B, width]``."""
         (pulled,) = pullback(u.reshape(batch, *out_shape).to(outputs.dtype))
         _, pushed = jvp(model, (x,), (pulled,))
-        return pushed.reshape(batch, width), pulled
+        return pushed.reshape(batch, width).to(work), pulled.to(work)
 
-    start = torch.randn(batch, width, generator=generator, dtype=outputs.dtype)
+    start = torch.randn(batch, width, generator=generator, dtype=work)
     start = start.to(outputs.device)
     start = start / start.norm(dim=1, keepdim=True)
     if method == "power":

@@ -3,6 +3,13 @@
 Each term compares what a model computes on an input ``x`` with what it computes on
 transformed copies ``g·x``. The formulas live in :mod:`invreg.functional`; these modules only
 choose one, flatten feature maps and average over pairs.
+
+Mixed precision: the pair errors and their mean run in at least float32 (float16 / bfloat16
+outputs are upcast before the subtraction), so ½‖f(x) − f(g·x)‖² of ordinary fp16 logits
+cannot overflow fp16's 65504 and the mean is not rounded to bfloat16's 8 bits. The loss is a
+float32 scalar for half-precision inputs (float64 for float64), like the task losses under
+``torch.autocast``; gradients flow back to the inputs in their own dtype. Non-finite outputs
+propagate (a NaN loss), so a gradient scaler sees the overflow and skips the step.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ class InvarianceLoss(nn.Module, RecordsInit):
     ``x``) and ``transformed`` of shape ``[B, *D]`` (one ``g·x`` per sample) or ``[B, K, *D]``
     (``K`` transformed copies per sample, e.g. a full orbit without its identity). Returns the
     mean over samples and copies of ``pair_error(reference, transformed)``, computed on the
-    flattened ``D`` axes.
+    flattened ``D`` axes in at least float32 (a float32 scalar for float16 / bfloat16 inputs).
+    An empty batch (``B = 0``) raises ``ValueError``: its mean is undefined.
 
     Attributes:
         pair_error: key into :data:`invreg.functional.PAIR_ERRORS`.
@@ -35,6 +43,11 @@ class InvarianceLoss(nn.Module, RecordsInit):
         self.layer = layer
 
     def forward(self, reference: Tensor, transformed: Tensor) -> Tensor:
+        if reference.ndim < 1 or reference.shape[0] == 0:
+            raise ValueError(
+                f"{type(self).__name__}: empty batch, reference outputs have shape "
+                f"{tuple(reference.shape)}; the mean over 0 pairs is undefined (skip the term)"
+            )
         batch = reference.shape[0]
         ref = reference.reshape(batch, -1)
         if transformed.shape == reference.shape:

@@ -8,8 +8,14 @@ metric takes the ones its ``update`` names::
     metrics.update(preds=logits, target=labels, orbit=orbit)
 
 Every value is a mean over samples and (DI, LI) over the ``N − 1`` non-identity orbit elements.
-``update`` raises ``ValueError`` on a wrong shape or on NaN/Inf outputs (nothing is added to
-the state); ``compute`` before any ``update`` returns NaN with a ``UserWarning``.
+The per-pair formulas run in at least float32 whatever the orbit's dtype (float16 / bfloat16
+logits are upcast before squaring, softmax and summing) and the states are float32 sums and
+integer counts, so half-precision logits neither overflow nor lose the mean's precision.
+
+``update`` raises ``ValueError`` on a wrong shape or on NaN/Inf outputs and ``TypeError`` /
+``ValueError`` on targets of a non-integer dtype or outside ``[0, C)`` (nothing is added to the
+state); ``update`` on an empty batch (``B = 0``) leaves the state unchanged; ``compute`` before
+any sample was seen returns NaN with a ``UserWarning`` (as torchmetrics' means do).
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ class LayerInvariance(SumCountMetric):
     orbits share their group elements.
 
     - ``update(model, x)``: ``model`` any module holding the named layers (``eval()`` mode),
-      ``x`` ``[B, *D]``.
+      ``x`` ``[B, *D]``. An empty batch (``B = 0``) leaves the state unchanged. Features of
+      any floating dtype are compared in at least float32; the states are float32.
     - ``compute()``: a scalar tensor if ``layers`` is one name, else a dict ``{layer: value}``
       (``MetricCollection`` flattens it, ``LightningModule.log_dict`` logs it); NaN with a
       ``UserWarning`` for a layer without data.
@@ -117,6 +118,9 @@ class LayerInvariance(SumCountMetric):
     def update(self, model: nn.Module, x: Tensor) -> None:
         for name in self.layers:  # fail on a typo before any forward
             get_layer(model, name)
+        self.group.check_input(x)
+        if x.shape[0] == 0:  # an empty batch adds nothing (and needs no forward)
+            return
         with torch.no_grad():
             orbit = orbit_features(
                 model, x, self.group, self.layers, self.chunk_size, self.num_samples
@@ -145,9 +149,7 @@ class LayerInvariance(SumCountMetric):
                     UserWarning,
                     stacklevel=2,
                 )
-            scale = torch.where(
-                random_count > 0, random_sum / random_count.clamp_min(1), torch.nan
-            )
+            scale = torch.where(random_count > 0, random_sum / random_count.clamp_min(1), torch.nan)
             values = values / scale
         if self.single:
             return values[0]

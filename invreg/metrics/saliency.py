@@ -31,7 +31,9 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
 
     - ``update(model, x, target=None)``: ``model`` maps ``[B, *D]`` to logits ``[B, C]`` (put
       it in ``eval()`` mode); ``x`` ``[B, *D]``; ``target`` ``[B]`` class indices or ``None``
-      (then the class predicted on ``x``). Works under ``torch.no_grad`` / ``inference_mode``.
+      (then the class predicted on ``x``), integer, in ``[0, C)`` (``TypeError`` /
+      ``ValueError`` otherwise). Works under ``torch.no_grad`` / ``inference_mode``. An empty
+      batch leaves the state unchanged; maps and cosines run in at least float32.
     - ``compute()``: scalar in ``[−1, 1]``; NaN with a ``UserWarning`` if nothing was seen.
 
     Args:

@@ -217,7 +217,7 @@ def test_bad_input():
     x = torch.randn(2, 1, 4, 4)
     with pytest.raises(ValueError, match=r"target: expected class indices of shape \(2,\)"):
         saliency(model, x, torch.tensor([0, 1, 2]))
-    with pytest.raises(ValueError, match="integer"):
+    with pytest.raises(TypeError, match=r"target: expected integer.*float32"):
         saliency(model, x, torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match=r"lie in \[0, 3\)"):
         saliency(model, x, torch.tensor([0, 3]))
