@@ -1,19 +1,15 @@
-"""Random group augmentation of training batches, as a DataLoader ``collate_fn``.
+"""Random group augmentation of training samples.
 
 The group does the transforming (:meth:`invreg.groups.Group.act`); this module only decides
-*which* element each sample gets, from a seeded generator, and what value fills the pixels a
-non-exact action (a bilinear rotation) brings in from outside the frame.
+*which* element each sample gets, from a generator seeded by the epoch, and what value fills
+the pixels a non-exact action (a bilinear rotation) brings in from outside the frame.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import default_collate, get_worker_info
 
 from invreg.groups import Group
 
@@ -61,49 +57,67 @@ def act_with_fill(group: Group, x: Tensor, g: Tensor, fill: float = 0.0) -> Tens
 
 
 class GroupAugmentation:
-    """``collate_fn`` that stacks samples, then moves each by a fresh random group element.
+    """A fresh random group element for every sample of a data set in every epoch.
 
-    Reproducible and different every epoch: in the main process (``num_workers=0``) the
-    elements come from one generator seeded with ``seed`` that lives as long as this object.
-    In a worker process each worker seeds its own generator from ``seed`` and the worker's
-    ``torch.utils.data.get_worker_info().seed``, which PyTorch draws from the DataLoader's
-    ``generator`` for every epoch and differs between workers; a copied generator would
-    otherwise repeat the same elements in every worker and every epoch.
+    The element of sample ``i`` in epoch ``e`` is entry ``i`` of ``group.sample(num_samples)``
+    drawn from a generator seeded with ``(seed, e)``: a function of ``(seed, e, i)`` alone. So
+    the elements do not depend on the batch a sample lands in, on the DataLoader worker that
+    loads it, on the process rank, nor on how many epochs ran before in this process, and a
+    run resumed from a checkpoint at epoch ``e`` draws exactly what the uninterrupted run drew.
+    The table of one epoch is cached (one element per sample: ``num_samples`` ints for a
+    finite group).
 
     Args:
         group: the group to sample from.
+        num_samples: the size of the data set being augmented.
         seed: seed of the element stream.
         fill: background value for pixels entering the frame (see :func:`act_with_fill`).
 
     >>> from invreg.groups import Rotations
-    >>> collate = GroupAugmentation(Rotations(4), seed=0)
-    >>> x, y = collate([(torch.ones(1, 2, 2), 0), (torch.zeros(1, 2, 2), 1)])
-    >>> x.shape, y.tolist()
-    (torch.Size([2, 1, 2, 2]), [0, 1])
+    >>> augment = GroupAugmentation(Rotations(4), num_samples=10, seed=0)
+    >>> index = torch.tensor([3, 7])
+    >>> torch.equal(augment.elements(0, index), augment.elements(0, index))
+    True
+    >>> augment(torch.ones(2, 1, 2, 2), epoch=0, indices=index).shape
+    torch.Size([2, 1, 2, 2])
     """
 
-    def __init__(self, group: Group, seed: int, fill: float = 0.0) -> None:
+    def __init__(self, group: Group, num_samples: int, seed: int, fill: float = 0.0) -> None:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
         self.group = group
+        self.num_samples = num_samples
         self.seed = seed
         self.fill = float(fill)
-        self._main_generator = seeded_generator(seed)
-        self._worker_seed: int | None = None
-        self._worker_generator: torch.Generator | None = None
+        self._epoch: int | None = None
+        self._table: Tensor | None = None
 
-    def generator(self) -> torch.Generator:
-        """The generator of the calling process (main process or DataLoader worker)."""
-        info = get_worker_info()
-        if info is None:
-            return self._main_generator
-        if self._worker_generator is None or self._worker_seed != info.seed:
-            self._worker_seed = info.seed
-            self._worker_generator = seeded_generator(self.seed, info.seed % 2**64)
-        return self._worker_generator
+    def table(self, epoch: int) -> Tensor:
+        """All elements of epoch ``epoch``: ``[num_samples, *group.element_shape]``."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+        if self._epoch != epoch or self._table is None:
+            generator = seeded_generator(self.seed, epoch)
+            self._table = self.group.sample(self.num_samples, generator=generator)
+            self._epoch = epoch
+        return self._table
 
-    def __call__(self, samples: Sequence[Any]) -> tuple[Tensor, Tensor]:
-        x, y = default_collate(samples)
-        g = self.group.sample(x.shape[0], generator=self.generator(), device=x.device)
-        return act_with_fill(self.group, x, g, self.fill), y
+    def elements(self, epoch: int, indices: Tensor) -> Tensor:
+        """The elements of the samples ``indices`` (``[B]``, ints) in epoch ``epoch``."""
+        return self.table(epoch)[indices]
+
+    def __call__(self, x: Tensor, epoch: int, indices: Tensor) -> Tensor:
+        """``g·x`` for the batch ``x`` (``[B, ...]``) of samples ``indices`` (``[B]``)."""
+        if indices.shape != x.shape[:1]:
+            raise ValueError(
+                f"indices: expected one data set index per sample, shape [{x.shape[0]}], got "
+                f"{list(indices.shape)}"
+            )
+        g = self.elements(epoch, indices).to(x.device)
+        return act_with_fill(self.group, x, g, self.fill)
 
     def __repr__(self) -> str:
-        return f"GroupAugmentation({self.group!r}, seed={self.seed}, fill={self.fill:g})"
+        return (
+            f"GroupAugmentation({self.group!r}, num_samples={self.num_samples}, "
+            f"seed={self.seed}, fill={self.fill:g})"
+        )

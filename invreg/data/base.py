@@ -14,9 +14,13 @@ Every data module runs the same pipeline, in this order:
    images, whose background is 0, the value the group fills in;
 5. **standardize**: one scalar mean and std over every value of the padded, transformed
    *train* split (``mean``, ``std``), applied to all three splits;
-6. **augment_group** (training batches only): a fresh element per sample every time a batch
-   is drawn (:class:`~invreg.data.augment.GroupAugmentation`), pixels entering the frame set
-   to the standardised background ``-mean/std``, so it is as if it ran before step 5.
+6. **augment_group** (training batches only): a fresh element per sample and epoch
+   (:class:`~invreg.data.augment.GroupAugmentation`), pixels entering the frame set to the
+   standardised background ``-mean/std``, so it is as if it ran before step 5.
+
+The training order and the augmentation of epoch ``e`` are functions of ``(seed, e)``
+(:mod:`invreg.data.epochs`): a run resumed from a checkpoint sees the batches the
+uninterrupted run saw, with or without DataLoader workers.
 
 Steps 4 and 6 can be combined (fixed transformed data, then augmentation on top).
 Datasets hold the model-ready float32 tensors of steps 1–5; every loader yields ``(x, y)``
@@ -38,6 +42,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from invreg.data.augment import GroupAugmentation, derive_seed, seeded_generator
+from invreg.data.epochs import EpochDataset, ShuffledEpochs
 from invreg.groups import Group, get_group
 
 SPLITS = ("train", "val", "test")
@@ -54,6 +59,7 @@ class Stream(IntEnum):
     SHUFFLE = 2
     AUGMENT = 3
     SOURCE = 4
+    LOADER = 5
 
 
 def check_int(name: str, value: object, minimum: int) -> int:
@@ -160,8 +166,9 @@ class InvarianceDataModule(pl.LightningDataModule, ABC):
         self.mean, self.std = 0.0, 1.0
         self.split_indices: dict[str, Tensor] = {}
         self.transform_elements: dict[str, Tensor] = {}
-        self._shuffle_generator: torch.Generator | None = None
-        self._train_collate: GroupAugmentation | None = None
+        self._train_sampler: ShuffledEpochs | None = None
+        self._train_augmentation: GroupAugmentation | None = None
+        self._epoch_to_load: int | None = None
 
     # ------------------------------------------------------------------ subclass hooks
     @abstractmethod
@@ -229,12 +236,17 @@ class InvarianceDataModule(pl.LightningDataModule, ABC):
             for name in SPLITS
         }
         self.val_dataset, self.test_dataset = datasets["val"], datasets["test"]
-        self._shuffle_generator = seeded_generator(self.seed, Stream.SHUFFLE)
+        num_train = len(datasets["train"])
+        self._train_sampler = ShuffledEpochs(num_train, derive_seed(self.seed, Stream.SHUFFLE))
+        if self._epoch_to_load is not None:
+            self._train_sampler.set_epoch(self._epoch_to_load)
         if self.augment_group is not None:
-            # one element stream per distributed process, so ranks do not move in lockstep
-            rank = self.trainer.global_rank if self.trainer is not None else 0
-            seed = derive_seed(self.seed, Stream.AUGMENT, rank)
-            self._train_collate = GroupAugmentation(self.augment_group, seed, self.background)
+            # elements depend on (seed, epoch, sample): distributed ranks, which load
+            # different samples, draw independent elements without a per-rank stream
+            self._train_augmentation = GroupAugmentation(
+                self.augment_group, num_train, derive_seed(self.seed, Stream.AUGMENT),
+                self.background,
+            )
         self.train_dataset = datasets["train"]
 
     def pad_inputs(self, x: Tensor) -> Tensor:
@@ -287,9 +299,15 @@ class InvarianceDataModule(pl.LightningDataModule, ABC):
 
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches, augmented by ``augment_group`` if given."""
+        """Shuffled training batches, augmented by ``augment_group`` if given.
+
+        Each pass over the loader is the next epoch (Lightning sets the epoch explicitly
+        through the sampler's ``set_epoch``); ``loader.dataset[i]`` is the untransformed
+        sample ``i`` of :attr:`train_dataset`.
+        """
         self.setup("fit")
-        return self._loader(self.train_dataset, shuffle=True, collate_fn=self._train_collate)
+        dataset = EpochDataset(self.train_dataset, self._train_augmentation)
+        return self._loader(dataset, sampler=self._train_sampler)
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches in a fixed order."""
@@ -301,16 +319,39 @@ class InvarianceDataModule(pl.LightningDataModule, ABC):
         self.setup("test")
         return self._loader(self.test_dataset)
 
-    def _loader(self, dataset, shuffle: bool = False, collate_fn=None) -> DataLoader:
+    def _loader(self, dataset, sampler: ShuffledEpochs | None = None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
-            collate_fn=collate_fn,
-            generator=self._shuffle_generator if shuffle else None,
+            # worker seeds come from this generator, not from the global RNG; nothing in the
+            # pipeline reads them (every random choice is keyed by seed, epoch and sample)
+            generator=seeded_generator(self.seed, Stream.LOADER),
             persistent_workers=self.num_workers > 0,
         )
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, int]:
+        """``{"train_epoch": e}``: the epoch the next pass over the training loader draws.
+
+        Saved by Lightning in checkpoints. Lightning also sets the epoch itself on resume; this
+        covers loops that do not (a sampler wrapped for distributed training, a manual loop).
+        """
+        if self._train_sampler is not None:
+            return {"train_epoch": self._train_sampler.epoch}
+        if self._epoch_to_load is not None:
+            return {"train_epoch": self._epoch_to_load}
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Restore :meth:`state_dict` (before or after :meth:`setup`)."""
+        if "train_epoch" not in state_dict:
+            return
+        epoch = check_int("state_dict['train_epoch']", state_dict["train_epoch"], 0)
+        self._epoch_to_load = epoch
+        if self._train_sampler is not None:
+            self._train_sampler.set_epoch(epoch)
 
     # ------------------------------------------------------------------ validation
     def _check_remove_classes(self, remove_classes: Sequence[int] | None) -> tuple[int, ...]:

@@ -1,7 +1,9 @@
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from invreg.data.augment import GroupAugmentation, act_with_fill, derive_seed
+from invreg.data.epochs import EpochDataset, ShuffledEpochs
 from invreg.groups import ContinuousRotations, CyclicShifts, Rotations
 
 
@@ -42,43 +44,83 @@ def _orbit_index(group, original, augmented):
     return match.long().argmax(1)
 
 
-def test_collate_draws_fresh_elements_in_the_orbit():
+def test_augmentation_draws_fresh_elements_per_epoch_in_the_orbit():
     group = Rotations(4)
     x = torch.randn(32, 1, 6, 6)
-    samples = [(x[i], i) for i in range(32)]
-    collate = GroupAugmentation(group, seed=0)
-    first, labels = collate(samples)
-    second, _ = collate(samples)
-    assert torch.equal(labels, torch.arange(32))
+    index = torch.arange(32)
+    augment = GroupAugmentation(group, num_samples=32, seed=0)
+    first, second = augment(x, 0, index), augment(x, 1, index)
     e1, e2 = _orbit_index(group, x, first), _orbit_index(group, x, second)
-    assert not torch.equal(e1, e2)  # a fresh draw each time
+    assert not torch.equal(e1, e2)  # a fresh draw each epoch
     assert len(e1.unique()) > 1
-    # same seed, same stream
-    again, _ = GroupAugmentation(group, seed=0)(samples)
-    assert torch.equal(again, first)
+    # a function of (seed, epoch, sample): same seed and epoch, same elements, in any batch
+    again = GroupAugmentation(group, num_samples=32, seed=0)
+    assert torch.equal(again(x, 0, index), first)
+    part = torch.tensor([5, 17, 2])
+    assert torch.equal(again(x[part], 0, part), first[part])
 
 
 def _epochs(loader, n):
     return [torch.cat([x for x, _ in loader]) for _ in range(n)]
 
 
-def test_collate_in_workers_differs_by_worker_and_epoch_and_is_reproducible():
+def test_loader_in_workers_matches_main_process_every_epoch():
     # every sample is the same image, so any difference comes from the augmentation
     group = Rotations(4)
     image = torch.randn(1, 1, 6, 6)
     dataset = TensorDataset(image.expand(64, 1, 6, 6).clone(), torch.zeros(64, dtype=torch.long))
 
-    def loader():
+    def loader(num_workers):
+        augment = GroupAugmentation(group, num_samples=64, seed=1)
         return DataLoader(
-            dataset,
-            batch_size=32,
-            num_workers=2,
-            collate_fn=GroupAugmentation(group, seed=1),
-            generator=torch.Generator().manual_seed(0),
+            EpochDataset(dataset, augment),
+            batch_size=16,
+            sampler=ShuffledEpochs(64, seed=2),
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
         )
 
-    first_epoch, second_epoch = _epochs(loader(), 2)
+    first_epoch, second_epoch = _epochs(loader(0), 2)
     elements = _orbit_index(group, image.expand(64, 1, 6, 6), first_epoch)
-    assert not torch.equal(elements[:32], elements[32:])  # worker 0 vs worker 1
+    assert len(elements.unique()) == 4
     assert not torch.equal(first_epoch, second_epoch)
-    assert torch.equal(_epochs(loader(), 1)[0], first_epoch)
+    # workers (persistent, two epochs) draw exactly what the main process draws
+    in_workers = _epochs(loader(2), 2)
+    assert torch.equal(in_workers[0], first_epoch)
+    assert torch.equal(in_workers[1], second_epoch)
+
+
+def test_sampler_epoch_order_is_a_function_of_seed_and_epoch():
+    sampler = ShuffledEpochs(50, seed=3)
+    epochs = [list(sampler) for _ in range(3)]
+    assert [{e for e, _ in keys} for keys in epochs] == [{0}, {1}, {2}]
+    assert all(sorted(i for _, i in keys) == list(range(50)) for keys in epochs)
+    assert epochs[0] != [(0, i) for _, i in epochs[1]]  # reshuffled
+    resumed = ShuffledEpochs(50, seed=3)
+    resumed.set_epoch(2)
+    assert list(resumed) == epochs[2]
+
+
+def test_epoch_dataset_plain_index_is_the_untransformed_sample():
+    x, y = torch.randn(8, 1, 4, 4), torch.arange(8)
+    dataset = EpochDataset(TensorDataset(x, y), GroupAugmentation(Rotations(4), 8, seed=0))
+    sample, label = dataset[3]
+    assert torch.equal(sample, x[3]) and label == 3
+    batch = dataset.__getitems__([(0, 3), (0, 5)])
+    assert [int(label) for _, label in batch] == [3, 5]
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: GroupAugmentation(Rotations(4), 0, seed=0), "num_samples"),
+        (lambda: ShuffledEpochs(5, seed=0).set_epoch(-1), "epoch"),
+        (lambda: EpochDataset(TensorDataset(torch.zeros(3, 1, 2, 2), torch.zeros(3)),
+                              GroupAugmentation(Rotations(4), 4, seed=0)), "augmentation"),
+        (lambda: EpochDataset(TensorDataset(torch.zeros(3, 2), torch.zeros(3)), None).__getitems__(
+            [(0, 1), (1, 2)]), "one epoch"),
+    ],
+)
+def test_errors_name_the_argument(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()

@@ -150,11 +150,14 @@ def test_augment_group_fresh_per_draw_train_only():
     dm = make(augment_group="c4", batch_size=16)
     loader = dm.train_dataloader()
     x, y = tensors(dm, "train")
-    samples = [(x[i], y[i]) for i in range(16)]
-    first, labels = loader.collate_fn(samples)
-    second, _ = loader.collate_fn(samples)
-    assert torch.equal(labels, y[:16])
-    assert not torch.equal(first, second)
+    epochs = [torch.cat([b[0] for b in loader]), torch.cat([b[0] for b in loader])]
+    # the loader's order is the sampler's order of that epoch: undo it to compare samples
+    first, second = (
+        batches[loader.sampler.order(e).argsort()][:16] for e, batches in enumerate(epochs)
+    )
+    labels = torch.cat([b[1] for b in loader])[loader.sampler.order(2).argsort()]
+    assert torch.equal(labels, y)
+    assert not torch.equal(first, second)  # a fresh element per sample and epoch
     for augmented in (first, second):  # every augmented image is a rotation of its original
         match = (group.orbit(x[:16]) == augmented.unsqueeze(1)).flatten(2).all(-1)
         assert match.any(1).all()
