@@ -215,14 +215,14 @@ def geed_terms(
         raise ValueError(f"layer {layer!r}: features contain NaN or Inf")
     feats = upcast(feats)  # centroids, norms and softmax in at least float32
     metric = DISTANCES[distance]
-    flat = feats.reshape(batch, n, -1)
+    flat = feats.reshape(batch, n, math.prod(feats.shape[2:]))  # explicit size: B may be 0
     if mode == "invariance":
         reference = flat.mean(dim=1, keepdim=True).expand(batch, n - 1, flat.shape[-1])
     else:
         assert orbit.elements is not None
         reference = _act_on_features(
             feats[:, 0], orbit.field_types.get(layer), group, orbit.elements, layer
-        ).reshape(batch, n - 1, -1)
+        ).reshape(batch, n - 1, flat.shape[-1])
     deviations = metric(reference, flat[:, 1:])
     identity = flat[:, 0]
     random_pairs = metric(identity, identity.roll(-1, dims=0)) if batch > 1 else flat.new_zeros(0)
