@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from pytorch_lightning.loggers import WandbLogger
 
-from invreg.cli import main as cli_main
+from invreg.cli import run_cli as cli_main
 from invreg.evaluation import evaluate_invariance
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"

@@ -4,7 +4,8 @@
 * W&B (``WandbLogger``): ``wandb.Image``, ``wandb.Histogram``, ``wandb.plot.line_series`` and
   ``wandb.Table``, logged with ``step=trainer.global_step`` as ``trainer/global_step``;
 * TensorBoard: ``add_image`` (figures), ``add_histogram`` and ``add_text`` (tables);
-* the run directory (:func:`run_directory`), with any logger or none: PNG figures and CSV tables,
+* the run directory (:func:`invreg.runs.run_directory`: one folder per run, next to its
+  ``checkpoints/`` and ``config.yaml``), with any logger or none: PNG figures and CSV tables,
   so a run without W&B keeps the same information on disk.
 
 ``wandb`` is imported lazily, only when a ``WandbLogger`` is attached; without the package,
@@ -16,7 +17,6 @@ figure stays registered anywhere after it is saved.
 from __future__ import annotations
 
 import csv
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,24 +28,9 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 
+from invreg.runs import run_directory as run_directory  # re-exported for the callbacks
+
 _WARNED: set[str] = set()
-
-
-def run_directory(trainer: pl.Trainer) -> Path:
-    """The run's directory, the one ``ModelCheckpoint`` puts ``checkpoints/`` in:
-    ``save_dir/name/version`` of the first logger, or ``default_root_dir`` without a logger.
-
-    A collective call (the path is broadcast from rank 0): call it on every process.
-    """
-    if trainer.loggers:
-        logger = trainer.loggers[0]
-        save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
-        version = logger.version
-        version = version if isinstance(version, str) else f"version_{version}"
-        path = os.path.join(save_dir, str(logger.name), version)
-    else:
-        path = trainer.default_root_dir
-    return Path(trainer.strategy.broadcast(path))
 
 
 def import_wandb() -> Any | None:

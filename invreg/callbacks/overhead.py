@@ -45,14 +45,14 @@ class EpochTimer(pl.Callback):
 
 def measure(config: Path, with_callbacks: bool, max_epochs: int | None, root: Path) -> dict:
     """One ``fit`` of ``config`` (CSV logger under ``root``), timed."""
-    from invreg.cli import main
+    from invreg.cli import run_cli
 
     args = ["--config", str(config), "--trainer.default_root_dir", str(root),
             "--trainer.logger", "pytorch_lightning.loggers.CSVLogger",
             "--trainer.logger.save_dir", str(root)]
     if max_epochs is not None:
         args += ["--trainer.max_epochs", str(max_epochs)]
-    cli = main(args, run=False)
+    cli = run_cli(args, run=False)
     ours = [c for c in cli.trainer.callbacks if isinstance(c, InvarianceCallback)]
     if not with_callbacks:
         cli.trainer.callbacks = [c for c in cli.trainer.callbacks if c not in ours]

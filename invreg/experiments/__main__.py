@@ -1,3 +1,5 @@
+import sys
+
 from invreg.experiments.runner import main
 
-main()
+sys.exit(main())

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from invreg.cli import main as cli_main
+from invreg.cli import run_cli as cli_main
 
 CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs" / "hyper"
 TASKS = {"rotated": "downstream_rotated.yaml", "orientation": "downstream_orientation.yaml"}

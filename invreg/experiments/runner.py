@@ -90,11 +90,13 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
 
     settings.progress = progress
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*uint8.*")
-        results = experiment.run(settings)
-    bar.close()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*uint8.*")
+            results = experiment.run(settings)
+    finally:
+        bar.close()
     elapsed = time.perf_counter() - start
     header = (
         f"Command: `invreg-experiment {name} --scale {scale} --seeds {settings.seeds} "
@@ -114,7 +116,11 @@ def _device(accelerator: str) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
-def main(argv: list[str] | None = None) -> Results:
+def main(argv: list[str] | None = None) -> int:
+    """The ``invreg-experiment`` console script: run one experiment, print its ``results.md``,
+    return the exit status (0 on success; 1, with a short message on stderr, for a bad argument
+    such as an unknown group; ``INVREG_TRACEBACK=1`` shows the full traceback). :func:`run` is
+    the in-process API, returning the :class:`Results`."""
     parser = argparse.ArgumentParser(prog="invreg-experiment", description=__doc__.split("\n")[0])
     parser.add_argument("name", choices=sorted(EXPERIMENTS))
     size = parser.add_mutually_exclusive_group()
@@ -136,9 +142,18 @@ def main(argv: list[str] | None = None) -> Results:
     extra = {"groups": args.groups} if args.groups else {}
     if args.data_dir:
         extra["data_dir"] = args.data_dir
-    return run(args.name, args.scale, args.seeds, args.epochs, args.out, args.accelerator,
-               **extra)
+    from invreg.cli import CONFIG_ERRORS, describe_error, full_traceback_wanted
+
+    try:
+        run(args.name, args.scale, args.seeds, args.epochs, args.out, args.accelerator, **extra)
+    except CONFIG_ERRORS as error:
+        if full_traceback_wanted():
+            raise
+        print(f"invreg-experiment: error: {describe_error(error)}", file=sys.stderr)
+        print("(INVREG_TRACEBACK=1 shows the full traceback)", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,7 +12,7 @@ from invreg.callbacks import (
     SaliencyCallback,
     SpectralDecayCallback,
 )
-from invreg.cli import main
+from invreg.cli import run_cli as main
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from invreg.cli import main
+from invreg.cli import run_cli as main
 from invreg.data.tasks import DigitOrientationDataModule, RotatedDigitsDataModule
 from invreg.models.hyper import HyperCNN
 from invreg.modules.hyper import HyperInvarianceModule

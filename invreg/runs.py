@@ -1,0 +1,107 @@
+"""Where a run's files go: one folder per run, never shared with an earlier run.
+
+:func:`run_directory` is the single answer to "the folder of this trainer's run". The config
+saver of the ``invreg`` CLI (:class:`SaveRunConfig`), the invreg callbacks' PNG/CSV files and
+every ``ModelCheckpoint`` without an explicit ``dirpath`` use it, so a run's ``config.yaml``,
+``checkpoints/`` and media sit side by side:
+
+==========================================  ================================================
+logger                                      run directory
+==========================================  ================================================
+CSV / TensorBoard                           ``save_dir/name/version_N`` (the logger's folder)
+W&B (``WandbLogger``)                       ``save_dir/project/<run id>``
+none (``logger: false``)                    ``default_root_dir/version_N``, a fresh ``N``
+==========================================  ================================================
+
+With a logger this is exactly where Lightning puts ``checkpoints/``. Without one, Lightning
+would put every run's checkpoints in ``default_root_dir/checkpoints``; here each run claims the
+next free ``version_N`` (created at once, so two runs started together get different folders)
+and its checkpoints go inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import weakref
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import SaveConfigCallback
+
+_RUN_DIRECTORIES: weakref.WeakKeyDictionary[pl.Trainer, Path] = weakref.WeakKeyDictionary()
+_VERSION = re.compile(r"version_(\d+)")
+
+
+def run_directory(trainer: pl.Trainer) -> Path:
+    """The folder of this trainer's run (see the module docstring), decided once per trainer.
+
+    The first call also points every ``ModelCheckpoint`` of the trainer whose ``dirpath`` is
+    unset at ``<run directory>/checkpoints``. Lightning sets up checkpoint callbacks after all
+    others, so calling this from a callback's ``setup`` comes first.
+
+    A collective call (the path is broadcast from rank 0): call it on every process.
+    """
+    known = _RUN_DIRECTORIES.get(trainer)
+    if known is not None:
+        return known
+    if trainer.loggers:
+        logger = trainer.loggers[0]
+        if logger.version is None and hasattr(logger, "experiment"):
+            logger.experiment  # noqa: B018 - creates the W&B run, whose id names the folder
+        save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
+        version = logger.version
+        version = version if isinstance(version, str) else f"version_{version}"
+        path = os.path.join(save_dir, str(logger.name), version)
+    else:
+        path = str(_claim_version(Path(trainer.default_root_dir))) if trainer.is_global_zero else ""
+    path = Path(trainer.strategy.broadcast(path))
+    _RUN_DIRECTORIES[trainer] = path
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+            callback.dirpath = str(path / "checkpoints")
+    return path
+
+
+def _claim_version(root: Path) -> Path:
+    """Create and return ``root/version_N`` for the smallest ``N`` above every existing one."""
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for p in root.iterdir() if (m := _VERSION.fullmatch(p.name))]
+    number = max(taken, default=-1) + 1
+    while True:
+        candidate = root / f"version_{number}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:  # another run claimed it between the listing and now
+            number += 1
+            continue
+        return candidate
+
+
+def free_path(path: Path) -> Path:
+    """``path`` if nothing is there, else the first free ``<stem>-v<k><suffix>``, ``k = 1, 2…``
+    (the naming ``ModelCheckpoint`` uses), so an existing file is never overwritten."""
+    candidate, k = path, 0
+    while candidate.exists():
+        k += 1
+        candidate = path.with_name(f"{path.stem}-v{k}{path.suffix}")
+    return candidate
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Saves the CLI's config as ``config.yaml`` in :func:`run_directory`, next to the run's
+    checkpoints and media, never over an existing file (a resumed W&B run with the same id gets
+    ``config-v1.yaml``)."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        folder = run_directory(trainer)  # collective: every rank calls it
+        if trainer.is_global_zero:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = free_path(folder / self.config_filename)
+            self.parser.save(self.config, str(path), skip_none=False, multifile=self.multifile)
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
