@@ -28,8 +28,10 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
+from invreg.config import RecordsInit
 
-class Group(ABC):
+
+class Group(RecordsInit, ABC):
     """A group acting on batches of inputs.
 
     Subclasses implement :meth:`_inverse`, :meth:`_compose`, :meth:`_sample`, :meth:`_act` and
