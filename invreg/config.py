@@ -90,3 +90,52 @@ def try_config(value: Any) -> Any | None:
         return to_config(value)
     except NotRepresentable:
         return None
+
+
+def from_config(config: Mapping[str, Any], base: type, argument: str) -> Any:
+    """Build the object a ``{"class_path": ..., "init_args": {...}}`` mapping describes.
+
+    Nested descriptions in ``init_args`` are built first. A checkpoint must not be able to run
+    arbitrary code, so only classes from invreg or from modules the process has already
+    imported are resolved, and only subclasses of :class:`RecordsInit` (what :func:`to_config`
+    describes) that are also subclasses of ``base`` are built; ``argument`` names the
+    parameter in error messages.
+    """
+    if set(config) - {"class_path", "init_args"} or "class_path" not in config:
+        raise ValueError(
+            f"{argument}: expected a mapping with 'class_path' and optional 'init_args', got "
+            f"keys {sorted(config)}"
+        )
+    cls = _import_class(str(config["class_path"]), argument)
+    if not (isinstance(cls, type) and issubclass(cls, base) and issubclass(cls, RecordsInit)):
+        raise TypeError(
+            f"{argument}: {config['class_path']!r} is not a {base.__name__} that records its "
+            f"constructor arguments (invreg.config.RecordsInit)"
+        )
+    init_args = {k: _build_nested(v, argument) for k, v in (config.get("init_args") or {}).items()}
+    return cls(**init_args)
+
+
+def _build_nested(value: Any, argument: str) -> Any:
+    if isinstance(value, Mapping) and "class_path" in value:
+        return from_config(value, object, argument)
+    if isinstance(value, list):
+        return [_build_nested(v, argument) for v in value]
+    return value
+
+
+def _import_class(class_path: str, argument: str) -> type:
+    import importlib
+    import sys
+
+    module_name, _, name = class_path.rpartition(".")
+    if not module_name or not (module_name.split(".")[0] == "invreg" or module_name in sys.modules):
+        raise ValueError(
+            f"{argument}: refusing to import {class_path!r}: only invreg classes and classes "
+            f"of already imported modules are rebuilt; import its module first"
+        )
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ValueError(f"{argument}: {module_name} has no {name!r}") from None

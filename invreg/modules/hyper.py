@@ -15,10 +15,17 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from invreg.losses import LOSSES, get_loss
 from invreg.models.hyper import HyperCNN
+from invreg.modules.checkpointing import (
+    check_finite_loss,
+    check_weight,
+    save_plain_hyperparameters,
+)
+from invreg.modules.streams import RandomStreams
 
 Stage = Literal["upstream", "downstream"]
 
@@ -52,7 +59,7 @@ def load_upstream_backbone(path: str | Path) -> HyperCNN:
     return backbone
 
 
-class HyperInvarianceModule(pl.LightningModule):
+class HyperInvarianceModule(RandomStreams, pl.LightningModule):
     """Train a descriptor-conditioned :class:`~invreg.models.hyper.HyperCNN` (upstream), or fit
     a descriptor and a linear head on top of a frozen one (downstream).
 
@@ -108,7 +115,14 @@ class HyperInvarianceModule(pl.LightningModule):
         fill: value of pixels that augmentations bring into the frame; ``None`` takes the data
             module's ``background`` when there is one, else 0.
         backbone_config: ``HyperCNN(**backbone_config)`` instead of ``backbone``; checkpoints
-            store it so that ``load_from_checkpoint`` can rebuild the upstream module.
+            store it so that ``load_from_checkpoint`` can rebuild the module. Downstream it
+            replaces ``upstream_checkpoint`` only when loading a checkpoint (the architecture
+            comes from it, the frozen weights from the checkpoint's ``state_dict``):
+            :meth:`load_from_checkpoint` does that, so a downstream checkpoint loads in one
+            line even where the upstream file is gone.
+        on_nonfinite_loss: ``"raise"`` (default) stops a run whose loss becomes NaN or
+            infinite with :class:`~invreg.modules.NonFiniteLossError`; ``"skip"`` skips such
+            training batches with a warning.
     """
 
     def __init__(
@@ -129,6 +143,7 @@ class HyperInvarianceModule(pl.LightningModule):
         weight_decay: float = 0.0,
         fill: float | None = None,
         backbone_config: dict | None = None,
+        on_nonfinite_loss: Literal["raise", "skip"] = "raise",
     ) -> None:
         super().__init__()
         if stage not in ("upstream", "downstream"):
@@ -142,13 +157,22 @@ class HyperInvarianceModule(pl.LightningModule):
         warmup = descriptor_warmup_epochs
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise ValueError(f"descriptor_warmup_epochs must be an integer >= 0, got {warmup!r}")
-        if invariance_weight < 0:
-            raise ValueError(f"invariance_weight must be >= 0, got {invariance_weight}")
+        invariance_weight = check_weight("invariance_weight", invariance_weight)
+        lr = check_weight("lr", lr)
+        descriptor_lr = check_weight("descriptor_lr", descriptor_lr)
+        weight_decay = check_weight("weight_decay", weight_decay)
+        if on_nonfinite_loss not in ("raise", "skip"):
+            raise ValueError(
+                f"on_nonfinite_loss must be 'raise' or 'skip', got {on_nonfinite_loss!r}"
+            )
+        self.on_nonfinite_loss = on_nonfinite_loss
         if invariance_error not in LOSSES:
             raise ValueError(
                 f"invariance_error: expected one of {sorted(LOSSES)}, got {invariance_error!r}"
             )
-        self.save_hyperparameters(ignore=["backbone", "backbone_config"])
+        save_plain_hyperparameters(self, ("backbone",))
+        # the architecture is stored as backbone_config (below), the weights in the state_dict
+        self.hparams.pop("backbone", None)
         self.stage: Stage = stage
         self.descriptor_sampling = descriptor_sampling
         self.corner_probability = float(corner_probability)
@@ -171,14 +195,23 @@ class HyperInvarianceModule(pl.LightningModule):
             # the checkpoint must be able to rebuild the hyper-network on its own
             self.hparams["backbone_config"] = self.backbone.config
         else:
-            if backbone is not None or backbone_config is not None:
+            if backbone is not None:
                 raise ValueError(
                     "stage='downstream' builds the backbone from upstream_checkpoint; do not "
-                    "pass backbone or backbone_config"
+                    "pass backbone"
                 )
-            if not upstream_checkpoint:
+            if backbone_config is not None:
+                if upstream_checkpoint is not None:
+                    raise ValueError(
+                        "stage='downstream' takes upstream_checkpoint (training) or "
+                        "backbone_config (loading a downstream checkpoint), not both"
+                    )
+                self.backbone = HyperCNN(**backbone_config)
+            elif not upstream_checkpoint:
                 raise ValueError("stage='downstream' needs upstream_checkpoint (a .ckpt path)")
-            self.backbone = load_upstream_backbone(upstream_checkpoint)
+            else:
+                self.backbone = load_upstream_backbone(upstream_checkpoint)
+            self.hparams["backbone_config"] = self.backbone.config
             self.backbone.requires_grad_(False)
             self.backbone.eval()
             if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -197,6 +230,24 @@ class HyperInvarianceModule(pl.LightningModule):
         self.accuracy = nn.ModuleDict(
             {split: MulticlassAccuracy(num_classes) for split in ("train_", "val_", "test_")}
         )
+        # epoch means as metric states (sum, count), reduced across processes under DDP
+        terms = ("task_loss", "invariance_loss", "loss") if stage == "upstream" else ("loss",)
+        self.loss_means = nn.ModuleDict(
+            {
+                split: nn.ModuleDict({term: MeanMetric() for term in terms})
+                for split in ("train_", "val_", "test_")
+            }
+        )
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
+        """Lightning's ``load_from_checkpoint``; a downstream checkpoint is rebuilt from its
+        own ``backbone_config`` and weights, without the upstream file it was trained from."""
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        hparams = checkpoint.get("hyper_parameters", {})
+        if hparams.get("stage") == "downstream" and hparams.get("backbone_config"):
+            kwargs.setdefault("upstream_checkpoint", None)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     @staticmethod
     def _upstream_backbone(backbone, backbone_config, upstream_checkpoint) -> HyperCNN:
@@ -224,7 +275,7 @@ class HyperInvarianceModule(pl.LightningModule):
 
     def upstream_step(self, batch: tuple[Tensor, Tensor], split: str, batch_idx: int) -> Tensor:
         x, y = batch
-        generator = None
+        generator = self.random_generator
         if split != "train":  # the same descriptors and augmentations at every validation
             generator = torch.Generator().manual_seed(batch_idx)
         desc = self.backbone.descriptor
@@ -244,16 +295,17 @@ class HyperInvarianceModule(pl.LightningModule):
         else:
             invariance_loss = torch.zeros((), device=x.device)
         loss = task_loss + self.invariance_weight * invariance_loss
-        self._log_metrics(split, logits[:batch_size], y, loss, task_loss=task_loss,
-                          invariance_loss=invariance_loss)
-        return loss
+        terms = dict(task_loss=task_loss, invariance_loss=invariance_loss, loss=loss)
+        return self._log_metrics(split, batch_idx, logits[:batch_size], y, terms)
 
-    def downstream_step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
+    def downstream_step(
+        self, batch: tuple[Tensor, Tensor], split: str, batch_idx: int = 0
+    ) -> Tensor | None:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        self._log_metrics(split, logits, y, loss)
-        if split == "train":
+        loss = self._log_metrics(split, batch_idx, logits, y,
+                                 dict(loss=F.cross_entropy(logits, y)))
+        if split == "train" and loss is not None:
             values = self.descriptor.detach().unbind()
             for name, value in zip(self.descriptor_names, values, strict=True):
                 self.log(f"descriptor/{name}", value, on_step=True, on_epoch=False)
@@ -265,7 +317,7 @@ class HyperInvarianceModule(pl.LightningModule):
             raise ValueError(f"{split} batch contains NaN or Inf inputs")
         if self.stage == "upstream":
             return self.upstream_step(batch, split, batch_idx)
-        return self.downstream_step(batch, split)
+        return self.downstream_step(batch, split, batch_idx)
 
     def training_step(self, batch, batch_idx):
         return self.shared_step(batch, "train", batch_idx)
@@ -341,12 +393,19 @@ class HyperInvarianceModule(pl.LightningModule):
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         return float(getattr(datamodule, "background", 0.0))
 
-    def _log_metrics(self, split: str, logits: Tensor, y: Tensor, loss: Tensor,
-                     **terms: Tensor) -> None:
+    def _log_metrics(self, split: str, batch_idx: int, logits: Tensor, y: Tensor,
+                     terms: dict[str, Tensor]) -> Tensor | None:
+        """Log the loss terms and accuracy; the loss, or ``None`` to skip a non-finite
+        training batch (``on_nonfinite_loss="skip"``)."""
+        if not check_finite_loss(self, split, batch_idx, terms):
+            return None
         accuracy = self.accuracy[f"{split}_"]
         accuracy(logits, y)
-        log = dict(on_step=split == "train", on_epoch=True, batch_size=y.shape[0])
+        batch_size = y.shape[0]
+        log = dict(on_step=split == "train", on_epoch=True, batch_size=batch_size)
         for name, value in terms.items():
-            self.log(f"{split}/{name}", value, **log)
-        self.log(f"{split}/loss", loss, prog_bar=split != "test", **log)
+            mean = self.loss_means[f"{split}_"][name]
+            mean(value.detach(), batch_size)
+            self.log(f"{split}/{name}", mean, prog_bar=name == "loss" and split != "test", **log)
         self.log(f"{split}/acc", accuracy, prog_bar=True, **log)
+        return terms["loss"]

@@ -9,13 +9,24 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from invreg.groups import Group, get_group
 from invreg.losses import InvarianceLoss, get_loss
+from invreg.modules.checkpointing import (
+    build,
+    check_finite_loss,
+    check_weight,
+    save_plain_hyperparameters,
+)
+from invreg.modules.streams import RandomStreams
+
+#: the loss terms logged under ``{train,val,test}/``
+LOSS_TERMS = ("task_loss", "invariance_loss", "loss")
 
 
-class InvarianceModule(pl.LightningModule):
+class InvarianceModule(RandomStreams, pl.LightningModule):
     """A classifier trained with ``loss = task loss + invariance_weight · I(x, g·x)``.
 
     Each step (optionally) augments the batch with a random group element per sample, then
@@ -38,8 +49,20 @@ class InvarianceModule(pl.LightningModule):
                 return logits, logits.softmax(dim=-1)
 
     Logged: ``{train,val,test}/task_loss``, ``/invariance_loss``, ``/loss``, ``/acc`` (the
-    fraction of correctly classified samples, micro-averaged).
+    fraction of correctly classified samples, micro-averaged). Epoch values are means over
+    samples, kept as metric states, so under DDP they equal a single-process run.
     Validation and test use the full orbit for finite groups, so they are deterministic.
+
+    A NaN or infinite loss stops the run with :class:`~invreg.modules.NonFiniteLossError`,
+    naming the step and every loss term (``on_nonfinite_loss="skip"`` skips such training
+    batches instead, with a warning).
+
+    Checkpoints rebuild the module in one line, without the config:
+    ``InvarianceModule.load_from_checkpoint(path)`` (backbone, group and loss are stored as
+    their ``class_path``/``init_args`` description; a backbone class that records no
+    constructor arguments — not a subclass of :class:`~invreg.models.base.Backbone` or
+    :class:`~invreg.config.RecordsInit` — is passed back: ``load_from_checkpoint(path,
+    backbone=MyNet())``).
 
     Args:
         backbone: maps inputs ``[B, ...]`` to logits ``[B, num_classes]``.
@@ -53,11 +76,15 @@ class InvarianceModule(pl.LightningModule):
         num_classes: number of classes (checked against the backbone's output); the CLI links
             it from the data module.
         lr: Adam learning rate. weight_decay: Adam weight decay.
+        on_nonfinite_loss: ``"raise"`` (default) or ``"skip"`` (see above).
+
+    ``backbone``, ``group`` and ``invariance_loss`` also accept a
+    ``{"class_path": ..., "init_args": {...}}`` mapping, as written in a config.
     """
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: nn.Module | None = None,
         group: str | Group = "c4",
         invariance_loss: str | InvarianceLoss = "logit_l2",
         invariance_weight: float = 1.0,
@@ -67,15 +94,28 @@ class InvarianceModule(pl.LightningModule):
         num_classes: int | None = None,
         lr: float = 8e-4,
         weight_decay: float = 0.0,
+        on_nonfinite_loss: Literal["raise", "skip"] = "raise",
     ) -> None:
         super().__init__()
+        if backbone is None:
+            raise ValueError(
+                "backbone: missing. A checkpoint of a module whose backbone records no "
+                "constructor arguments needs it back: "
+                "InvarianceModule.load_from_checkpoint(path, backbone=MyNet(...))"
+            )
+        backbone = build(backbone, nn.Module, "backbone")
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone: expected an nn.Module, got {type(backbone).__name__}")
-        if invariance_weight < 0:
-            raise ValueError(f"invariance_weight must be >= 0, got {invariance_weight}")
+        invariance_weight = check_weight("invariance_weight", invariance_weight)
+        lr = check_weight("lr", lr)
+        weight_decay = check_weight("weight_decay", weight_decay)
+        if on_nonfinite_loss not in ("raise", "skip"):
+            raise ValueError(
+                f"on_nonfinite_loss must be 'raise' or 'skip', got {on_nonfinite_loss!r}"
+            )
         if orbit_mode not in ("sample", "full"):
             raise ValueError(f"orbit_mode must be 'sample' or 'full', got {orbit_mode!r}")
-        self.group = get_group(group)
+        self.group = get_group(build(group, Group, "group"))
         if orbit_mode == "full" and not self.group.is_finite and (orbit_size or 0) < 2:
             raise ValueError(
                 f"orbit_mode='full' with the continuous group {self.group!r} needs orbit_size >= 2"
@@ -88,9 +128,9 @@ class InvarianceModule(pl.LightningModule):
                 f"num_classes: expected an integer >= 2 (or a backbone with a num_classes "
                 f"attribute), got {num_classes!r}"
             )
-        self.save_hyperparameters(ignore=["backbone", "invariance_loss"])
+        save_plain_hyperparameters(self, ("backbone", "group", "invariance_loss"))
         self.backbone = backbone
-        self.invariance_loss = get_loss(invariance_loss)
+        self.invariance_loss = get_loss(build(invariance_loss, InvarianceLoss, "invariance_loss"))
         if self.invariance_loss.layer is not None:
             self._find_layer(self.invariance_loss.layer)
         self.invariance_weight = float(invariance_weight)
@@ -99,9 +139,17 @@ class InvarianceModule(pl.LightningModule):
         self.augment = augment
         self.num_classes = num_classes
         self.lr, self.weight_decay = lr, weight_decay
+        self.on_nonfinite_loss = on_nonfinite_loss
         self.accuracy = nn.ModuleDict(
             {
                 stage: MulticlassAccuracy(num_classes, average="micro")
+                for stage in ("train_", "val_", "test_")
+            }
+        )
+        # epoch means as metric states (sum, count), reduced across processes under DDP
+        self.loss_means = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict({term: MeanMetric() for term in LOSS_TERMS})
                 for stage in ("train_", "val_", "test_")
             }
         )
@@ -126,20 +174,27 @@ class InvarianceModule(pl.LightningModule):
     def transformed_copies(self, x: Tensor, orbit_mode: str) -> Tensor:
         """Inputs the invariance error is measured on: ``[B, K, ...]`` copies of ``x``."""
         if orbit_mode == "full":
-            return self.group.orbit(x, num_samples=self.orbit_size)[:, 1:]
+            return self.group.orbit(
+                x, num_samples=self.orbit_size, generator=self.random_generator
+            )[:, 1:]
         if self.group.is_finite:
             # uniform over the non-identity elements: the identity would contribute zero error
-            g = 1 + torch.randint(self.group.order - 1, (x.shape[0],), device=x.device)
+            g = 1 + torch.randint(
+                self.group.order - 1, (x.shape[0],), generator=self.random_generator
+            ).to(x.device)
         else:
-            g = self.group.sample(x.shape[0], device=x.device)
+            g = self.group.sample(x.shape[0], generator=self.random_generator, device=x.device)
         return self.group.act(x, g).unsqueeze(1)
 
-    def shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def shared_step(
+        self, batch: tuple[Tensor, Tensor], stage: str, batch_idx: int = 0
+    ) -> Tensor | None:
         x, y = batch
         if not torch.isfinite(x).all():
             raise ValueError(f"{stage} batch contains NaN or Inf inputs")
         if stage == "train" and self.augment:
-            x = self.group.act(x, self.group.sample(x.shape[0], device=x.device))
+            g = self.group.sample(x.shape[0], generator=self.random_generator, device=x.device)
+            x = self.group.act(x, g)
         orbit_mode = self.orbit_mode if stage == "train" or not self.group.is_finite else "full"
         copies = self.transformed_copies(x, orbit_mode)
         batch_size, k = copies.shape[:2]
@@ -152,24 +207,27 @@ class InvarianceModule(pl.LightningModule):
         task_loss = F.cross_entropy(reference_logits, y)
         invariance_loss = self.invariance_loss(reference, transformed)
         loss = task_loss + self.invariance_weight * invariance_loss
+        terms = dict(task_loss=task_loss, invariance_loss=invariance_loss, loss=loss)
+        if not check_finite_loss(self, stage, batch_idx, terms):
+            return None  # on_nonfinite_loss="skip": Lightning skips the optimiser step
         accuracy = self.accuracy[f"{stage}_"]
         accuracy(reference_logits, y)
-        on_step = stage == "train"
-        log = dict(on_step=on_step, on_epoch=True, batch_size=batch_size)
-        self.log(f"{stage}/task_loss", task_loss, **log)
-        self.log(f"{stage}/invariance_loss", invariance_loss, **log)
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", **log)
+        log = dict(on_step=stage == "train", on_epoch=True, batch_size=batch_size)
+        for name, value in terms.items():
+            mean = self.loss_means[f"{stage}_"][name]
+            mean(value.detach(), batch_size)  # weighted by the batch size: exact epoch means
+            self.log(f"{stage}/{name}", mean, prog_bar=name == "loss" and stage != "test", **log)
         self.log(f"{stage}/acc", accuracy, prog_bar=True, **log)
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self.shared_step(batch, "train")
+        return self.shared_step(batch, "train", batch_idx)
 
     def validation_step(self, batch, batch_idx):
-        return self.shared_step(batch, "val")
+        return self.shared_step(batch, "val", batch_idx)
 
     def test_step(self, batch, batch_idx):
-        return self.shared_step(batch, "test")
+        return self.shared_step(batch, "test", batch_idx)
 
     def predict_step(self, batch, batch_idx, dataloader_idx=0):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -64,7 +64,8 @@ def test_training_step_combines_task_and_weighted_invariance_loss():
                               orbit_mode="full")
     x, y = next(iter(loaders()[1]))
     logged = {}
-    module.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    # epoch means are logged as metric objects: their value after this one batch
+    module.log = lambda name, value, **kw: logged.__setitem__(name, value.compute())
     loss = module.shared_step((x, y), "val")
     expected_task = nn.functional.cross_entropy(module.backbone(x), y)
     expected_inv = logit_invariance(orbit_logits(module.backbone, x, Rotations(4)))

@@ -1,0 +1,101 @@
+"""Hyper-parameters that rebuild a module from its checkpoint alone, and finite-loss checks.
+
+A LightningModule's checkpoint stores its constructor arguments (``hyper_parameters``);
+``load_from_checkpoint`` calls the constructor with them. invreg modules take objects
+(a backbone, a group, an invariance loss), which are stored as their plain
+``class_path``/``init_args`` description (:mod:`invreg.config`) so that
+
+* the checkpoint loads with ``torch.load(weights_only=True)`` (no pickled objects), and
+* ``Module.load_from_checkpoint(path)`` rebuilds them in a fresh process, without the config.
+
+A checkpoint written by the ``invreg`` CLI already holds the config's description; it is kept.
+An object with no plain description (a user's own ``nn.Module`` that does not inherit
+:class:`~invreg.config.RecordsInit`) is left out, and the module's constructor says to pass it:
+``InvarianceModule.load_from_checkpoint(path, backbone=MyNet(...))``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from numbers import Real
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from invreg.config import from_config, try_config
+
+
+def save_plain_hyperparameters(module: pl.LightningModule, objects: tuple[str, ...]) -> None:
+    """``module.save_hyperparameters()`` with each argument in ``objects`` stored as its plain
+    description (or left out when it has none). Call it from the module's ``__init__``."""
+    with warnings.catch_warnings():
+        # the objects are replaced by descriptions right below, never pickled
+        warnings.filterwarnings("ignore", message=r".*is an instance of `nn.Module`.*")
+        module.save_hyperparameters(frame=_caller_frame())
+    for name in objects:
+        value = module.hparams.get(name)
+        if value is None or isinstance(value, str | Real | Mapping | list):
+            continue  # a name, a number or the CLI's own description: already plain
+        config = try_config(value)
+        if config is None:
+            del module.hparams[name]
+        else:
+            module.hparams[name] = config
+
+
+def _caller_frame():
+    import inspect
+
+    frame = inspect.currentframe()
+    assert frame is not None and frame.f_back is not None and frame.f_back.f_back is not None
+    return frame.f_back.f_back
+
+
+def build(value: Any, base: type, argument: str) -> Any:
+    """``value``, or the object its ``class_path``/``init_args`` description stands for."""
+    if isinstance(value, Mapping):
+        return from_config(value, base, argument)
+    return value
+
+
+def check_weight(name: str, value: object) -> float:
+    """A finite number ``>= 0`` as a float, else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite: the run diverged."""
+
+
+def check_finite_loss(module: pl.LightningModule, stage: str, batch_idx: int,
+                      terms: dict[str, Tensor]) -> bool:
+    """``True`` if every loss term is finite; otherwise, by ``module.on_nonfinite_loss``,
+    raise :class:`NonFiniteLossError` naming the step and every term's value (``"raise"``)
+    or warn and return ``False`` so the caller skips the batch (``"skip"``, training only).
+
+    One host synchronisation per call: the price of not training on NaN.
+    """
+    values = torch.stack([t.detach().float() for t in terms.values()])
+    if bool(torch.isfinite(values).all()):
+        return True
+    trainer = module._trainer
+    where = (f"epoch {module.current_epoch}, global step {module.global_step}, "
+             f"{stage} batch {batch_idx}") if trainer is not None else f"{stage} batch {batch_idx}"
+    listed = ", ".join(f"{name}={value:.6g}" for name, value in
+                       zip(terms, values.tolist(), strict=True))
+    message = f"non-finite loss at {where}: {listed}"
+    if stage == "train" and module.on_nonfinite_loss == "skip":
+        warnings.warn(f"skipping the batch: {message}", RuntimeWarning, stacklevel=2)
+        return False
+    raise NonFiniteLossError(
+        f"{message}. The run diverged: lower the learning rate or invariance_weight, or pass "
+        f"on_nonfinite_loss='skip' to skip such training batches"
+    )
