@@ -25,7 +25,10 @@ def test_check_can_fail_and_pass():
     mlp = MLP((1, 8, 8), 3, hidden_widths=(16,))
     tied = TiedMLP((1, 8, 8), 3, group="c4", hidden_widths=(16,))
     assert max_invariance_deviation(mlp, x, "c4") > 1e-3
-    assert max_invariance_deviation(tied, x, "c4") < 1e-5
+    # invariant up to float32 rounding: fan-ins 64 and 16 plus the 4 pooled elements, n terms
+    # err by at most n·eps of the logits' scale
+    eps = torch.finfo(torch.float32).eps
+    assert max_invariance_deviation(tied, x, "c4") < (64 + 16 + 4) * eps * tied(x).abs().max()
     assert_invariant(tied, x, "c4")
     with pytest.raises(AssertionError, match="not invariant"):
         assert_invariant(mlp, x, "c4")
@@ -55,5 +58,7 @@ def test_modes_restored():
 def test_eval_mode_makes_dropout_deterministic():
     model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.AdaptiveAvgPool2d(1))
     x = torch.randn(4, 2, 6, 6)
-    assert max_invariance_deviation(model, x, "c4") < 1e-6  # global mean is rotation invariant
+    # a global mean is rotation invariant: a 36-term mean, reordered, errs by 36·eps·max|x|
+    eps = torch.finfo(torch.float32).eps
+    assert max_invariance_deviation(model, x, "c4") < 36 * eps * x.abs().max()
     assert max_invariance_deviation(model, x, "c4", eval_mode=False) > 1e-3

@@ -5,6 +5,18 @@ from invreg.groups import Dihedral, Rotations, get_group
 from invreg.models import E2CNN, invariance_deviations, max_invariance_deviation
 
 SMALL = dict(channels=(3, 4, 6), kernel_size=3)
+EPS32 = torch.finfo(torch.float32).eps
+
+
+def rounding(model, x, logits):
+    """How far float32 logits of an exactly invariant E2CNN may move under a group element:
+    an n-term sum errs by at most n·eps of its scale, and the terms along the network are the
+    convolutions' fan-ins (input channels × k²), the spatial pooling (H·W) and the head."""
+    fan_ins = sum(
+        m.in_type.size * m.kernel_size**2 for m in model.modules() if type(m).__name__ == "R2Conv"
+    )
+    fan_ins += sum(m.in_features for m in model.modules() if isinstance(m, torch.nn.Linear))
+    return (fan_ins + x.shape[-2] * x.shape[-1]) * EPS32 * logits.abs().max().item()
 
 
 def warmed_up(model, input_shape, steps=1):
@@ -30,12 +42,13 @@ def test_invariant_to_every_group_element(group, size):
     with torch.no_grad():
         logits = model(x)
         assert logits.std() > 1e-2  # not trivially constant
+        tol = rounding(model, x, logits)
         for element in range(g.order):
             transformed = g.act(x, element)
             if element:
                 assert not torch.equal(transformed, x)
-            assert (model(transformed) - logits).abs().max() < 1e-5
-    assert max_invariance_deviation(model, x, group) < 1e-5
+            assert (model(transformed) - logits).abs().max() < tol
+    assert max_invariance_deviation(model, x, group) < tol
 
 
 def test_default_architecture_invariant_and_output_shape():
@@ -45,7 +58,7 @@ def test_default_architecture_invariant_and_output_shape():
     assert model(x).shape == (3, 9)
     assert model.features(x).shape == (3, 32)
     assert len(model.blocks) == 3 and model.blocks[0].conv.out_type.size == 8 * 8
-    assert invariance_deviations(model, x, "d4").max() < 1e-5
+    assert invariance_deviations(model, x, "d4").max() < rounding(model, x, model(x))
 
 
 def test_c8_is_approximately_invariant_to_45_degrees():
@@ -54,7 +67,8 @@ def test_c8_is_approximately_invariant_to_45_degrees():
     x = torch.nn.functional.avg_pool2d(torch.randn(2, 1, 19, 19), 5, stride=1)  # smooth
     mask = (torch.linspace(-1, 1, 15).pow(2)[:, None] + torch.linspace(-1, 1, 15).pow(2)) < 0.8
     deviations = invariance_deviations(model, x * mask, "c8")
-    assert deviations[::2].max() < 1e-5  # multiples of 90° are exact
+    # multiples of 90° are exact up to rounding
+    assert deviations[::2].max() < rounding(model, x, model(x * mask))
     scale = model(x * mask).abs().max()
     assert deviations.max() < 0.5 * scale  # 45° only up to interpolation error
 
@@ -86,7 +100,8 @@ def test_bad_arguments(kwargs, match):
 def test_activations_keep_invariance(activation):
     torch.manual_seed(0)
     model = E2CNN((1, 11, 11), 3, group="c4", activation=activation, batch_norm=False, **SMALL)
-    assert max_invariance_deviation(model, torch.randn(2, 1, 11, 11), "c4") < 1e-5
+    x = torch.randn(2, 1, 11, 11)
+    assert max_invariance_deviation(model, x, "c4") < rounding(model, x, model(x))
 
 
 def test_wrong_input_shape():
@@ -115,13 +130,14 @@ def test_state_dict_does_not_depend_on_mode():
         target = E2CNN((1, 9, 9), 3, group="d4", **SMALL)
         getattr(target, target_mode)()
         target.load_state_dict(source.state_dict())  # strict
-        assert torch.allclose(target.eval()(x), expected, atol=1e-6)
+        # the same weights: equal up to rounding (the filter is expanded anew)
+        assert (target.eval()(x) - expected).abs().max() <= rounding(source, x, expected)
     # a checkpoint written by bare e2cnn in eval mode (with the filter cache) also loads
     target = E2CNN((1, 9, 9), 3, group="d4", **SMALL).eval()
     state = source.state_dict()
     state["blocks.0.conv.filter"] = torch.zeros_like(source.blocks[0].conv.filter)
     target.load_state_dict(state)
-    assert torch.allclose(target(x), expected, atol=1e-6)
+    assert (target(x) - expected).abs().max() <= rounding(source, x, expected)
 
 
 def test_input_gradients_in_eval_mode_repeatable():
