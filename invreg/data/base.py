@@ -30,7 +30,7 @@ with ``x`` of shape ``[B, *input_shape]`` and ``y`` a ``LongTensor`` ``[B]``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import IntEnum
 from numbers import Integral
 
@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from invreg.config import from_config, try_config
 from invreg.data.augment import GroupAugmentation, derive_seed, seeded_generator
 from invreg.data.epochs import EpochDataset, ShuffledEpochs
 from invreg.groups import Group, get_group
@@ -97,6 +98,8 @@ def resolve_group(name: str, group: str | Group | None) -> Group | None:
     """A group from a name or a :class:`Group`; errors name the argument."""
     if group is None:
         return None
+    if isinstance(group, Mapping):  # a class_path/init_args description, e.g. from a checkpoint
+        group = from_config(group, Group, name)
     try:
         return get_group(group)
     except (TypeError, ValueError) as err:
@@ -143,6 +146,9 @@ class InvarianceDataModule(pl.LightningDataModule, ABC):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        for key, value in list(self.hparams.items()):
+            if isinstance(value, Group):  # plain data: checkpoints load with weights_only=True
+                self.hparams[key] = try_config(value) or repr(value)
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.num_workers = check_int("num_workers", num_workers, 0)
         self.seed = check_int("seed", seed, 0)

@@ -144,3 +144,21 @@ def test_config_round_trip_and_refusals():
         from_config(to_config(Rotations(4)), nn.Module, "backbone")
     with pytest.raises(ValueError, match="class_path"):
         from_config({"init_args": {}}, object, "backbone")
+
+
+def test_checkpoint_with_a_data_module_holding_group_objects_loads_safely(tmp_path):
+    from invreg.data import DigitsDataModule
+
+    data = DigitsDataModule(batch_size=256, augment_group=Rotations(4))
+    module = InvarianceModule(MLP(data.input_shape, data.num_classes, hidden_widths=[8]),
+                              group=Rotations(4))
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         limit_train_batches=1, limit_val_batches=1)
+    trainer.fit(module, data)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    # the whole file is plain data (torch.load's safe default), data module included
+    checkpoint = torch.load(tmp_path / "m.ckpt", weights_only=True)
+    assert checkpoint["datamodule_hyper_parameters"]["augment_group"]["init_args"] == {"n": 4}
+    InvarianceModule.load_from_checkpoint(tmp_path / "m.ckpt")
+    assert DigitsDataModule.load_from_checkpoint(tmp_path / "m.ckpt").augment_group == Rotations(4)
