@@ -1,0 +1,91 @@
+"""A diverging run stops with an error naming the step and the loss terms; bad weights are
+refused at construction."""
+
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from invreg.models import MLP
+from invreg.modules import InvarianceModule, NonFiniteLossError
+
+
+def tiny_net():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    net.num_classes = 3
+    return net
+
+
+def data(n=64):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, 4, 4, generator=generator)
+    y = torch.randint(0, 3, (n,), generator=generator)
+    return DataLoader(TensorDataset(x, y), batch_size=16)
+
+
+def trainer(epochs=3):
+    return pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False,
+                      num_sanity_val_steps=0)
+
+
+@pytest.mark.parametrize("weight", [float("nan"), float("inf"), -1.0, "1", True, None])
+def test_invariance_weight_must_be_a_finite_number(weight):
+    with pytest.raises(ValueError, match="invariance_weight must be a"):
+        InvarianceModule(tiny_net(), invariance_weight=weight)
+
+
+@pytest.mark.parametrize("lr", [float("nan"), -1e-3])
+def test_learning_rate_must_be_finite_and_non_negative(lr):
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        InvarianceModule(tiny_net(), lr=lr)
+
+
+def test_on_nonfinite_loss_must_be_known():
+    with pytest.raises(ValueError, match="on_nonfinite_loss must be 'raise' or 'skip'"):
+        InvarianceModule(tiny_net(), on_nonfinite_loss="ignore")
+
+
+def test_diverging_run_stops_naming_step_and_terms():
+    torch.manual_seed(0)
+    module = InvarianceModule(MLP([1, 4, 4], 3, hidden_widths=[32, 32]), group="c4", lr=1e6)
+    with pytest.raises(NonFiniteLossError) as caught:
+        trainer(epochs=20).fit(module, data())
+    message = str(caught.value)
+    assert "global step" in message and "train batch" in message
+    for term in ("task_loss=", "invariance_loss=", "loss="):
+        assert term in message
+    assert "lower the learning rate" in message
+
+
+def test_skip_mode_skips_nonfinite_batches_without_updating_weights():
+    torch.manual_seed(0)
+    module = InvarianceModule(tiny_net(), group="c4", on_nonfinite_loss="skip", lr=1e-2)
+    original = module.invariance_loss.forward
+    calls = {"n": 0}
+
+    def poisoned(reference, transformed):
+        calls["n"] += 1
+        value = original(reference, transformed)
+        # every third training batch produces a NaN invariance error
+        return value * math.nan if module.training and calls["n"] % 3 == 0 else value
+
+    module.invariance_loss.forward = poisoned
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    with pytest.warns(RuntimeWarning, match="skipping the batch: non-finite loss"):
+        trainer(epochs=1).fit(module, data())
+    after = module.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the finite batches ran
+
+
+def test_nonfinite_validation_loss_raises_even_in_skip_mode():
+    module = InvarianceModule(tiny_net(), group="c4", on_nonfinite_loss="skip")
+    with torch.no_grad():
+        module.backbone[1].weight.fill_(math.inf)
+    with pytest.raises(NonFiniteLossError, match="val batch 0"):
+        pl.Trainer(logger=False, enable_progress_bar=False,
+                   enable_model_summary=False).validate(module, data())
