@@ -61,13 +61,32 @@ class Settings:
 
 
 @dataclass
+class Table:
+    """A further results table: ``<name>.csv`` and a section of ``results.md``.
+
+    ``legend`` maps a column to a one-line statement of what its numbers mean.
+    """
+
+    title: str
+    rows: list[dict[str, Any]]
+    legend: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Results:
-    """Rows of a results table (one dict per row) and named matplotlib figures."""
+    """Rows of a results table (one dict per row), named matplotlib figures and tables.
+
+    ``legend`` maps a column of ``rows`` to a one-line statement of what its numbers mean;
+    ``results.md`` prints it under the table (``<column>_std`` columns are covered by one
+    line). ``tables`` are further tables, each written to ``<name>.csv`` and to ``results.md``.
+    """
 
     rows: list[dict[str, Any]]
     figures: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     per_seed: list[dict[str, Any]] = field(default_factory=list)
+    legend: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, Table] = field(default_factory=dict)
 
 
 def train(
@@ -117,11 +136,17 @@ def invariance_report(
     ig_steps: int,
     batch_size: int = 512,
 ) -> dict[str, float]:
-    """Accuracy (%), LI, DI, orbit consistency on ``x`` and SI on its first ``saliency_samples``."""
+    """Accuracy and invariance of ``model`` on ``x`` (over full orbits) and SI on a subset.
+
+    Returns ``acc`` (% of the untransformed ``x`` classified correctly), ``orbit_acc`` (% of
+    samples classified correctly on *every* orbit element), ``LI``, ``DI`` (means over samples
+    and non-identity elements), ``consistency`` (fraction of samples with one predicted class
+    on the whole orbit) and ``SI`` (mean over the first ``saliency_samples`` samples).
+    """
     batches = ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size))
     scores = evaluate_invariance(model, batches, group)
-    report = {"acc": 100 * scores["acc"], "LI": scores["LI"], "DI": scores["DI"],
-              "consistency": scores["consistency"]}
+    report = {"acc": 100 * scores["acc"], "orbit_acc": 100 * scores["orbit_acc"],
+              "LI": scores["LI"], "DI": scores["DI"], "consistency": scores["consistency"]}
     xs, ys = x[:saliency_samples], y[:saliency_samples]
     report["SI"] = IF.saliency_invariance(
         model, xs, ys, group, "integrated_gradients", steps=ig_steps, max_batch_size=1024
@@ -156,12 +181,32 @@ def write_results(results: Results, out: Path, title: str, header: str = "") -> 
     if header:
         lines += [header, ""]
     lines += markdown_table(results.rows, columns)
+    lines += legend_lines(columns, results.legend)
+    for name, table in results.tables.items():
+        table_columns = write_csv(out / f"{name}.csv", table.rows)
+        lines += ["", f"## {table.title}", "", f"Also in `{name}.csv`.", ""]
+        lines += markdown_table(table.rows, table_columns)
+        lines += legend_lines(table_columns, table.legend)
     for note in results.notes:
         lines += ["", note]
     for name, figure in results.figures.items():
         figure.savefig(out / f"{name}.png", dpi=120)
         lines += ["", f"![{name}]({name}.png)"]
     (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def legend_lines(columns: Sequence[str], legend: dict[str, str]) -> list[str]:
+    """Markdown lines saying what each column means: one per column in ``legend``, one for
+    all ``<column>_std`` columns; ``[]`` when ``legend`` is empty."""
+    if not legend:
+        return []
+    lines = [""] + [f"- `{c}`: {legend[c]}" for c in columns if c in legend]
+    spread = [c for c in columns if c.endswith("_std") and c not in legend]
+    if spread:
+        names = ", ".join(f"`{c}`" for c in spread)
+        lines.append(f"- {names}: standard deviation over seeds of the column without `_std` "
+                     "(0 with one seed)")
+    return lines
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> list[str]:
