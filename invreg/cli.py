@@ -27,6 +27,7 @@ from jsonargparse import ArgumentError, DefaultHelpFormatter, Namespace
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningCLI
 
+from invreg.modules.checkpointing import NonFiniteLossError
 from invreg.runs import SaveRunConfig
 
 DESCRIPTION = """\
@@ -50,9 +51,10 @@ WANDB_HINT = (
     "with --config configs/loggers/csv.yaml"
 )
 
-# what a user's config can get wrong; anything else (a bug) keeps its full traceback
+# what a user's config can get wrong, and a run that diverged (its message names the step, the
+# loss terms and the fix); anything else (a bug) keeps its full traceback
 CONFIG_ERRORS = (ArgumentError, ValueError, TypeError, OSError, ImportError,
-                 MisconfigurationException)
+                 MisconfigurationException, NonFiniteLossError)
 
 
 class _HelpFormatter(DefaultHelpFormatter):

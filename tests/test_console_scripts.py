@@ -45,6 +45,21 @@ def test_invreg_bad_config_exits_1_with_a_short_error(tmp_path):
     assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 5, done.stderr
 
 
+def test_diverging_run_exits_1_naming_the_step_and_the_loss_terms(tmp_path):
+    # lr 1e30: the first Adam step overflows the logits, the next loss is not finite
+    done = run([script("invreg"), "fit", "--config", str(QUICKSTART), *TINY,
+                "--trainer.logger", "false", "--trainer.callbacks", "[]",
+                "--trainer.default_root_dir", str(tmp_path),
+                "--model.init_args.lr", "1e30"], cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr
+    error, hint = done.stderr.strip().splitlines()[-2:]  # after Lightning's own start-up lines
+    assert error.startswith("invreg: error: model (invreg.modules.invariance.InvarianceModule): "
+                            "non-finite loss at epoch 0, global step 1, train batch 1: "
+                            "task_loss=nan, invariance_loss=nan, loss=nan."), error
+    assert "lower the learning rate" in error and "INVREG_TRACEBACK=1" in hint
+
+
 def test_wandb_logger_without_wandb_is_one_line(tmp_path):
     """The quickstart config logs to W&B; here ``import wandb`` fails, as without the package."""
     blocked = (
