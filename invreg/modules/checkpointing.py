@@ -71,6 +71,13 @@ def check_weight(name: str, value: object) -> float:
     return float(value)
 
 
+def check_nonfinite_policy(value: object) -> str:
+    """``on_nonfinite_loss``: ``"raise"`` or ``"skip"``, else ``ValueError``."""
+    if value not in ("raise", "skip"):
+        raise ValueError(f"on_nonfinite_loss must be 'raise' or 'skip', got {value!r}")
+    return value
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite: the run diverged."""
 

@@ -22,6 +22,7 @@ from invreg.losses import LOSSES, get_loss
 from invreg.models.hyper import HyperCNN
 from invreg.modules.checkpointing import (
     check_finite_loss,
+    check_nonfinite_policy,
     check_weight,
     save_plain_hyperparameters,
 )
@@ -161,10 +162,7 @@ class HyperInvarianceModule(RandomStreams, pl.LightningModule):
         lr = check_weight("lr", lr)
         descriptor_lr = check_weight("descriptor_lr", descriptor_lr)
         weight_decay = check_weight("weight_decay", weight_decay)
-        if on_nonfinite_loss not in ("raise", "skip"):
-            raise ValueError(
-                f"on_nonfinite_loss must be 'raise' or 'skip', got {on_nonfinite_loss!r}"
-            )
+        check_nonfinite_policy(on_nonfinite_loss)
         self.on_nonfinite_loss = on_nonfinite_loss
         if invariance_error not in LOSSES:
             raise ValueError(

@@ -17,6 +17,7 @@ from invreg.losses import InvarianceLoss, get_loss
 from invreg.modules.checkpointing import (
     build,
     check_finite_loss,
+    check_nonfinite_policy,
     check_weight,
     save_plain_hyperparameters,
 )
@@ -109,10 +110,7 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         invariance_weight = check_weight("invariance_weight", invariance_weight)
         lr = check_weight("lr", lr)
         weight_decay = check_weight("weight_decay", weight_decay)
-        if on_nonfinite_loss not in ("raise", "skip"):
-            raise ValueError(
-                f"on_nonfinite_loss must be 'raise' or 'skip', got {on_nonfinite_loss!r}"
-            )
+        check_nonfinite_policy(on_nonfinite_loss)
         if orbit_mode not in ("sample", "full"):
             raise ValueError(f"orbit_mode must be 'sample' or 'full', got {orbit_mode!r}")
         self.group = get_group(build(group, Group, "group"))
