@@ -4,7 +4,9 @@ For a layer ``i`` with features ``f_i``, a distance ``m`` and orbit elements ``g
 g_{N−1}``:
 
 * ``mode="invariance"``: ``D = mean_{x, g≠e} m( c_i(x), f_i(g·x) )`` with the orbit centroid
-  ``c_i(x) = (1/N) Σ_g f_i(g·x)`` (all ``N`` elements, identity included);
+  ``c_i(x) = (1/N) Σ_g f_i(g·x)`` (all ``N`` elements, identity included); for ``"kl"`` the
+  centroid is the mean of the orbit's *distributions*, ``p̄_i(x) = (1/N) Σ_g softmax f_i(g·x)``,
+  not the softmax of the mean logits (the two differ whenever the orbit's logits do);
 * ``mode="equivariance"``: ``D = mean_{x, g≠e} m( g·f_i(x), f_i(g·x) )``, where ``g`` acts on
   the features as the layer's own field type says for e2cnn ``GeometricTensor`` outputs
   (``GeometricTensor.transform``) and by the group's spatial action (``group.act``) on plain
@@ -15,8 +17,12 @@ metric in invreg. Distances act on each sample's flattened features:
 
 * ``"cosine"``: ``1 − cos(a, b)`` (``eps = 1e-8``);
 * ``"euclidean"``: ``‖a − b‖₂`` (not squared);
-* ``"kl"``: ``KL(softmax a ‖ softmax b)``, the features read as logits (the same formula as
-  the predictive-distribution error DI, :func:`~invreg.functional.predictive_kl`).
+* ``"kl"``: ``KL(softmax a ‖ softmax b) = Σ_k p_k (log p_k − log q_k)``, the features read
+  as logits, the reference (centroid, ``g·f_i(x)`` or ``f_i(x_i)``) first and the transformed
+  (or other) input's distribution second (the same formula and direction as the
+  predictive-distribution error DI, :func:`~invreg.functional.predictive_kl`). In
+  ``mode="invariance"`` the first argument is the mean-of-softmax centroid:
+  ``KL(p̄_i(x) ‖ softmax f_i(g·x))``.
 
 **Normalised G-EED** divides by the same distance between features of *different* inputs:
 ``D_norm = D / R`` with ``R = mean_i m( f_i(x_i), f_i(x_{(i+1) mod B}) )``, pairing each sample
@@ -216,17 +222,31 @@ def geed_terms(
     feats = upcast(feats)  # centroids, norms and softmax in at least float32
     metric = DISTANCES[distance]
     flat = feats.reshape(batch, n, math.prod(feats.shape[2:]))  # explicit size: B may be 0
-    if mode == "invariance":
+    if mode == "invariance" and distance == "kl":
+        deviations = _kl_to_centroid(flat)
+    elif mode == "invariance":
         reference = flat.mean(dim=1, keepdim=True).expand(batch, n - 1, flat.shape[-1])
+        deviations = metric(reference, flat[:, 1:])
     else:
         assert orbit.elements is not None
         reference = _act_on_features(
             feats[:, 0], orbit.field_types.get(layer), group, orbit.elements, layer
         ).reshape(batch, n - 1, flat.shape[-1])
-    deviations = metric(reference, flat[:, 1:])
+        deviations = metric(reference, flat[:, 1:])
     identity = flat[:, 0]
     random_pairs = metric(identity, identity.roll(-1, dims=0)) if batch > 1 else flat.new_zeros(0)
     return deviations, random_pairs
+
+
+def _kl_to_centroid(logits: Tensor) -> Tensor:
+    """``KL(p̄ ‖ softmax logits[:, j])`` for ``j ≥ 1``: ``[B, N − 1]``, from orbit logits
+    ``[B, N, K]``, with ``p̄ = mean_j softmax logits[:, j]`` the mean-of-softmax centroid.
+
+    ``log p̄`` is a log-mean-exp of the log-probabilities, finite even where ``p̄`` underflows
+    to 0 (that class then adds ``0 · finite = 0``, the limit of ``p log p``)."""
+    log_q = torch.log_softmax(logits, dim=-1)  # [B, N, K]
+    log_centroid = torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(logits.shape[1])
+    return (log_centroid.exp() * (log_centroid - log_q[:, 1:])).sum(dim=-1)
 
 
 def geed(
@@ -247,7 +267,8 @@ def geed(
     """G-EED of one layer: how far its features move when the input is transformed.
 
     ``D = mean_{x, g≠e} m(ref_g(x), f_i(g·x))`` — mean over samples **and** over the ``N − 1``
-    non-identity orbit elements — with ``ref_g(x)`` the orbit centroid (``mode="invariance"``)
+    non-identity orbit elements — with ``ref_g(x)`` the orbit centroid (``mode="invariance"``;
+    for ``distance="kl"`` the mean of the orbit's softmaxes, ``KL(p̄ ‖ softmax f_i(g·x))``)
     or ``g·f_i(x)`` (``mode="equivariance"``); with ``normalize=True`` divided by the mean
     distance ``R`` between features of random input pairs of this batch (sample ``i`` with
     ``i + 1 mod B``; needs ``B ≥ 2``). Full definitions: the module docstring. 0 is perfectly

@@ -38,7 +38,9 @@ class LayerInvariance(SumCountMetric):
     centroid ``mean_g f_i(g·x)`` (``mode="invariance"``) or ``g·f_i(x)``
     (``mode="equivariance"``: e2cnn layers transform by their own field type, plain feature
     maps by the group's spatial action). ``m`` is ``1 − cos``, the Euclidean distance or the
-    KL divergence of softmaxed features. With ``normalize=True`` the value is
+    KL divergence of softmaxed features (invariance: ``KL(p̄ ‖ softmax f_i(g·x))`` with
+    ``p̄ = mean_g softmax f_i(g·x)``, the mean of the softmaxes, not the softmax of the mean
+    logits). With ``normalize=True`` the value is
     ``D_i / R_i``, ``R_i`` the mean distance between the features of random input pairs
     (each sample with the next one in its batch; batches of one sample add no pair), both
     accumulated over all updates: ``(ΣD/n_D) / (ΣR/n_R)``. See :mod:`invreg.functional.geed`.

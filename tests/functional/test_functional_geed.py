@@ -167,3 +167,62 @@ def test_errors():
         from e2cnn import gspaces
 
         _e2cnn_element(CyclicShifts(3), torch.tensor(1), gspaces.Rot2dOnR2(4))
+
+
+def scaled_logits_model() -> nn.Module:
+    """``x [B, 1, 3] -> x ⊙ (2, 1, 0)`` in float64: logits that are no permutation of each
+    other along a cyclic-shift orbit, so the two candidate KL centroids differ."""
+    linear = nn.Linear(3, 3, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        linear.weight.copy_(torch.diag(torch.tensor([2.0, 1.0, 0.0], dtype=torch.float64)))
+    return nn.Sequential(nn.Flatten(), linear)
+
+
+def softmax(logits):
+    exps = [math.exp(v) for v in logits]
+    return [v / sum(exps) for v in exps]
+
+
+def kl(p, q):
+    return sum(pk * math.log(pk / qk) for pk, qk in zip(p, q, strict=True))
+
+
+def test_kl_invariance_compares_with_the_mean_of_softmaxes():
+    # 2 samples, orbit of 3 cyclic shifts (rolls by 0, 1, 2), 3 classes, all in float64
+    x = torch.tensor([[[1.0, 0.0, 0.0]], [[0.0, 3.0, -1.0]]], dtype=torch.float64)
+    weights = (2.0, 1.0, 0.0)
+    expected, old = [], []
+    for sample in x[:, 0].tolist():
+        orbit = [sample[-shift:] + sample[:-shift] for shift in range(3)]  # torch.roll by shift
+        logits = [[w * v for w, v in zip(weights, element, strict=True)] for element in orbit]
+        probs = [softmax(row) for row in logits]
+        centroid = [sum(column) / 3 for column in zip(*probs, strict=True)]
+        expected += [kl(centroid, q) for q in probs[1:]]
+        mean_logits = [sum(column) / 3 for column in zip(*logits, strict=True)]
+        old += [kl(softmax(mean_logits), q) for q in probs[1:]]
+    expected_mean, old_mean = sum(expected) / 4, sum(old) / 4
+    model, group = scaled_logits_model(), CyclicShifts(3)
+    value = geed(model, x, group, "", distance="kl", normalize=False)
+    assert value.dtype == torch.float64
+    assert value.item() == pytest.approx(expected_mean, abs=1e-6)
+    # the softmax of the mean logits is another distribution: this example tells them apart
+    assert abs(expected_mean - old_mean) > 1e-2
+    assert abs(value.item() - old_mean) > 1e-2
+    # normalised: ÷ the mean of KL(p(x_0) ‖ p(x_1)) and KL(p(x_1) ‖ p(x_0))
+    first, second = (softmax([w * v for w, v in zip(weights, s, strict=True)]) for s in x[:, 0])
+    random_pairs = (kl(first, second) + kl(second, first)) / 2
+    normalized = geed(model, x, group, "", distance="kl")
+    assert normalized.item() == pytest.approx(expected_mean / random_pairs, abs=1e-6)
+
+
+def test_kl_invariance_is_zero_on_an_invariant_orbit_and_finite_for_extreme_logits():
+    # identical logits (10, 5, 0) on the whole orbit: the centroid is that distribution, KL = 0
+    # up to the log-mean-exp's rounding: a few float64 eps of log-probabilities of size ≤ 10
+    x = torch.full((2, 1, 3), 5.0, dtype=torch.float64)
+    model = scaled_logits_model()
+    value = geed(model, x, CyclicShifts(3), "", distance="kl", normalize=False).item()
+    assert abs(value) <= 16 * torch.finfo(torch.float64).eps * 10
+    # logits so far apart that some probabilities underflow to 0 in float32
+    x = torch.tensor([[[100.0, -100.0, 0.0]], [[0.0, 80.0, -90.0]]])
+    value = geed(model.float(), x, CyclicShifts(3), "", distance="kl", normalize=False)
+    assert torch.isfinite(value) and value > 0
