@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install quickstart test lint bench clean
+.PHONY: install quickstart test test-slow lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ quickstart: install
 
 test: install
 	$(BIN)/ruff check .
-	WANDB_MODE=disabled $(BIN)/python -m pytest
+	WANDB_MODE=disabled $(BIN)/python -m pytest -m "not slow"
+
+# the reproduction runs marked slow (minutes each): `genuine-table1 --quick` and others
+test-slow: install
+	WANDB_MODE=disabled $(BIN)/python -m pytest -m slow
 
 lint: install
 	$(BIN)/ruff check .
