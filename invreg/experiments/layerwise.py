@@ -6,26 +6,66 @@ G-CNN (invariant by construction after group pooling), and the same CNN with the
 invariance error (IR). For each layer: normalised invariance G-EED (cosine distance to the
 orbit centroid ÷ cosine distance between random input pairs; 0 is invariant) on test digits
 (in distribution) and on the same digits blended half-and-half with natural-image patches
-(out of distribution).
+(out of distribution). The rows also keep the two parts of the ratio: the deviation ``D``
+(mean distance to the orbit centroid) and the random-pair distance ``R = D / (D/R)``.
+
+Layers are aligned by **named stage**, not by list position: both models share the stages
+``block 1``, ``block 2``, ``block 3`` (the three conv blocks) and ``logits`` (the head); only
+the G-CNN has ``group pooling`` (between its last block and its head; the CNN pools spatially
+inside its head's input, with nothing to hook there). The figure's x axis is the ordered list
+of stages (:data:`STAGES`), labelled by name, and each model is drawn at its own stages, so the
+CNN's logits sit above the G-CNN's logits, not above its group pooling. A relative depth in
+[0, 1] would instead put the two models' block 3 at different positions (3/4 and 3/5) and
+hide that they are the same stage.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from invreg import functional as IF
 from invreg.data import DigitsDataModule
 from invreg.data.drift import blend, get_drift_source, match_statistics
 from invreg.experiments.core import Results, Settings, held_out_tensors, mean_std, train
 from invreg.groups import get_group
+from invreg.metrics import LayerInvariance
 from invreg.models import E2CNN, SmallCNN
 from invreg.modules import InvarianceModule
 
-CNN_LAYERS = ["blocks.0", "blocks.1", "blocks.2", "head"]
-GCNN_LAYERS = ["blocks.0", "blocks.1", "blocks.2", "group_pool", "head"]
+#: the stages of the figure's x axis, input to output; a model is drawn at the stages it has
+STAGES = ("block 1", "block 2", "block 3", "group pooling", "logits")
+#: module name (``dict(backbone.named_modules())``) -> stage
+CNN_LAYERS = {"blocks.0": "block 1", "blocks.1": "block 2", "blocks.2": "block 3",
+              "head": "logits"}
+GCNN_LAYERS = {"blocks.0": "block 1", "blocks.1": "block 2", "blocks.2": "block 3",
+               "group_pool": "group pooling", "head": "logits"}
+
+LEGEND = {
+    "stage": "the layer's place in the network; stages shared by all models have one name",
+    "layer": "the backbone module whose output is measured",
+    "geed": "normalised invariance G-EED D/R (cosine; 0 = invariant, 1 = transforming an input "
+            "moves its features as far as swapping it for another input)",
+    "deviation": "D: mean cosine distance of f_i(g·x) to the orbit centroid (not normalised)",
+    "random_pair_distance": "R: mean cosine distance between features of two different inputs "
+                            "of the same split",
+}
+
+OOD_NOTE = (
+    "Why hidden-layer G-EED *falls* off distribution: the normalised value is D/R, and R is "
+    "measured between random pairs of the *drifted* inputs. A fall of D/R is therefore no sign "
+    "of a more invariant layer; it has two possible sources, told apart by the `deviation` (D) "
+    "and `random_pair_distance` (R) columns: a larger denominator (blending each digit with a "
+    "different natural-image patch makes two inputs, and their early features, less alike), "
+    "or a smaller D (with the digit at half weight, less of the input carries an orientation, "
+    "so its features move less under a rotation). Measured here, OOD ÷ in distribution, "
+    "geometric mean over the models: {changes}."
+)
 
 
-def models(data: DigitsDataModule, weight: float) -> dict[str, tuple[InvarianceModule, list[str]]]:
+def models(
+    data: DigitsDataModule, weight: float
+) -> dict[str, tuple[InvarianceModule, dict[str, str]]]:
     shape, classes = data.input_shape, data.num_classes
 
     def module(backbone, w):
@@ -54,17 +94,60 @@ def layerwise(settings: Settings) -> Results:
         for name, (module, layers) in models(data, weight).items():
             model = train(module, data, settings, f"layerwise/{name.replace(' ', '_')}", seed)
             for split, inputs in (("in distribution", x), (f"OOD (β={beta:g})", x_ood)):
-                with torch.no_grad():
-                    for depth, layer in enumerate(layers):
-                        value = IF.geed(model.backbone, inputs, group, layer).item()
-                        rows.append({"model": name, "split": split, "depth": depth,
-                                     "layer": layer, "seed": seed, "geed": value})
+                normalised = measure(model.backbone, inputs, group, list(layers), True)
+                deviation = measure(model.backbone, inputs, group, list(layers), False)
+                for layer, stage in layers.items():
+                    rows.append({
+                        "model": name, "split": split, "stage": stage, "layer": layer,
+                        "seed": seed, "geed": normalised[layer], "deviation": deviation[layer],
+                        "random_pair_distance": ratio(deviation[layer], normalised[layer]),
+                    })
             settings.progress(f"layerwise {name} seed {seed} done")
-    summary = mean_std(rows, ["geed"], ["model", "split", "depth", "layer"])
-    return Results(summary, {"layerwise_geed": figure(summary)}, per_seed=rows)
+    summary = mean_std(rows, ["geed", "deviation", "random_pair_distance"],
+                       ["model", "split", "stage", "layer"])
+    return Results(summary, {"layerwise_geed": figure(summary)}, per_seed=rows, legend=LEGEND,
+                   notes=[OOD_NOTE.format(changes=ood_changes(summary))])
+
+
+def measure(
+    backbone: torch.nn.Module, x: torch.Tensor, group, layers: list[str], normalize: bool
+) -> dict[str, float]:
+    """Invariance G-EED (cosine) of each layer on ``x``, one orbit forward for all layers."""
+    metric = LayerInvariance(group, layers, normalize=normalize)
+    metric.update(backbone, x)
+    return {layer: value.item() for layer, value in metric.compute().items()}
+
+
+def ood_changes(summary: list[dict]) -> str:
+    """Per stage, how D, R and D/R change from in distribution to OOD: the geometric mean over
+    models of the OOD ÷ in-distribution ratios (``"block 1: D ×0.78, R ×1.3, D/R ×0.56"``)."""
+    splits = list(dict.fromkeys(e["split"] for e in summary))
+    keys = {"D": "deviation", "R": "random_pair_distance", "D/R": "geed"}
+    parts = []
+    for stage in STAGES:
+        pairs = []
+        for name in dict.fromkeys(e["model"] for e in summary):
+            found = {e["split"]: e for e in summary if e["model"] == name and e["stage"] == stage}
+            if len(found) == 2:
+                pairs.append((found[splits[0]], found[splits[1]]))
+        factors = []
+        for symbol, key in keys.items():
+            logs = [math.log(ood[key] / ind[key]) for ind, ood in pairs
+                    if ind[key] > 0 and ood[key] > 0]
+            if logs:
+                factors.append(f"{symbol} ×{math.exp(sum(logs) / len(logs)):.2g}")
+        if factors:
+            parts.append(f"{stage}: " + ", ".join(factors))
+    return "; ".join(parts) or "no data"
+
+
+def ratio(deviation: float, normalised: float) -> float:
+    """``R = D / (D/R)``; NaN where the layer is exactly invariant (``D = 0``)."""
+    return deviation / normalised if normalised != 0 else math.nan
 
 
 def figure(summary):
+    """One panel per split: normalised G-EED against the named stages (:data:`STAGES`)."""
     from invreg.callbacks.media import new_figure
 
     fig = new_figure(10, 3.8)
@@ -73,8 +156,12 @@ def figure(summary):
     for ax, split in zip(axes, splits, strict=True):
         for name in dict.fromkeys(e["model"] for e in summary):
             pts = [e for e in summary if e["model"] == name and e["split"] == split]
-            ax.plot([e["depth"] for e in pts], [e["geed"] for e in pts], marker="o", label=name)
+            pts.sort(key=lambda e: STAGES.index(e["stage"]))
+            xs = [STAGES.index(e["stage"]) for e in pts]
+            ax.plot(xs, [e["geed"] for e in pts], marker="o", label=name)
+        ax.set_xticks(range(len(STAGES)), STAGES, rotation=20)
         ax.set_title(f"normalised invariance G-EED, {split}")
-        ax.set_xlabel("layer depth")
+        ax.set_xlabel("stage (input → output)")
         ax.legend()
+    axes[0].set_ylabel("D / R  (0 = invariant)")
     return fig
