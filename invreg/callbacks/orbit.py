@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -24,6 +24,7 @@ from invreg.functional.invariance import (
 )
 from invreg.functional.saliency import SALIENCY_METHODS, saliency_invariance
 from invreg.groups import Group
+from invreg.metrics.saliency import BACKGROUND, check_baseline, resolve_baseline
 
 #: metric name → (sum index, count index) in the reduced vector of :meth:`evaluate`
 _MEANS = {
@@ -48,7 +49,8 @@ class OrbitConsistencyCallback(InvarianceCallback):
     * ``orbit/<split>/SI`` — ``mean cos(m(x), g⁻¹·m(g·x))`` of saliency maps of the label's class
       (the paper's recipe: |integrated gradients|, 0.9·max threshold, 3×3 blur), on the first
       ``saliency_samples`` samples of the subset (``0`` turns it off: it costs
-      ``saliency_steps`` backward passes per orbit element);
+      ``saliency_steps`` backward passes per orbit element); integrated gradients start from
+      ``saliency_baseline``, and ``orbit/<split>/SI_baseline`` logs the value used;
     * ``orbit/<split>/consistency`` — fraction of samples predicted the same on the whole orbit;
     * ``orbit/<split>/orbit_accuracy`` — fraction correct on the whole orbit;
     * ``orbit/<split>/accuracy`` — plain accuracy on the untransformed samples.
@@ -63,6 +65,11 @@ class OrbitConsistencyCallback(InvarianceCallback):
         saliency_samples: how many of the subset's samples SI is measured on.
         saliency_method: ``"integrated_gradients"``, ``"gradient"`` or ``"gradient_x_input"``.
         saliency_steps: integrated-gradients path points.
+        saliency_baseline: integrated gradients' baseline: ``"background"`` (default) is
+            ``trainer.datamodule.background``, the value of an empty pixel after
+            standardisation (0.0, with a one-time warning, when the data module has none); a
+            number is a constant image in the units of the model's inputs (0.0 is a grey image
+            on standardised data, so every background pixel gets attribution).
         chunk_size: samples (whole orbits) per forward pass; ``None`` all at once.
         num_samples, every_n_epochs, split, seed, at_end, save_local: see
             :class:`~invreg.callbacks.base.InvarianceCallback`.
@@ -84,6 +91,7 @@ class OrbitConsistencyCallback(InvarianceCallback):
         saliency_samples: int = 32,
         saliency_method: str = "integrated_gradients",
         saliency_steps: int = 16,
+        saliency_baseline: float | Literal["background"] = BACKGROUND,
         chunk_size: int | None = None,
         at_end: bool = True,
         save_local: bool = True,
@@ -108,6 +116,9 @@ class OrbitConsistencyCallback(InvarianceCallback):
         ):
             raise ValueError(f"saliency_steps must be a positive integer, got {saliency_steps!r}")
         self.saliency_steps = saliency_steps
+        check_baseline(saliency_baseline)
+        self.saliency_baseline = saliency_baseline
+        self._warned = False
         self.chunk_size = chunk_size
 
     def evaluate(
@@ -130,10 +141,17 @@ class OrbitConsistencyCallback(InvarianceCallback):
                 sums[4] = orbit_accuracy(orbit, y, reduction="sum")
                 sums[5] = (orbit[:, 0].argmax(dim=-1) == y).sum()
         part = subset.first(self.saliency_samples)
+        baseline = None
+        if self.saliency_samples:
+            baseline, fell_back = resolve_baseline(
+                self.saliency_baseline, trainer.datamodule, type(self).__name__, not self._warned
+            )
+            self._warned = self._warned or fell_back
         if len(part):
             sums[7] = saliency_invariance(
                 pl_module, part.x, part.y, group, self.saliency_method,
                 reduction="sum", steps=self.saliency_steps, elements=elements,
+                baseline=baseline,
             )
             sums[8] = len(part) * ((self.orbit_size if elements is not None else group.order) - 1)
         sums = self.reduce_sum(trainer, sums)
@@ -142,6 +160,8 @@ class OrbitConsistencyCallback(InvarianceCallback):
         for name, (total, count) in _MEANS.items():
             if sums[count] > 0 and (has_labels or name not in ("orbit_accuracy", "accuracy")):
                 record[name] = (sums[total] / sums[count]).item()
+        if "SI" in record:
+            record["SI_baseline"] = float(baseline)
         log_scalars(trainer, {self.key(split, k): v for k, v in record.items()},
                     trainer.global_step)
         return record

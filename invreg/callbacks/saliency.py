@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -19,6 +19,7 @@ from invreg.callbacks.base import (
 from invreg.callbacks.media import log_figure, new_figure
 from invreg.functional.saliency import SALIENCY_METHODS, orbit_saliency, saliency_similarity
 from invreg.groups import Group
+from invreg.metrics.saliency import BACKGROUND, check_baseline, resolve_baseline
 
 
 class SaliencyCallback(InvarianceCallback):
@@ -31,6 +32,9 @@ class SaliencyCallback(InvarianceCallback):
     Maps come from :func:`invreg.functional.saliency.orbit_saliency` for the label's class, by
     default with the paper's recipe (|integrated gradients|, 0.9·max threshold, 3×3 blur);
     inverse transformations are the group's own (``group.act(m, group.inverse(g))``).
+    Integrated gradients start from ``baseline``: by default the data module's ``background``
+    (an empty image), the value used is in each :attr:`history` row (``"SI_baseline"``) and in
+    the figure's caption.
 
     Logged under ``saliency/<split>/grid``: a ``wandb.Image`` on W&B, an image on TensorBoard;
     with ``save_local`` also ``saliency/<split>_step<step>.png`` in the run directory (for any
@@ -40,6 +44,11 @@ class SaliencyCallback(InvarianceCallback):
         group: the group (or its name); default: ``pl_module.group``.
         orbit_size: orbit elements for a continuous group (drawn once, identity first).
         method, steps: the saliency method and its integrated-gradients steps.
+        baseline: integrated gradients' baseline: ``"background"`` (default) is
+            ``trainer.datamodule.background``, the value of an empty pixel after
+            standardisation (0.0, with a one-time warning, when the data module has none); a
+            number is a constant image in the units of the model's inputs (0.0 is a grey image
+            on standardised data, so every background pixel gets attribution).
         absolute, threshold, blur: post-processing (see
             :func:`~invreg.functional.saliency.postprocess_saliency`).
         num_samples, every_n_epochs, split, seed, at_end, save_local: see
@@ -58,6 +67,7 @@ class SaliencyCallback(InvarianceCallback):
         orbit_size: int = 6,
         method: str = "integrated_gradients",
         steps: int = 32,
+        baseline: float | Literal["background"] = BACKGROUND,
         absolute: bool = True,
         threshold: float | None = 0.9,
         blur: bool = True,
@@ -70,7 +80,10 @@ class SaliencyCallback(InvarianceCallback):
             raise ValueError(f"orbit_size must be an integer >= 2, got {orbit_size!r}")
         if method not in SALIENCY_METHODS:
             raise ValueError(f"method must be one of {SALIENCY_METHODS}, got {method!r}")
+        check_baseline(baseline)
         self.orbit_size, self.method, self.steps = orbit_size, method, steps
+        self.baseline = baseline
+        self._warned = False
         self.recipe = {"absolute": absolute, "threshold": threshold, "blur": blur}
 
     def evaluate(
@@ -81,7 +94,11 @@ class SaliencyCallback(InvarianceCallback):
         x, y = self._full_subset(split, pl_module.device)
         group = resolve_group(self.group, pl_module, type(self).__name__)
         elements = fixed_elements(group, self.orbit_size, self.seed)
-        options = dict(steps=self.steps, elements=elements, **self.recipe)
+        baseline, fell_back = resolve_baseline(
+            self.baseline, trainer.datamodule, type(self).__name__, not self._warned
+        )
+        self._warned = self._warned or fell_back
+        options = dict(steps=self.steps, elements=elements, baseline=baseline, **self.recipe)
         maps = orbit_saliency(pl_module, x, y, group, self.method, **options)
         # SI from the same maps: one batched backward, not two
         similarity = saliency_similarity(maps, reduction="none")
@@ -89,9 +106,12 @@ class SaliencyCallback(InvarianceCallback):
         figure = grid_figure(x, maps, similarity.mean(dim=1), _element_labels(group, elems))
         step = trainer.global_step
         path = self.local_path(trainer, f"{split}_step{step:06d}.png")
-        caption = f"rows: samples; columns: input, then g⁻¹·m(g·x) per orbit element ({group!r})"
+        caption = (
+            f"rows: samples; columns: input, then g⁻¹·m(g·x) per orbit element ({group!r}); "
+            f"integrated-gradients baseline {baseline:g}"
+        )
         log_figure(trainer, self.key(split, "grid"), figure, step, path, caption)
-        return {"SI": similarity.mean().item()}
+        return {"SI": similarity.mean().item(), "SI_baseline": float(baseline)}
 
     def _full_subset(self, split: str, device: torch.device) -> tuple[Tensor, Tensor | None]:
         x, y = self._subsets[split]

@@ -18,6 +18,16 @@ Methods (``c`` the target class, ``f_c`` its logit, ``x'`` the baseline, ``S`` s
 * ``"integrated_gradients"``: ``(x − x') ⊙ (1/S) Σ_{s=1..S} ∂f_c/∂x (x' + (s/S)(x − x'))``
   (right Riemann sum; Sundararajan et al. 2017).
 
+**Which baseline a result used matters.** Integrated gradients attribute ``f_c(x) − f_c(x')``;
+every entry where ``x`` differs from ``x'`` can get attribution. These functions know no data,
+so their default ``baseline=0.0`` is zero *in the units of x*: on standardised images that is a
+grey image at the train mean (raw 0.0795 for the zero-padded 36×36 MNIST), not the empty
+background (−0.32 there after standardising), and every background pixel is attributed. Pass
+the data's background value (``datamodule.background``) to explain against an empty image; the
+run-level APIs do this by default (``baseline="background"`` of
+:class:`~invreg.metrics.SaliencyInvarianceSimilarity`, :class:`~invreg.callbacks.SaliencyCallback`
+and :class:`~invreg.callbacks.OrbitConsistencyCallback`). Report the baseline with an SI value.
+
 Post-processing (Moskalev et al. 2023, the *paper's recipe* and :func:`saliency_invariance`'s
 default): absolute value, then values below ``threshold·max`` (``threshold = 0.9``, the max
 per sample) set to zero, then a Gaussian blur (kernel 3, σ = 1, zero padding, per channel).
@@ -152,7 +162,9 @@ def saliency(
             module docstring for the formulas).
         baseline: integrated gradients' reference input ``x'``: a number, or a tensor
             broadcastable to ``x`` (in :func:`orbit_saliency`, a tensor baseline is transformed
-            with its sample: ``g·x'`` is the baseline of ``g·x``).
+            with its sample: ``g·x'`` is the baseline of ``g·x``). The default 0.0 is zero in
+            ``x``'s units (grey, not the background, on standardised images; see the module
+            docstring): pass ``datamodule.background`` for an empty image.
         steps: integrated gradients' number of path points ``S`` (all evaluated in one batch).
         absolute, threshold, blur, blur_kernel_size, blur_sigma: post-processing, see
             :func:`postprocess_saliency` (all off by default: raw attributions).

@@ -10,6 +10,11 @@ can score several models in turn. In a ``MetricCollection`` pass keyword argumen
 
 from __future__ import annotations
 
+import math
+import warnings
+from typing import Any, Literal
+
+import pytorch_lightning as pl
 from torch import Tensor, nn
 
 from invreg.functional.saliency import SALIENCY_METHODS, SaliencyMethod, saliency_invariance
@@ -17,6 +22,77 @@ from invreg.groups import Group, get_group
 from invreg.metrics.base import SumCountMetric, config_digest
 
 TARGET_CLASSES = ("label", "prediction")
+#: the integrated-gradients baseline option of the run-level SI APIs: a number (in the units
+#: of the model's inputs) or ``"background"``, the data module's value of an empty pixel
+Baseline = float | Literal["background"]
+BACKGROUND = "background"
+
+
+def check_baseline(baseline: Any, allow_tensor: bool = False) -> None:
+    """``ValueError`` / ``TypeError`` unless ``baseline`` is a finite number or
+    ``"background"`` (or a Tensor, where ``allow_tensor``)."""
+    if isinstance(baseline, str):
+        if baseline != BACKGROUND:
+            raise ValueError(
+                f"baseline: expected a number or {BACKGROUND!r} (the data module's empty-pixel "
+                f"value), got {baseline!r}"
+            )
+        return
+    if allow_tensor and isinstance(baseline, Tensor):
+        return
+    if isinstance(baseline, bool) or not isinstance(baseline, int | float):
+        raise TypeError(
+            f"baseline: expected a number or {BACKGROUND!r}, got {type(baseline).__name__}"
+        )
+    if not math.isfinite(baseline):
+        raise ValueError(f"baseline: expected a finite number, got {baseline!r}")
+
+
+def datamodule_background(datamodule: Any) -> float | None:
+    """``datamodule.background`` as a float, or ``None`` when there is no such attribute."""
+    value = getattr(datamodule, BACKGROUND, None) if datamodule is not None else None
+    return None if value is None else float(value)
+
+
+def resolve_baseline(
+    baseline: float | Tensor | str, datamodule: Any, owner: str, warn: bool = True
+) -> tuple[float | Tensor, bool]:
+    """The integrated-gradients baseline to use, and whether ``"background"`` fell back to 0.
+
+    A number (or Tensor) is returned as it is; ``"background"`` becomes
+    ``datamodule.background`` (call it after the data module's ``setup``: the value depends on
+    the train statistics), or 0.0 with a ``UserWarning`` (when ``warn``) if there is none.
+    """
+    if not isinstance(baseline, str):
+        return baseline, False
+    value = datamodule_background(datamodule)
+    if value is not None:
+        return value, False
+    if warn:
+        source = (
+            "there is no data module"
+            if datamodule is None
+            else f"the data module {type(datamodule).__name__} has no `background` attribute"
+        )
+        warnings.warn(
+            f"{owner}: baseline='background' but {source}; "
+            "integrated gradients use the baseline 0.0 (zero in input units). Pass "
+            "baseline=<value of an empty pixel> to choose it.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return 0.0, True
+
+
+def trainer_datamodule(model: nn.Module) -> Any:
+    """The data module of the trainer a LightningModule is attached to, else ``None``."""
+    if not isinstance(model, pl.LightningModule):
+        return None
+    try:
+        trainer = model.trainer
+    except RuntimeError:  # not attached to a Trainer
+        return None
+    return getattr(trainer, "datamodule", None)
 
 
 class SaliencyInvarianceSimilarity(SumCountMetric):
@@ -29,11 +105,21 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
     Defaults are the paper's recipe: ``|integrated gradients|``, entries below ``0.9·max`` set
     to 0, Gaussian blur (kernel 3, σ = 1).
 
-    - ``update(model, x, target=None)``: ``model`` maps ``[B, *D]`` to logits ``[B, C]`` (put
-      it in ``eval()`` mode); ``x`` ``[B, *D]``; ``target`` ``[B]`` class indices or ``None``
-      (then the class predicted on ``x``), integer, in ``[0, C)`` (``TypeError`` /
-      ``ValueError`` otherwise). Works under ``torch.no_grad`` / ``inference_mode``. An empty
-      batch leaves the state unchanged; maps and cosines run in at least float32.
+    The integrated-gradients baseline (the paper does not state one) is an explicit option:
+    ``baseline="background"`` (default) explains against an empty image, the data module's
+    ``background`` (the value of an empty pixel after standardisation); a number is a constant
+    image in the units of ``x`` (``0.0``: a grey image at the train mean on standardised data,
+    so every background pixel gets attribution). :attr:`baseline_value` says which value the
+    last ``update`` used; report it with SI.
+
+    - ``update(model, x, target=None, background=None)``: ``model`` maps ``[B, *D]`` to logits
+      ``[B, C]`` (put it in ``eval()`` mode); ``x`` ``[B, *D]``; ``target`` ``[B]`` class
+      indices or ``None`` (then the class predicted on ``x``), integer, in ``[0, C)``
+      (``TypeError`` / ``ValueError`` otherwise). With ``baseline="background"`` the value
+      is ``background`` if given, else ``model.trainer.datamodule.background`` for a
+      LightningModule attached to a trainer, else 0.0 with a one-time ``UserWarning``. Works
+      under ``torch.no_grad`` / ``inference_mode``. An empty batch leaves the state
+      unchanged; maps and cosines run in at least float32.
     - ``compute()``: scalar in ``[−1, 1]``; NaN with a ``UserWarning`` if nothing was seen.
 
     Args:
@@ -41,8 +127,10 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
         method: ``"integrated_gradients"``, ``"gradient"`` or ``"gradient_x_input"``.
         target_class: ``"label"`` explains the ``target`` passed to ``update`` (the predicted
             class when it is ``None``); ``"prediction"`` always explains the predicted class.
-        baseline, steps, absolute, threshold, blur, blur_kernel_size, blur_sigma,
-            max_batch_size, num_samples: see :func:`~invreg.functional.saliency_invariance`.
+        baseline: ``"background"``, a number, or a tensor broadcastable to ``x`` (see above and
+            :func:`~invreg.functional.saliency`).
+        steps, absolute, threshold, blur, blur_kernel_size, blur_sigma, max_batch_size,
+            num_samples: see :func:`~invreg.functional.saliency_invariance`.
 
     >>> import torch
     >>> from invreg.groups import Rotations
@@ -50,10 +138,12 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
     ...     def forward(self, x):
     ...         s = x.pow(2).flatten(1).sum(1)
     ...         return torch.stack([s, -s], dim=1)
-    >>> metric = SaliencyInvarianceSimilarity(Rotations(4))
+    >>> metric = SaliencyInvarianceSimilarity(Rotations(4), baseline=0.0)
     >>> metric.update(Energy(), torch.randn(4, 1, 8, 8))
     >>> metric.compute() > 0.999
     tensor(True)
+    >>> metric.baseline_value
+    0.0
     """
 
     higher_is_better = True
@@ -66,7 +156,7 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
         method: SaliencyMethod = "integrated_gradients",
         *,
         target_class: str = "label",
-        baseline: float | Tensor = 0.0,
+        baseline: float | Tensor | Literal["background"] = BACKGROUND,
         steps: int = 50,
         absolute: bool = True,
         threshold: float | None = 0.9,
@@ -82,8 +172,13 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
             raise ValueError(f"method must be one of {SALIENCY_METHODS}, got {method!r}")
         if target_class not in TARGET_CLASSES:
             raise ValueError(f"target_class must be one of {TARGET_CLASSES}, got {target_class!r}")
+        check_baseline(baseline, allow_tensor=True)
         self.group = get_group(group)
         self.method = method
+        self.baseline = baseline
+        #: the baseline the last ``update`` used (``None`` before the first)
+        self.baseline_value: float | Tensor | None = None
+        self._warned = False
         self.target_class = target_class
         self.options = dict(
             baseline=baseline,
@@ -99,10 +194,26 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
         digest = config_digest(self.group, method, target_class, sorted(self.options.items()))
         self._init_states(f"similarity_sum_{digest}", f"similarity_pairs_{digest}")
 
-    def update(self, model: nn.Module, x: Tensor, target: Tensor | None = None) -> None:
+    def update(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        target: Tensor | None = None,
+        background: float | None = None,
+    ) -> None:
         if self.target_class == "prediction":
             target = None
+        if isinstance(self.baseline, str) and background is not None:
+            check_baseline(background)
+            baseline: float | Tensor = float(background)
+        else:
+            baseline, fell_back = resolve_baseline(
+                self.baseline, trainer_datamodule(model), type(self).__name__, not self._warned
+            )
+            self._warned = self._warned or fell_back
+        self.baseline_value = baseline
+        options = {**self.options, "baseline": baseline}
         similarity = saliency_invariance(
-            model, x, target, self.group, self.method, reduction="none", **self.options
+            model, x, target, self.group, self.method, reduction="none", **options
         )
         self._accumulate(similarity.sum(), similarity.numel())

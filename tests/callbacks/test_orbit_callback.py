@@ -145,3 +145,42 @@ def test_continuous_group_uses_the_same_seeded_elements_at_every_evaluation(tmp_
     first, second = callback.history
     for key in ("DI", "LI", "SI"):
         assert first[key] == second[key] > 0
+
+
+def test_si_uses_the_datamodules_background_and_logs_it(tmp_path):
+    from invreg.data import DigitsDataModule
+    from invreg.models import MLP
+    from invreg.modules import InvarianceModule
+
+    torch.manual_seed(0)
+    data = DigitsDataModule(batch_size=128, seed=0, augment_group="c4")
+    module = InvarianceModule(MLP(data.input_shape, data.num_classes, hidden_widths=[64]),
+                              group="c4", invariance_weight=0.0, lr=1e-2)
+    background = OrbitConsistencyCallback(num_samples=16, saliency_samples=8, saliency_steps=8)
+    logger = CSVLogger(tmp_path)
+    make_trainer(tmp_path, [background], logger=logger, limit_train_batches=None).fit(module, data)
+    grey = OrbitConsistencyCallback(num_samples=16, saliency_samples=8, saliency_steps=8,
+                                    saliency_baseline=0.0)
+    make_trainer(tmp_path, [grey]).validate(module, data)
+    assert background.history[-1]["SI_baseline"] == data.background < -0.5
+    assert grey.history[-1]["SI_baseline"] == 0.0
+    logged = [r for r in read_metrics(logger) if r.get("orbit/val/SI_baseline")]
+    assert float(logged[-1]["orbit/val/SI_baseline"]) == pytest.approx(data.background)
+    x, y = background._subsets["val"][0][:8], background._subsets["val"][1][:8]
+    module.eval()
+    si = {b: saliency_invariance(module, x, y, Rotations(4), steps=8, baseline=b).item()
+          for b in (data.background, 0.0)}
+    assert background.history[-1]["SI"] == pytest.approx(si[data.background], rel=1e-5)
+    assert grey.history[-1]["SI"] == pytest.approx(si[0.0], rel=1e-5)
+    # 100× the relative tolerance above: the baseline changes SI on real digits
+    assert abs(si[data.background] - si[0.0]) > 100 * 1e-5
+
+
+def test_si_baseline_falls_back_to_zero_with_one_warning(tmp_path, data):
+    callback = OrbitConsistencyCallback(num_samples=8, saliency_samples=2, saliency_steps=2)
+    with pytest.warns(UserWarning, match="no `background` attribute") as caught:
+        make_trainer(tmp_path, [callback], max_epochs=2).fit(tiny_module(), data)
+    assert sum("background" in str(w.message) for w in caught) == 1
+    assert [h["SI_baseline"] for h in callback.history] == [0.0, 0.0]
+    with pytest.raises(ValueError, match="baseline: expected a number or 'background'"):
+        OrbitConsistencyCallback(saliency_baseline="mean")

@@ -5,6 +5,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from invreg.callbacks import SaliencyCallback
 from invreg.callbacks.saliency import grid_figure
+from invreg.data import DigitsDataModule
 from invreg.functional.saliency import saliency_invariance
 from invreg.groups import Rotations
 
@@ -60,3 +61,51 @@ def test_signals_are_drawn_as_bands():
     figure = grid_figure(torch.randn(2, 1, 40), torch.rand(2, 3, 1, 40), torch.ones(2),
                          ["a", "b", "c"])
     assert figure.axes[1].get_images()[0].get_array().shape == (2 * 11 - 1, 3 * 41 - 1)
+
+
+def digits_module():
+    from invreg.models import MLP
+    from invreg.modules import InvarianceModule
+
+    torch.manual_seed(0)
+    data = DigitsDataModule(batch_size=128, seed=0, augment_group="c4")
+    backbone = MLP(data.input_shape, data.num_classes, hidden_widths=[64])
+    return data, InvarianceModule(backbone, group="c4", invariance_weight=0.0, lr=1e-2)
+
+
+def test_background_baseline_is_the_datamodules_and_changes_si_on_digits(tmp_path):
+    # standardised 8×8 digits: an empty pixel is −mean/std ≈ −0.81, far from the grey 0.0
+    data, module = digits_module()
+    background = SaliencyCallback(num_samples=8, steps=8)
+    make_trainer(tmp_path, [background], limit_train_batches=None).fit(module, data)
+    grey = SaliencyCallback(num_samples=8, steps=8, baseline=0.0)
+    make_trainer(tmp_path, [grey]).validate(module, data)
+    assert data.background < -0.5
+    assert background.history[-1]["SI_baseline"] == data.background
+    assert grey.history[-1]["SI_baseline"] == 0.0
+    x, y = background._subsets["val"]
+    module.eval()
+    values = {}
+    for name, callback, baseline in (("background", background, data.background),
+                                     ("grey", grey, 0.0)):
+        expected = saliency_invariance(module, x, y, Rotations(4), steps=8, baseline=baseline)
+        assert callback.history[-1]["SI"] == pytest.approx(expected.item(), rel=1e-5), name
+        values[name] = expected.item()
+    # the option matters: the two baselines' SI differ by 100× the relative tolerance (1e-5,
+    # float32 rounding of a batched backward) to which the callback matches the function
+    assert abs(values["background"] - values["grey"]) > 100 * 1e-5
+
+
+def test_background_falls_back_to_zero_with_one_warning(tmp_path, data):
+    callback = SaliencyCallback(num_samples=2, steps=2, every_n_epochs=1, save_local=False)
+    with pytest.warns(UserWarning, match="no `background` attribute") as caught:
+        make_trainer(tmp_path, [callback], max_epochs=2).fit(tiny_module(), data)
+    assert sum("background" in str(w.message) for w in caught) == 1  # once, not per epoch
+    assert [h["SI_baseline"] for h in callback.history] == [0.0, 0.0]
+
+
+def test_baseline_option_is_checked():
+    with pytest.raises(ValueError, match="baseline: expected a number or 'background'"):
+        SaliencyCallback(baseline="grey")
+    with pytest.raises(TypeError, match="baseline"):
+        SaliencyCallback(baseline=None)
