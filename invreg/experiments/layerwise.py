@@ -42,6 +42,11 @@ GCNN_LAYERS = {"blocks.0": "block 1", "blocks.1": "block 2", "blocks.2": "block 
                "group_pool": "group pooling", "head": "logits"}
 
 LEGEND = {
+    "model": "DA CNN augmentation only, e2cnn G-CNN invariant by construction after group "
+             "pooling, IR CNN augmentation + logit invariance error",
+    "split": "test digits (in distribution), or blended with natural-image patches (OOD, "
+             "weight β)",
+    "seeds": "number of seeds averaged",
     "stage": "the layer's place in the network; stages shared by all models have one name",
     "layer": "the backbone module whose output is measured",
     "geed": "normalised invariance G-EED D/R (cosine; 0 = invariant, 1 = transforming an input "
