@@ -25,6 +25,16 @@ REGULARISERS = {  # name -> (invariance loss, weight)
     "L2": ("logit_l2", 1.0),
 }
 
+LEGEND = {
+    "regulariser": "invariance error added to the task loss (DA: none, augmentation only)",
+    "seeds": "number of seeds averaged",
+    "acc": "test accuracy (%) on upright (untransformed) images",
+    "jacobian_sigma_max": "largest singular value of the input→logit Jacobian, mean over "
+                          "test images",
+    "first_layer_sigma_max": "largest singular value of the first weight matrix",
+    "LI": "logit invariance error on R4 orbits of the test images (0 best)",
+}
+
 
 def spectral_decay(settings: Settings) -> Results:
     weights = settings.extra.get("weights", {})
@@ -53,9 +63,9 @@ def spectral_decay(settings: Settings) -> Results:
             settings.progress(f"spectral {name} seed {seed}: σ_max(J) {sigma.mean():.3g}")
     summary = mean_std(rows, ["acc", "jacobian_sigma_max", "first_layer_sigma_max", "LI"],
                        ["regulariser"])
-    return Results(summary, {"spectral_decay": figure(summary)}, per_seed=rows, notes=[
-        "Paper (Fig. 5, R4): σ_max(J) ≈ 10 for DA and ≈ 3 with the L2 regulariser."
-    ])
+    return Results(summary, {"spectral_decay": figure(summary)}, per_seed=rows, legend=LEGEND,
+                   notes=["Paper (Fig. 5, R4): σ_max(J) ≈ 10 for DA and ≈ 3 with the L2 "
+                          "regulariser."])
 
 
 def figure(summary):
