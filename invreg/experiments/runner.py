@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from invreg.experiments.core import SCALES, Results, Settings, write_results
+from invreg.experiments.core import SCALES, Results, Settings, get_scale, write_results
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
     from tqdm.auto import tqdm
 
     experiment = EXPERIMENTS[name]
-    chosen = SCALES[scale]
+    chosen = get_scale(name, scale)
     out = Path(out) if out is not None else Path("results") / name
     settings = Settings(chosen, out, seeds or chosen.seeds, epochs or chosen.epochs,
                         accelerator=accelerator, extra=extra)
