@@ -2,18 +2,41 @@
 
 import json
 import struct
+import time
 from pathlib import Path
 
 from conftest import fast_callbacks, make_trainer, tiny_module
 
 
-def logged_keys(run_dir: Path) -> set[str]:
-    """Keys of the run's summary: ``files/wandb-summary.json`` if W&B wrote one, else the
-    summary records of the offline ``run-<id>.wandb`` file (LevelDB-style log of protobufs)."""
+def logged_keys(run_dir: Path, expected: set[str], timeout: float = 30.0) -> set[str]:
+    """Keys of the run's summary, from ``files/wandb-summary.json`` and the summary records of
+    the offline ``run-<id>.wandb`` file together.
+
+    W&B's service process writes both files; on a loaded machine it can still be flushing them
+    when ``wandb.finish()`` returns (the summary file has been seen holding ``{}``), so read
+    again until the expected keys are there or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        keys = _summary_file_keys(run_dir) | _run_file_keys(run_dir)
+        if expected <= keys or time.monotonic() > deadline:
+            return keys
+        time.sleep(0.5)
+
+
+def _summary_file_keys(run_dir: Path) -> set[str]:
     summary = run_dir / "files" / "wandb-summary.json"
-    if summary.exists():
+    try:
         return set(json.loads(summary.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or half written
+        return set()
+
+
+def _run_file_keys(run_dir: Path) -> set[str]:
+    """Summary keys in the offline ``run-<id>.wandb`` file (a LevelDB-style log of protobufs)."""
     from wandb.proto import wandb_internal_pb2
+
+    if not list(run_dir.glob("run-*.wandb")):
+        return set()
 
     data = next(run_dir.glob("run-*.wandb")).read_bytes()
     assert data[:4] == b":W&B"
@@ -32,6 +55,8 @@ def logged_keys(run_dir: Path) -> set[str]:
             pending += chunk
         if kind not in (1, 4):
             continue
+        if len(chunk) < length:  # the last record is still being written
+            break
         record = wandb_internal_pb2.Record()
         record.ParseFromString(pending)
         if record.WhichOneof("record_type") == "summary":
@@ -54,13 +79,13 @@ def test_offline_run_has_the_keys_and_media(tmp_path, data, monkeypatch):
         run_dir = Path(logger.experiment.dir).parent
     finally:
         wandb.finish()
-    keys = logged_keys(run_dir)
     expected = {
         "orbit/val/DI", "orbit/val/LI", "orbit/val/SI", "orbit/val/consistency",
         "orbit/val/orbit_accuracy", "spectral/val/jacobian_sigma_max",
         "spectral/first_layer_sigma_max", "drift/val/DI/beta_0.50",
         "drift/val/accuracy_ratio/beta_0.50", "trainer/global_step",
     }
+    keys = logged_keys(run_dir, expected)
     assert expected <= keys, expected - keys
     prefixes = {k.rsplit("/", 1)[0] for k in keys}
     for media in ("saliency/val/grid", "spectral/val/jacobian_sigma_max_hist",
