@@ -212,7 +212,9 @@ TABLE1_LEGEND = {
     "orbit_acc": "test orbit accuracy (%): images classified correctly on every orbit element",
     "LI": "logit invariance error, mean ½‖f(x) − f(g·x)‖² over test images and g ≠ e (0 best)",
     "DI": "predictive invariance error, mean KL(p(x) ‖ p(g·x)) over test images, g ≠ e (0 best)",
-    "SI": "saliency invariance similarity, mean cosine(m(x), g⁻¹·m(g·x)) (1 best)",
+    "SI": "saliency invariance similarity, mean cosine(m(x), g⁻¹·m(g·x)) (1 best); m: "
+          "|integrated gradients| from 0 in standardised units (a grey image), ≥ 0.9·max, "
+          "blurred",
     "consistency": "orbit consistency: fraction of test images with one predicted class on "
                    "the whole orbit",
     "paper_acc": "Moskalev et al. 2023, Table 1: accuracy (%)",
