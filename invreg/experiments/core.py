@@ -36,7 +36,7 @@ class Scale:
     seeds: int
     eval_samples: int  # samples for saliency / Jacobian / G-EED measurements
     ig_steps: int  # integrated-gradients steps for SI
-    invariance_weights: tuple[float, ...]  # the grid ν is chosen from
+    invariance_weights: tuple[float, ...]  # coarse ν grid, refined 1-2-5 (choose_invariance_weight)
     limit_batches: int | None = None  # batches per epoch (smoke runs only)
 
 
