@@ -100,8 +100,9 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         super().__init__()
         if backbone is None:
             raise ValueError(
-                "backbone: missing. A checkpoint of a module whose backbone records no "
-                "constructor arguments needs it back: "
+                "backbone: missing. Pass the network to train (in a config: "
+                "model.init_args.backbone with a class_path); a checkpoint whose backbone "
+                "records no constructor arguments needs it back: "
                 "InvarianceModule.load_from_checkpoint(path, backbone=MyNet(...))"
             )
         backbone = build(backbone, nn.Module, "backbone")
