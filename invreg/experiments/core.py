@@ -149,6 +149,7 @@ def invariance_report(
     group,
     saliency_samples: int,
     ig_steps: int,
+    background: float,
     batch_size: int = 512,
 ) -> dict[str, float]:
     """Accuracy and invariance of ``model`` on ``x`` (over full orbits) and SI on a subset.
@@ -156,16 +157,24 @@ def invariance_report(
     Returns ``acc`` (% of the untransformed ``x`` classified correctly), ``orbit_acc`` (% of
     samples classified correctly on *every* orbit element), ``LI``, ``DI`` (means over samples
     and non-identity elements), ``consistency`` (fraction of samples with one predicted class
-    on the whole orbit) and ``SI`` (mean over the first ``saliency_samples`` samples).
+    on the whole orbit), ``SI`` (mean over the first ``saliency_samples`` samples, integrated
+    gradients from ``background``: the data's empty pixel, e.g. ``data.background``) and
+    ``SI_grey`` (the same from 0 in the model's units: for standardised data a grey image, the
+    baseline of earlier recorded results).
     """
     batches = ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size))
     scores = evaluate_invariance(model, batches, group)
     report = {"acc": 100 * scores["acc"], "orbit_acc": 100 * scores["orbit_acc"],
               "LI": scores["LI"], "DI": scores["DI"], "consistency": scores["consistency"]}
     xs, ys = x[:saliency_samples], y[:saliency_samples]
-    report["SI"] = IF.saliency_invariance(
-        model, xs, ys, group, "integrated_gradients", steps=ig_steps, max_batch_size=1024
-    ).item()
+    for key, baseline in (("SI", background), ("SI_grey", 0.0)):
+        if key == "SI_grey" and baseline == background:
+            report[key] = report["SI"]
+            continue
+        report[key] = IF.saliency_invariance(
+            model, xs, ys, group, "integrated_gradients", steps=ig_steps, baseline=baseline,
+            max_batch_size=1024,
+        ).item()
     return report
 
 
