@@ -116,6 +116,14 @@ def from_config(config: Mapping[str, Any], base: type, argument: str) -> Any:
     return cls(**init_args)
 
 
+def build(value: Any, base: type, argument: str) -> Any:
+    """``value`` itself, or the object its ``class_path``/``init_args`` description stands for
+    (:func:`from_config`): constructors that take objects accept either."""
+    if isinstance(value, Mapping):
+        return from_config(value, base, argument)
+    return value
+
+
 def _build_nested(value: Any, argument: str) -> Any:
     if isinstance(value, Mapping) and "class_path" in value:
         return from_config(value, object, argument)

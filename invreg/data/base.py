@@ -30,7 +30,7 @@ with ``x`` of shape ``[B, *input_shape]`` and ``y`` a ``LongTensor`` ``[B]``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from enum import IntEnum
 from numbers import Integral
 
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from invreg.config import from_config, try_config
+from invreg.config import build, try_config
 from invreg.data.augment import GroupAugmentation, derive_seed, seeded_generator
 from invreg.data.epochs import EpochDataset, ShuffledEpochs
 from invreg.groups import Group, get_group
@@ -98,8 +98,7 @@ def resolve_group(name: str, group: str | Group | None) -> Group | None:
     """A group from a name or a :class:`Group`; errors name the argument."""
     if group is None:
         return None
-    if isinstance(group, Mapping):  # a class_path/init_args description, e.g. from a checkpoint
-        group = from_config(group, Group, name)
+    group = build(group, Group, name)  # a class_path/init_args description, e.g. a checkpoint's
     try:
         return get_group(group)
     except (TypeError, ValueError) as err:

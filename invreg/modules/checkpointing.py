@@ -20,13 +20,12 @@ import math
 import warnings
 from collections.abc import Mapping
 from numbers import Real
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from invreg.config import from_config, try_config
+from invreg.config import try_config
 
 
 def save_plain_hyperparameters(module: pl.LightningModule, objects: tuple[str, ...]) -> None:
@@ -53,13 +52,6 @@ def _caller_frame():
     frame = inspect.currentframe()
     assert frame is not None and frame.f_back is not None and frame.f_back.f_back is not None
     return frame.f_back.f_back
-
-
-def build(value: Any, base: type, argument: str) -> Any:
-    """``value``, or the object its ``class_path``/``init_args`` description stands for."""
-    if isinstance(value, Mapping):
-        return from_config(value, base, argument)
-    return value
 
 
 def check_weight(name: str, value: object) -> float:

@@ -12,10 +12,10 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from invreg.config import build
 from invreg.groups import Group, get_group
 from invreg.losses import InvarianceLoss, get_loss
 from invreg.modules.checkpointing import (
-    build,
     check_finite_loss,
     check_nonfinite_policy,
     check_weight,
