@@ -168,7 +168,7 @@ class HyperInvarianceModule(RandomStreams, pl.LightningModule):
             raise ValueError(
                 f"invariance_error: expected one of {sorted(LOSSES)}, got {invariance_error!r}"
             )
-        save_plain_hyperparameters(self, ("backbone",))
+        save_plain_hyperparameters(self, ())
         # the architecture is stored as backbone_config (below), the weights in the state_dict
         self.hparams.pop("backbone", None)
         self.stage: Stage = stage
