@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import math
+import shutil
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +76,7 @@ class Settings:
     accelerator: str = "auto"
     progress: Callable[[str], None] = print
     extra: dict[str, Any] = field(default_factory=dict)
+    cache: Path | None = None  # trained models, keyed by their configuration (model_key)
 
 
 @dataclass
@@ -104,6 +108,44 @@ class Results:
     tables: dict[str, Table] = field(default_factory=dict)
 
 
+#: data-module hyper-parameters that do not change what a model learns
+_UNLEARNED = ("num_workers", "data_dir")
+
+
+def training_description(
+    module: InvarianceModule, data: pl.LightningDataModule, settings: Settings, seed: int
+) -> dict[str, Any]:
+    """Everything that decides the weights :func:`train` produces, as plain data.
+
+    The module's and the data module's classes and hyper-parameters (the data's folder and
+    worker count excepted), epochs, batch limits, seed and the device type the run trains on
+    (a GPU's floating point differs from a CPU's). Two trainings with equal descriptions give
+    equal weights: every random choice of a run is a function of its seed and position.
+    """
+    def described(obj, skip=()):
+        kind = type(obj)
+        return {"class_path": f"{kind.__module__}.{kind.__qualname__}",
+                "init_args": {k: v for k, v in dict(obj.hparams).items() if k not in skip}}
+
+    return {"module": described(module), "data": described(data, _UNLEARNED),
+            "epochs": settings.epochs, "limit_batches": settings.scale.limit_batches,
+            "seed": seed, "device": _device_type(settings.accelerator)}
+
+
+def model_key(description: dict[str, Any]) -> str:
+    """A short hash naming a :func:`training_description` (the model cache's folder name)."""
+    text = json.dumps(description, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _device_type(accelerator: str) -> str:
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "cuda"
+    if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):
+        return "mps"
+    return "cpu"
+
+
 def train(
     module: InvarianceModule,
     data: pl.LightningDataModule,
@@ -111,7 +153,19 @@ def train(
     name: str,
     seed: int,
 ) -> InvarianceModule:
-    """Fit ``module`` and restore the epoch with the best validation accuracy."""
+    """Fit ``module`` and restore the epoch with the best validation accuracy.
+
+    With ``settings.cache`` set, a model whose :func:`training_description` was trained before
+    is loaded from ``<cache>/<model_key>/model.ckpt`` instead of trained again (the folder also
+    holds ``description.json``); a new one is written there after training. This is how
+    ``genuine-drift`` and ``spectral-decay`` evaluate Table 1's models without retraining them.
+    """
+    description = training_description(module, data, settings, seed)
+    cached = settings.cache / model_key(description) if settings.cache else None
+    if cached is not None and (cached / "model.ckpt").is_file():
+        state = torch.load(cached / "model.ckpt", map_location="cpu", weights_only=True)
+        module.load_state_dict(state["state_dict"])
+        return module.cpu().eval()
     pl.seed_everything(seed, workers=True)
     run_dir = settings.out / "runs" / name / f"seed{seed}"
     checkpoint = ModelCheckpoint(dirpath=run_dir, monitor="val/acc", mode="max", filename="best")
@@ -130,7 +184,24 @@ def train(
     if checkpoint.best_model_path:
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
         module.load_state_dict(state["state_dict"])
+    if cached is not None:
+        _store(cached, module, description, checkpoint.best_model_path)
     return module.cpu().eval()
+
+
+def _store(folder: Path, module: InvarianceModule, description: dict, best: str) -> None:
+    """Write a trained model to the cache; a folder being written is never read half done."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    state = {"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+             "best_checkpoint": str(best)}
+    torch.save(state, partial / "model.ckpt")
+    (partial / "description.json").write_text(json.dumps(description, indent=1, default=repr))
+    if folder.exists():  # another process finished the same model first: keep theirs
+        shutil.rmtree(partial)
+        return
+    partial.rename(folder)
 
 
 def held_out_tensors(

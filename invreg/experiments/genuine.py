@@ -56,12 +56,18 @@ def mnist(settings: Settings, seed: int) -> MNISTDataModule:
                            batch_size=512, seed=seed, data_dir=settings.extra.get("data_dir"))
 
 
-def build(kind: str, group: str, data: MNISTDataModule, weight: float = 0.0) -> InvarianceModule:
+def build(kind: str, group: str, data: MNISTDataModule, weight: float = 0.0,
+          loss: str = "logit_l2", seed: int | None = None) -> InvarianceModule:
+    """The paper's model ``kind`` (WT, DA, IR) for ``group``; every one trains with random
+    group augmentation, IR adds ``weight`` · ``loss``. With ``seed``, the weights are
+    initialised from it (the experiments always pass it: a cached model is keyed by seed)."""
+    if seed is not None:
+        torch.manual_seed(seed)
     shape, classes = data.input_shape, data.num_classes
     backbone = (TiedMLP(shape, classes, group=group, hidden_widths=WIDTHS) if kind == "WT"
                 else MLP(shape, classes, hidden_widths=WIDTHS))
     weight = weight if kind == "IR" else 0.0
-    return InvarianceModule(backbone, group=group, invariance_weight=weight,
+    return InvarianceModule(backbone, group=group, invariance_loss=loss, invariance_weight=weight,
                             augment=True, num_classes=classes, lr=8e-4)
 
 
@@ -166,20 +172,21 @@ def choose_invariance_weight(
     return WeightChoice(chosen, tuple(trials.items()), trials[chosen] >= target)
 
 
-def choose_weight(group_name: str, settings: Settings, seed: int):
-    """:func:`choose_invariance_weight` with ``measure`` = train IR, then validation SI.
+def choose_weight(group_name: str, settings: Settings, seed: int, loss: str = "logit_l2"):
+    """:func:`choose_invariance_weight` with ``measure`` = train IR (with ``loss``), then
+    validation SI.
 
     Returns ``(choice, model trained with the chosen ν, rows)``; one row per ν tried:
     ``nu``, validation SI, validation accuracy (%) on upright images and on whole orbits.
     """
     group = GROUPS[group_name]
     models, rows = {}, {}
+    tag = "" if loss == "logit_l2" else f"-{loss}"
 
     def measure(weight: float) -> float:
         data = mnist(settings, seed)
-        torch.manual_seed(seed)
-        model = train(build("IR", group, data, weight), data, settings,
-                      f"table1/{group_name}/IR-nu{weight:g}", seed)
+        model = train(build("IR", group, data, weight, loss, seed), data, settings,
+                      f"table1/{group_name}/IR{tag}-nu{weight:g}", seed)
         si = validation_si(model, data, group, settings)
         x, y = data.val_dataset.tensors
         scores = evaluate_invariance(model, [(x, y)], group)
@@ -235,36 +242,50 @@ WEIGHT_LEGEND = {
 }
 
 
+def table1_models(group_name: str, settings: Settings, on_choice=None):
+    """Table 1's models of one group: yields ``(seed, data, kind, ν, model)``.
+
+    Seed by seed, WT, DA and IR; IR's ν is chosen on the first seed (:func:`choose_weight`),
+    which calls ``on_choice(choice, rows, seed)`` with the search's record. Every model comes
+    from :func:`~invreg.experiments.core.train`, so with a cache each is trained once, for
+    every experiment that asks for it.
+    """
+    group, chosen = GROUPS[group_name], None
+    for seed in range(settings.seeds):
+        data = mnist(settings, seed)
+        for kind in ("WT", "DA", "IR"):
+            if kind == "IR" and chosen is None:
+                choice, model, tried = choose_weight(group_name, settings, seed)
+                chosen = choice.weight
+                if on_choice is not None:
+                    on_choice(choice, tried, seed)
+            else:
+                model = train(build(kind, group, data, chosen or 0.0, seed=seed), data,
+                              settings, f"table1/{group_name}/{kind}", seed)
+            yield seed, data, kind, (chosen if kind == "IR" else 0.0), model
+
+
 def table1(settings: Settings) -> Results:
     rows, notes, weight_rows = [], [], []
     for group_name, group in selected_groups(settings).items():
-        chosen = None
-        for seed in range(settings.seeds):
-            data = mnist(settings, seed)
+
+        def record(choice, tried, seed, group_name=group_name):
+            weight_rows.extend(tried)
+            notes.append(
+                f"{group_name}: ν = {choice.weight:g} (validation SI by ν, seed {seed}: "
+                + ", ".join(f"{r['nu']:g}→{r['val_SI']:.3f}" for r in tried)
+                + ("" if choice.reached else
+                   f"; no ν reached SI ≥ {SI_TARGET}, the highest SI is used")
+                + ")"
+            )
+
+        for seed, data, kind, nu, model in table1_models(group_name, settings, record):
             x, y = held_out_tensors(data)
-            for kind in ("WT", "DA", "IR"):
-                if kind == "IR" and chosen is None:
-                    choice, model, tried = choose_weight(group_name, settings, seed)
-                    chosen = choice.weight
-                    weight_rows += tried
-                    notes.append(
-                        f"{group_name}: ν = {chosen:g} (validation SI by ν, seed {seed}: "
-                        + ", ".join(f"{r['nu']:g}→{r['val_SI']:.3f}" for r in tried)
-                        + ("" if choice.reached else
-                           f"; no ν reached SI ≥ {SI_TARGET}, the highest SI is used")
-                        + ")"
-                    )
-                else:
-                    torch.manual_seed(seed)
-                    model = train(build(kind, group, data, chosen or 0.0), data, settings,
-                                  f"table1/{group_name}/{kind}", seed)
-                report = invariance_report(model, x, y, get_group(group),
-                                           settings.scale.eval_samples, settings.scale.ig_steps,
-                                           background=data.background)
-                settings.progress(f"{group_name} {kind} seed {seed}: " + ", ".join(
-                    f"{k} {v:.4g}" for k, v in report.items()))
-                rows.append({"group": group_name, "model": kind, "seed": seed,
-                             "nu": chosen if kind == "IR" else 0.0, **report})
+            report = invariance_report(model, x, y, get_group(group), settings.scale.eval_samples,
+                                       settings.scale.ig_steps, background=data.background)
+            settings.progress(f"{group_name} {kind} seed {seed}: " + ", ".join(
+                f"{k} {v:.4g}" for k, v in report.items()))
+            rows.append({"group": group_name, "model": kind, "seed": seed, "nu": nu, **report})
     summary = mean_std(rows, ["acc", "orbit_acc", "LI", "DI", "SI", "SI_grey", "consistency"],
                        ["group", "model"])
     for entry in summary:
@@ -281,36 +302,39 @@ def table1(settings: Settings) -> Results:
     return Results(summary, notes=notes, per_seed=rows, legend=TABLE1_LEGEND, tables=tables)
 
 
+#: β of the drift experiment: the paper's ten blends, 0 (no drift) to 0.9
+DRIFT_BETAS = tuple(round(0.1 * i, 1) for i in range(10))
+
+
 def drift(settings: Settings) -> Results:
-    betas = settings.extra.get("betas", (0.0, 0.1, 0.2, 0.3, 0.4, 0.5))
-    weight = settings.extra.get("invariance_weight", 10.0)
+    """DI and Acc(β)/Acc(0) of Table 1's models (same ν, same weights) on drifted inputs."""
+    betas = settings.extra.get("betas", DRIFT_BETAS)
     source = get_drift_source(settings.extra.get("drift_source", "natural_images"))
-    rows = []
+    rows, weights = [], {}
     for group_name, group in selected_groups(settings).items():
-        for seed in range(settings.seeds):
-            data = mnist(settings, seed)
+        for seed, data, kind, nu, model in table1_models(group_name, settings):
             x, y = held_out_tensors(data, settings.scale.eval_samples * 4)
             gen = torch.Generator().manual_seed(seed)
             x_drift = match_statistics(source.sample(x.shape[0], x.shape[1:], gen), x)
-            for kind in ("WT", "DA", "IR"):
-                torch.manual_seed(seed)
-                model = train(build(kind, group, data, weight), data, settings,
-                              f"drift/{group_name}/{kind}", seed)
-                base_acc = None
-                for beta in betas:
-                    with torch.no_grad():
-                        orbit = IF.orbit_logits(model, blend(x, x_drift, beta), get_group(group))
-                    acc = (orbit[:, 0].argmax(-1) == y).float().mean().item()
-                    base_acc = acc if base_acc is None else base_acc
-                    rows.append({"group": group_name, "model": kind, "seed": seed, "beta": beta,
-                                 "DI": IF.predictive_kl_invariance(orbit).item(),
-                                 "acc_ratio": acc / base_acc if base_acc else float("nan")})
-                settings.progress(f"drift {group_name} {kind} seed {seed} done")
+            if kind == "IR":
+                weights[group_name] = nu
+            base_acc = None
+            for beta in betas:
+                with torch.no_grad():
+                    orbit = IF.orbit_logits(model, blend(x, x_drift, beta), get_group(group))
+                acc = (orbit[:, 0].argmax(-1) == y).float().mean().item()
+                base_acc = acc if base_acc is None else base_acc
+                rows.append({"group": group_name, "model": kind, "seed": seed, "beta": beta,
+                             "DI": IF.predictive_kl_invariance(orbit).item(),
+                             "acc_ratio": acc / base_acc if base_acc else float("nan")})
+            settings.progress(f"drift {group_name} {kind} seed {seed} done")
     summary = mean_std(rows, ["DI", "acc_ratio"], ["group", "model", "beta"])
     figure = drift_figure(summary)
     return Results(summary, {"drift": figure}, per_seed=rows, notes=[
-        f"Drift source: {source!r}, matched to the test data's mean and std; "
-        f"IR uses ν = {weight:g}."
+        f"Drift source: {source!r}, matched to the test data's mean and std. The models are "
+        "Table 1's (same configuration, weights and ν: "
+        + ", ".join(f"{g} IR ν = {nu:g}" for g, nu in weights.items())
+        + "), loaded from the model cache when Table 1 ran first."
     ])
 
 

@@ -1,9 +1,11 @@
-"""``invreg-experiment <name> [--quick] [--seeds N] [--epochs N] [--out DIR]``.
+"""``invreg-experiment <name> [--quick] [--seeds N] [--epochs N] [--out DIR] [--no-cache]``.
 
 Trains an experiment's grid of models, evaluates them and writes ``results.csv`` (the table,
 mean and std over seeds), ``results_per_seed.csv``, ``results.md`` (Markdown table, notes,
 figures) and PNG figures to ``DIR`` (default ``results/<name>``), with a progress bar over the
-grid. ``--quick`` runs a small subset in minutes on two CPU cores; ``--smoke`` runs every code
+grid. Trained models are kept in ``--cache DIR`` (default ``results/models``), keyed by
+their configuration, so a later experiment that needs the same model (``genuine-drift`` on
+Table 1's models) loads it instead of training it again. ``--quick`` runs a small subset in minutes on two CPU cores; ``--smoke`` runs every code
 path in seconds (what the test suite runs).
 """
 
@@ -19,6 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from invreg.experiments.core import SCALES, Results, Settings, get_scale, write_results
+
+
+def _groups(settings) -> int:
+    return len(settings.extra.get("groups") or ("R4", "T3"))
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,10 @@ def _layerwise(settings):
 EXPERIMENTS: dict[str, Experiment] = {
     "genuine-table1": Experiment(
         "Genuine invariance: WT / DA / IR on MNIST (Moskalev et al. 2023, Table 1)", _table1,
-        lambda s: 2 * (3 * s.seeds + len(s.scale.invariance_weights) - 1)),
+        lambda s: _groups(s) * (3 * s.seeds + len(s.scale.invariance_weights) - 1)),
     "genuine-drift": Experiment(
         "Invariance under input drift (Moskalev et al. 2023, Fig. 4)", _drift,
-        lambda s: 2 * 3 * s.seeds),
+        lambda s: _groups(s) * (3 * s.seeds + len(s.scale.invariance_weights) - 1)),
     "spectral-decay": Experiment(
         "Spectral decay under invariance regularisers (Moskalev et al. 2023, Fig. 5)", _spectral,
         lambda s: 4 * s.seeds),
@@ -69,8 +75,15 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 
 def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | None = None,
-        out: Path | None = None, accelerator: str = "auto", **extra) -> Results:
-    """Run one experiment and write its results; returns them."""
+        out: Path | None = None, accelerator: str = "auto", cache: Path | None = None,
+        **extra) -> Results:
+    """Run one experiment and write its results; returns them.
+
+    ``cache``: a folder of trained models keyed by their configuration
+    (:func:`invreg.experiments.core.train`); a model trained before, by any experiment, is
+    loaded instead of trained again. ``None`` (the default here) trains every model; the
+    console script uses ``results/models`` unless given ``--no-cache``.
+    """
     if name not in EXPERIMENTS:
         raise ValueError(f"Unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}")
     if scale not in SCALES:
@@ -81,11 +94,14 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
     chosen = get_scale(name, scale)
     out = Path(out) if out is not None else Path("results") / name
     settings = Settings(chosen, out, seeds or chosen.seeds, epochs or chosen.epochs,
-                        accelerator=accelerator, extra=extra)
+                        accelerator=accelerator, extra=extra,
+                        cache=Path(cache) if cache is not None else None)
     bar = tqdm(total=experiment.grid_size(settings), desc=name, file=sys.stderr)
 
     def progress(message: str) -> None:
         bar.write(message)
+        if bar.n >= bar.total:  # the ν search trained more models than the estimate
+            bar.total += 1
         bar.update(1)
 
     settings.progress = progress
@@ -134,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per model")
     parser.add_argument("--out", type=Path, default=None, help="default: results/<name>")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator")
+    parser.add_argument("--cache", type=Path, default=Path("results/models"),
+                        help="trained models, keyed by configuration: a model trained before "
+                             "(by any experiment) is reused (default: results/models)")
+    parser.add_argument("--no-cache", action="store_const", const=None, dest="cache",
+                        help="train every model, reuse and store none")
     parser.add_argument("--groups", nargs="+", default=None,
                         help="genuine-*: restrict to these groups (R4, T3)")
     parser.add_argument("--data-dir", default=None,
@@ -145,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     from invreg.cli import CONFIG_ERRORS, describe_error, full_traceback_wanted
 
     try:
-        run(args.name, args.scale, args.seeds, args.epochs, args.out, args.accelerator, **extra)
+        run(args.name, args.scale, args.seeds, args.epochs, args.out, args.accelerator,
+            args.cache, **extra)
     except CONFIG_ERRORS as error:
         if full_traceback_wanted():
             raise
