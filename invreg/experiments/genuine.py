@@ -172,9 +172,53 @@ def choose_invariance_weight(
     return WeightChoice(chosen, tuple(trials.items()), trials[chosen] >= target)
 
 
-def choose_weight(group_name: str, settings: Settings, seed: int, loss: str = "logit_l2"):
-    """:func:`choose_invariance_weight` with ``measure`` = train IR (with ``loss``), then
-    validation SI.
+def bisect_invariance_weight(
+    measure: Callable[[float], float],
+    grid: Sequence[float],
+    target: float = SI_TARGET,
+) -> WeightChoice:
+    """The smallest ν of the 1-2-5 grid spanning ``grid`` whose SI reaches ``target``, found by
+    bisection; else the best SI measured.
+
+    The same rule as :func:`choose_invariance_weight`, searched in ``⌈log2(n + 1)⌉``
+    measurements for ``n`` grid values (4 for 0.01…100 instead of 5–9) under the assumption
+    that SI grows with ν: each measurement halves the values that can still be the smallest
+    reaching one. When SI does not grow with ν the choice can differ from an exhaustive search;
+    every measurement is recorded, so the record shows it.
+
+    >>> curve = {0.1: 0.5, 0.2: 0.7, 0.5: 0.96, 1.0: 0.97, 2.0: 0.97, 5.0: 0.98, 10.0: 0.99}
+    >>> choice = bisect_invariance_weight(curve.__getitem__, [0.1, 10])
+    >>> choice.weight, choice.reached, [nu for nu, _ in choice.trials]
+    (0.5, True, [1.0, 0.2, 0.5])
+    """
+    grid = [float(nu) for nu in grid]
+    if not grid or any(nu <= 0 or not math.isfinite(nu) for nu in grid):
+        raise ValueError(f"grid: expected positive finite invariance weights, got {grid}")
+    values = sorted({grid[0], grid[-1], *one_two_five(grid[0], grid[-1])})
+    trials: dict[float, float] = {}
+    low, high = -1, len(values)  # values[high] is the smallest known to reach the target
+    while high - low > 1:
+        middle = (low + high) // 2
+        nu = values[middle]
+        trials[nu] = float(measure(nu))
+        if trials[nu] >= target:
+            high = middle
+        else:
+            low = middle
+    if high < len(values):
+        return WeightChoice(values[high], tuple(trials.items()), True)
+    best = max(trials, key=lambda nu: (trials[nu], -nu))
+    return WeightChoice(best, tuple(trials.items()), False)
+
+
+SEARCHES = {"coarse-to-fine": choose_invariance_weight, "bisect": bisect_invariance_weight}
+
+
+def choose_weight(group_name: str, settings: Settings, seed: int, loss: str = "logit_l2",
+                  search: str = "coarse-to-fine"):
+    """The ν rule (``search``: ``"coarse-to-fine"``, :func:`choose_invariance_weight`, or
+    ``"bisect"``, :func:`bisect_invariance_weight`) with ``measure`` = train IR with ``loss``,
+    then validation SI.
 
     Returns ``(choice, model trained with the chosen ν, rows)``; one row per ν tried:
     ``nu``, validation SI, validation accuracy (%) on upright images and on whole orbits.
@@ -197,7 +241,7 @@ def choose_weight(group_name: str, settings: Settings, seed: int, loss: str = "l
                           f"accuracy {rows[weight]['val_acc']:.1f} %")
         return si
 
-    choice = choose_invariance_weight(measure, settings.scale.invariance_weights)
+    choice = SEARCHES[search](measure, settings.scale.invariance_weights)
     table = [dict(rows[nu], chosen=nu == choice.weight) for nu in sorted(rows)]
     return choice, models[choice.weight], table
 

@@ -5,8 +5,8 @@ mean and std over seeds), ``results_per_seed.csv``, ``results.md`` (Markdown tab
 figures) and PNG figures to ``DIR`` (default ``results/<name>``), with a progress bar over the
 grid. Trained models are kept in ``--cache DIR`` (default ``results/models``), keyed by
 their configuration, so a later experiment that needs the same model (``genuine-drift`` on
-Table 1's models) loads it instead of training it again. ``--quick`` runs a small subset in minutes on two CPU cores; ``--smoke`` runs every code
-path in seconds (what the test suite runs).
+Table 1's models) loads it instead of training it again. ``--quick`` runs a small subset in
+minutes on two CPU cores; ``--smoke`` runs every code path in seconds (what the test suite runs).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         lambda s: _groups(s) * (3 * s.seeds + len(s.scale.invariance_weights) - 1)),
     "spectral-decay": Experiment(
         "Spectral decay under invariance regularisers (Moskalev et al. 2023, Fig. 5)", _spectral,
-        lambda s: 4 * s.seeds),
+        lambda s: _groups(s) * (4 * s.seeds + 2 * 4 + len(s.scale.invariance_weights))),
     "layerwise": Experiment(
         "Layer-wise G-EED: augmentation vs equivariant layers (Kvinge et al. 2022)", _layerwise,
         lambda s: 3 * s.seeds),

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from invreg.experiments.core import model_key, training_description
@@ -74,3 +75,29 @@ def test_a_folder_left_half_written_is_not_read(tmp_path):
     assert (folder / "model.ckpt").is_file() and not list(cache.glob("*.partial"))
     assert _per_seed(second) == _per_seed(first)
     assert torch.load(folder / "model.ckpt", weights_only=True)["state_dict"]
+
+
+def test_spectral_decay_reuses_table1s_da_and_l2_models(tmp_path, monkeypatch):
+    import invreg.experiments.core as core
+    from invreg.experiments.genuine import mnist
+
+    cache = tmp_path / "models"
+    table1 = run("genuine-table1", scale="smoke", out=tmp_path / "t", cache=cache, groups=["T3"])
+    fits = []
+    original = core.pl.Trainer.fit
+    monkeypatch.setattr(core.pl.Trainer, "fit",
+                        lambda self, module, *a, **k: (fits.append(module.hparams.invariance_loss),
+                                                       original(self, module, *a, **k)))
+    spectral = run("spectral-decay", scale="smoke", out=tmp_path / "s", cache=cache,
+                   groups=["T3"])
+    assert sorted(fits) == ["normalized_logit_l2", "predictive_kl"]  # one ν each at smoke scale
+    rows = {r["regulariser"]: r for r in spectral.per_seed}
+    assert list(rows) == ["KL", "normalised L2", "DA", "L2"]
+    by_model = {r["model"]: r for r in table1.per_seed}
+    assert rows["DA"]["acc"] == by_model["DA"]["acc"] and rows["L2"]["acc"] == by_model["IR"]["acc"]
+    assert rows["L2"]["nu"] == by_model["IR"]["nu"]
+    data = mnist(core.Settings(core.get_scale("spectral-decay", "smoke"), tmp_path, 1, 1), 0)
+    data.setup("fit")
+    for row in rows.values():  # raw pixel units: the chain rule through x_std = (x − μ) / σ
+        for key in ("jacobian_sigma_max", "first_layer_sigma_max"):
+            assert row[f"{key}_raw"] == pytest.approx(row[key] / data.std, rel=1e-6)

@@ -96,3 +96,41 @@ def test_other_target():
 def test_bad_grid_is_rejected(grid):
     with pytest.raises(ValueError, match="grid: expected"):
         choose_invariance_weight(Curve(lambda nu: 1.0), grid)
+
+
+# --- the bisection variant (spectral-decay's KL and normalised-L2 searches) ------------------
+
+from invreg.experiments.genuine import bisect_invariance_weight  # noqa: E402
+
+
+@pytest.mark.parametrize("midpoint", [0.001, 0.003, 0.013, 0.07, 0.4, 0.9, 3.3, 12.0])
+def test_bisection_agrees_with_the_coarse_to_fine_search_on_monotone_curves(midpoint):
+    curve = Curve(logistic(midpoint))
+    choice = bisect_invariance_weight(curve, DECADES)
+    assert choice.weight == choose_invariance_weight(logistic(midpoint), DECADES).weight
+    reaching = [nu for nu in FINE if curve.si(nu) >= SI_TARGET]
+    assert (choice.weight, choice.reached) == (reaching[0], True)
+    # 13 grid values: ⌈log2(14)⌉ = 4 measurements, never one twice
+    assert len(curve.calls) == len(set(curve.calls)) <= 4
+    assert dict(choice.trials) == {nu: curve.si(nu) for nu in curve.calls}
+
+
+def test_bisection_when_nothing_reaches_takes_the_best_measured():
+    curve = Curve(logistic(1e4))
+    choice = bisect_invariance_weight(curve, DECADES)
+    assert not choice.reached and choice.weight == max(curve.calls)  # SI grows: the largest
+    assert curve.calls[-1] == 100.0 and len(curve.calls) <= 4
+
+
+def test_bisection_on_a_non_monotone_curve_records_what_it_measured():
+    si = {nu: 0.5 for nu in FINE} | {1.0: 0.97}
+    curve = Curve(si.__getitem__)
+    choice = bisect_invariance_weight(curve, DECADES)
+    # ν = 1 sits in the middle of the grid: measured first, it reaches; nothing below does
+    assert (choice.weight, choice.reached) == (1.0, True) and curve.calls[0] == 1.0
+
+
+@pytest.mark.parametrize("grid", [[], [0.0, 1.0], [1.0, math.inf]])
+def test_bisection_rejects_bad_grids(grid):
+    with pytest.raises(ValueError, match="grid"):
+        bisect_invariance_weight(lambda nu: 1.0, grid)
