@@ -12,7 +12,11 @@ For each seed ``s``, through the ``invreg`` CLI (in-process) and the configs in
    * ``learned``: frozen hyper-network, descriptor (from 0.5) and linear head learned;
    * ``fixed d=0`` and ``fixed d=1``: frozen hyper-network and descriptor, head learned;
    * ``scratch``: a :class:`~invreg.models.SmallCNN` with the same channels, every weight
-     trained (``InvarianceModule`` with ``invariance_weight=0`` and no augmentation).
+     trained (``InvarianceModule`` with ``invariance_weight=0``); on *rotated* with random
+     rotations in [-180°, 180°] as data augmentation (``so2``: the invariance prior the
+     upstream family learned), on *orientation* without (rotating would change the label).
+
+Accuracy is the fraction of test samples classified correctly (micro average) for every model.
 
 Every model is scored once, on the test split, after its last epoch (no model selection).
 Prints a Markdown table (mean ± std over seeds) and writes ``results.json`` to ``--out``.
@@ -45,6 +49,8 @@ VARIANTS = {
                   "--model.init_args.descriptor_init", "1"],
     "scratch": None,  # built from the upstream backbone's settings, see scratch_model()
 }
+#: data augmentation of the scratch CNN per task: random rotations where they keep the label
+SCRATCH_AUGMENTATION = {"rotated": "so2"}
 
 
 def scratch_model(channels: list[int], input_shape: list[int], num_classes: int) -> str:
@@ -71,6 +77,21 @@ def common_args(seed: int, root: Path, accelerator: str, wandb: bool, name: str)
     return args
 
 
+def downstream_args(task: str, variant: str, checkpoint: Path, backbone: dict, epochs: int,
+                    common: list[str]) -> list[str]:
+    """The ``invreg fit`` arguments of one downstream model (``VARIANTS``) on ``task``."""
+    args = ["fit", "--config", str(CONFIGS / TASKS[task]), "--trainer.max_epochs", str(epochs)]
+    extra = VARIANTS[variant]
+    if extra is None:  # scratch: the whole model replaced, right after the config
+        num_classes = 4 if task == "orientation" else backbone["num_classes"]
+        args += ["--model", scratch_model(backbone["channels"], backbone["input_shape"],
+                                          num_classes), *common]
+        if task in SCRATCH_AUGMENTATION:
+            args += ["--data.init_args.augment_group", SCRATCH_AUGMENTATION[task]]
+        return args
+    return args + ["--model.init_args.upstream_checkpoint", str(checkpoint), *common, *extra]
+
+
 def run_seed(seed: int, out: Path, upstream_epochs: int, downstream_epochs: int,
              accelerator: str, wandb: bool, upstream_overrides: list[str] = (),
              reuse_upstream: bool = False) -> list[dict]:
@@ -93,23 +114,12 @@ def run_seed(seed: int, out: Path, upstream_epochs: int, downstream_epochs: int,
         backbone = upstream.model.backbone.config
     rows = [dict(seed=seed, task="upstream", variant="upstream", val_acc=val_acc,
                  seconds=round(time.time() - start, 1))]
-    for task, config in TASKS.items():
-        for variant, extra in VARIANTS.items():
+    for task in TASKS:
+        for variant in VARIANTS:
             start = time.time()
             name = f"{task}-{variant.replace(' ', '').replace('=', '')}-s{seed}"
-            args = ["fit", "--config", str(CONFIGS / config),
-                    "--trainer.max_epochs", str(downstream_epochs),
-                    "--model.init_args.upstream_checkpoint", str(checkpoint),
-                    *common_args(seed, root / name, accelerator, wandb, name)]
-            if extra is None:
-                num_classes = 4 if task == "orientation" else backbone["num_classes"]
-                # after the config, before the other overrides: replaces the whole model
-                args = args[:3] + ["--model", scratch_model(
-                    backbone["channels"], backbone["input_shape"], num_classes)] + args[3:]
-                args.remove("--model.init_args.upstream_checkpoint")
-                args.remove(str(checkpoint))
-            else:
-                args += extra
+            args = downstream_args(task, variant, checkpoint, backbone, downstream_epochs,
+                                   common_args(seed, root / name, accelerator, wandb, name))
             cli = cli_main(args)
             test = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
             row = dict(seed=seed, task=task, variant=variant, test_acc=test["test/acc"],

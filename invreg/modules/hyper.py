@@ -225,9 +225,12 @@ class HyperInvarianceModule(RandomStreams, pl.LightningModule):
                 )
             self.descriptor = nn.Parameter(initial.clone(), requires_grad=learn_descriptor)
         self.num_classes = num_classes
-        self.accuracy = nn.ModuleDict(
-            {split: MulticlassAccuracy(num_classes) for split in ("train_", "val_", "test_")}
-        )
+        # the fraction of samples classified correctly, as InvarianceModule logs it (torchmetrics'
+        # default for MulticlassAccuracy is the macro average over classes)
+        self.accuracy = nn.ModuleDict({
+            split: MulticlassAccuracy(num_classes, average="micro")
+            for split in ("train_", "val_", "test_")
+        })
         # epoch means as metric states (sum, count), reduced across processes under DDP
         terms = ("task_loss", "invariance_loss", "loss") if stage == "upstream" else ("loss",)
         self.loss_means = nn.ModuleDict(

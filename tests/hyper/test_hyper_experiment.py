@@ -30,3 +30,41 @@ def test_learned_rotation_strength_moves_the_right_way(tmp_path, monkeypatch):
     for task in ("rotated", "orientation"):
         best_fixed = max(result[task, v]["test_acc"] for v in ("fixed d=0", "fixed d=1"))
         assert result[task, "learned"]["test_acc"] >= best_fixed - 0.05
+
+
+def test_scratch_baseline_is_augmented_with_rotations_only_where_they_keep_the_label(tmp_path):
+    backbone = {"channels": [16, 32, 32], "input_shape": [1, 20, 20], "num_classes": 10}
+
+    def args(task, variant):
+        return hyper.downstream_args(task, variant, tmp_path / "up.ckpt", backbone, 3,
+                                     ["--seed_everything", "0"])
+
+    rotated, orientation = args("rotated", "scratch"), args("orientation", "scratch")
+    assert rotated[-2:] == ["--data.init_args.augment_group", "so2"]
+    assert "--data.init_args.augment_group" not in orientation
+    for scratch in (rotated, orientation):
+        assert "--model.init_args.upstream_checkpoint" not in scratch
+        assert '"augment": false' in scratch[scratch.index("--model") + 1]  # no c4 on top
+    learned = args("rotated", "learned")
+    assert learned[learned.index("--model.init_args.upstream_checkpoint") + 1] == str(
+        tmp_path / "up.ckpt")
+    assert "--data.init_args.augment_group" not in learned
+    assert args("orientation", "fixed d=1")[-4:] == [
+        "--model.init_args.learn_descriptor", "false", "--model.init_args.descriptor_init", "1"]
+
+
+def test_every_model_of_the_table_reports_the_fraction_classified_correctly():
+    import torch
+
+    from invreg.models.hyper import HyperCNN
+    from invreg.modules import HyperInvarianceModule, InvarianceModule
+
+    hyper_module = HyperInvarianceModule(
+        stage="upstream", invariance_weight=1.0,
+        backbone=HyperCNN((1, 8, 8), 3, descriptor=["rotation"], channels=(4, 8)))
+    plain = InvarianceModule(torch.nn.Flatten(), num_classes=3)
+    # imbalanced classes: 3 of class 0 all right, 1 of class 1 wrong → micro 0.75 (exact in
+    # float32), macro ≤ 0.5
+    target, preds = torch.tensor([0, 0, 0, 1]), torch.tensor([0, 0, 0, 2])
+    for accuracy in (hyper_module.accuracy["test_"], plain.accuracy["test_"]):
+        assert accuracy(preds, target).item() == 0.75
