@@ -337,8 +337,8 @@ class FashionMNISTDrift(DriftSource):
             root = os.environ.get(FASHION_MNIST_ENV) or None
             if root is None:
                 raise ValueError(
-                    "fashion_mnist drift source: no folder given; pass root=DIR or set "
-                    f"{FASHION_MNIST_ENV}=DIR; {FASHION_MNIST_HINT}"
+                    "the FashionMNIST drift source needs a folder: pass root=DIR (invreg-experiment"
+                    f": --drift-dir DIR) or set {FASHION_MNIST_ENV}=DIR; {FASHION_MNIST_HINT}"
                 )
         layout, files = find_fashion_mnist(root, split)
         self.root = str(Path(root).expanduser().resolve())

