@@ -281,6 +281,8 @@ def _read_npm_json(path: Path) -> np.ndarray:
             f"{path}: expected JSON {{\"data\": [[784 pixels 0..255], ...]}} ({err})"
         ) from err
     size = NPM_IMAGE_SIZE * NPM_IMAGE_SIZE
+    if pixels.size == 0:
+        pixels = pixels.reshape(0, size)
     if pixels.ndim != 2 or pixels.shape[1] != size:
         raise ValueError(f"{path}: expected rows of {size} pixels, got an array {pixels.shape}")
     if pixels.size and (pixels.min() < 0 or pixels.max() > 255):
