@@ -46,10 +46,8 @@ belongs to the same ``g`` as the input it came from.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -57,11 +55,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invreg.functional.invariance import (
+    OrbitFeatures,
     Reduction,
     _reduce,
-    forward_batch,
+    get_layer,
+    orbit_forward,
     predictive_kl,
-    resolve_elements,
     upcast,
 )
 from invreg.groups import ContinuousRotations, Dihedral, Group, Rotations
@@ -94,39 +93,7 @@ DISTANCES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 
 
-# --------------------------------------------------------------------------- hooks
-@dataclass
-class OrbitFeatures:
-    """Outputs and hidden features of one orbit forward.
-
-    Attributes:
-        logits: model outputs ``[B, N, ...]``.
-        features: layer name -> features ``[B, N, ...]`` (the tensor of a ``GeometricTensor``).
-        field_types: layer name -> the e2cnn ``FieldType`` of its output, or ``None`` for a
-            plain tensor.
-        elements: the orbit elements ``[N]``, identity first.
-    """
-
-    logits: Tensor
-    features: dict[str, Tensor]
-    field_types: dict[str, Any] = field(default_factory=dict)
-    elements: Tensor | None = None
-
-
-def get_layer(model: nn.Module, layer: str) -> nn.Module:
-    """``dict(model.named_modules())[layer]``, with an error listing the names on a typo."""
-    modules = dict(model.named_modules())
-    if layer not in modules:
-        names = [n for n in modules if n]
-        close = difflib.get_close_matches(layer, names, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
-            f"layer {layer!r} is not a module of {type(model).__name__}.{hint} Available names "
-            f"(model.named_modules(); '' is the whole model): {names}"
-        )
-    return modules[layer]
-
-
+# --------------------------------------------------------------------------- orbit forward
 def orbit_features(
     model: nn.Module,
     x: Tensor,
@@ -137,66 +104,11 @@ def orbit_features(
     generator: torch.Generator | None = None,
     elements: Tensor | None = None,
 ) -> OrbitFeatures:
-    """One orbit forward (as :func:`~invreg.functional.orbit_logits`) that also captures the
-    outputs of the named ``layers`` with forward hooks, so the hidden orbits use exactly the
-    input orbit's elements. Each layer must run once per forward. An empty batch runs one
-    forward on the empty input (``ValueError`` if the model cannot)."""
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
-    if isinstance(layers, str):
-        layers = [layers]
-    modules = {name: get_layer(model, name) for name in layers}
-    group.check_input(x)
-    elems = resolve_elements(group, x, num_samples, generator, elements)
-    captured: dict[str, list] = {name: [] for name in modules}
-
-    def hook_for(name: str):
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            captured[name].append(output)
-
-        return hook
-
-    handles = [module.register_forward_hook(hook_for(n)) for n, module in modules.items()]
-    logits, features = [], {name: [] for name in modules}
-    field_types: dict[str, Any] = {name: None for name in modules}
-    step = x.shape[0] if chunk_size is None else chunk_size
-    try:
-        # an empty batch still takes one (empty) forward: it tells the feature shapes
-        for start in range(0, max(x.shape[0], 1), max(step, 1)):
-            chunk = group.orbit_from_elements(x[start : start + step], elems)
-            b, n = chunk.shape[:2]
-            for outputs in captured.values():
-                outputs.clear()
-            out = forward_batch(model, chunk.reshape(b * n, *chunk.shape[2:]))
-            logits.append(_tensor_of(out, "the model").reshape(b, n, *out.shape[1:]))
-            for name, outputs in captured.items():
-                if len(outputs) != 1:
-                    raise ValueError(
-                        f"layer {name!r} ran {len(outputs)} times in one forward; G-EED needs a "
-                        f"module that runs exactly once (register a distinct module per use)"
-                    )
-                tensor = _tensor_of(outputs[0], f"layer {name!r}")
-                field_types[name] = None if isinstance(outputs[0], Tensor) else outputs[0].type
-                features[name].append(tensor.reshape(b, n, *tensor.shape[1:]))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return OrbitFeatures(
-        logits=torch.cat(logits, dim=0),
-        features={name: torch.cat(chunks, dim=0) for name, chunks in features.items()},
-        field_types=field_types,
-        elements=elems,
-    )
-
-
-def _tensor_of(output: Any, what: str) -> Tensor:
-    if isinstance(output, Tensor):
-        return output
-    tensor = getattr(output, "tensor", None)  # e2cnn GeometricTensor
-    if isinstance(tensor, Tensor) and hasattr(output, "type"):
-        return tensor
-    raise ValueError(
-        f"{what} returned {type(output).__name__}; G-EED needs a Tensor or an e2cnn GeometricTensor"
+    """:func:`~invreg.functional.orbit_forward` with the named ``layers`` captured (G-EED's
+    argument order): one orbit forward, hidden orbits on exactly the input orbit's elements."""
+    return orbit_forward(
+        model, x, group, elements, chunk_size, layers, num_samples=num_samples,
+        generator=generator,
     )
 
 

@@ -29,7 +29,11 @@ is undefined and raises ``ValueError`` ("empty batch").
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -89,6 +93,158 @@ PAIR_ERRORS = {
 
 
 # --------------------------------------------------------------------------- orbits
+@dataclass
+class OrbitFeatures:
+    """Outputs and hidden features of one orbit forward (:func:`orbit_forward`).
+
+    Attributes:
+        logits: model outputs ``[B, N, ...]``.
+        features: layer name -> features ``[B, N, ...]`` (the tensor of a ``GeometricTensor``).
+        field_types: layer name -> the e2cnn ``FieldType`` of its output, or ``None`` for a
+            plain tensor.
+        elements: the orbit elements ``[N]``, identity first.
+    """
+
+    logits: Tensor
+    features: dict[str, Tensor]
+    field_types: dict[str, Any] = field(default_factory=dict)
+    elements: Tensor | None = None
+
+
+def get_layer(model: nn.Module, layer: str) -> nn.Module:
+    """``dict(model.named_modules())[layer]``, with an error listing the names on a typo."""
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        names = [n for n in modules if n]
+        close = difflib.get_close_matches(layer, names, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"layer {layer!r} is not a module of {type(model).__name__}.{hint} Available names "
+            f"(model.named_modules(); '' is the whole model): {names}"
+        )
+    return modules[layer]
+
+
+@contextmanager
+def capture_layers(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, list[Any]]]:
+    """Forward hooks on the named submodules of ``model`` (looked up by :func:`get_layer`):
+    yields ``{name: [outputs of each call]}``, filled while the block runs; hooks removed on
+    exit."""
+    modules = {name: get_layer(model, name) for name in layers}
+    captured: dict[str, list[Any]] = {name: [] for name in modules}
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            captured[name].append(output)
+
+        return hook
+
+    handles = [module.register_forward_hook(hook_for(n)) for n, module in modules.items()]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def layer_output(captured: dict[str, list[Any]], name: str) -> tuple[Tensor, Any]:
+    """The one output of layer ``name`` in :func:`capture_layers`' record, as ``(tensor,
+    field type)`` (``None`` for a plain tensor, the ``FieldType`` of an e2cnn
+    ``GeometricTensor``); ``ValueError`` unless the layer ran exactly once."""
+    outputs = captured[name]
+    if len(outputs) != 1:
+        raise ValueError(
+            f"layer {name!r} ran {len(outputs)} times in one forward; comparing its orbit needs "
+            f"a module that runs exactly once (register a distinct module per use)"
+        )
+    output = outputs[0]
+    return tensor_of(output, f"layer {name!r}"), None if isinstance(output, Tensor) else output.type
+
+
+def tensor_of(output: Any, what: str) -> Tensor:
+    """``output`` itself, or the tensor of an e2cnn ``GeometricTensor``."""
+    if isinstance(output, Tensor):
+        return output
+    tensor = getattr(output, "tensor", None)  # e2cnn GeometricTensor
+    if isinstance(tensor, Tensor) and hasattr(output, "type"):
+        return tensor
+    raise ValueError(
+        f"{what} returned {type(output).__name__}; expected a Tensor or an e2cnn GeometricTensor"
+    )
+
+
+def orbit_forward(
+    model: nn.Module,
+    x: Tensor,
+    group: Group,
+    elements: Tensor | None = None,
+    chunk_size: int | None = None,
+    layers: Sequence[str] = (),
+    *,
+    num_samples: int | None = None,
+    generator: torch.Generator | None = None,
+) -> OrbitFeatures:
+    """ONE forward of every orbit element of every sample, with the outputs of ``layers``.
+
+    All ``B·N`` transformed inputs go through ``model`` in one batched forward, or in forwards
+    of at most ``chunk_size`` samples' orbits (``chunk_size·N`` inputs) when ``chunk_size`` is
+    set. The named ``layers`` (``dict(model.named_modules())``; ``""`` is the model itself) are
+    captured with forward hooks during that same forward, so hidden orbits use exactly the
+    input orbit's elements; each must run once per forward. An empty batch (``B = 0``) runs one
+    forward on the empty ``[0, *D]`` input to learn the output shapes; a model that cannot run
+    on 0 inputs gets a ``ValueError`` ("empty batch").
+
+    Args:
+        model: any module; its output (or a layer's) may be an e2cnn ``GeometricTensor``.
+        x: inputs ``[B, *D]`` that ``group`` acts on.
+        group: the transformations.
+        elements: the orbit elements ``[N]`` (identity first); default
+            ``group.elements(num_samples, generator)``: the whole group when it is finite,
+            identity plus ``num_samples − 1`` sampled elements when it is continuous. Every
+            sample sees the same elements.
+        chunk_size: samples (whole orbits) per forward; ``None`` all at once.
+        layers: names of submodules whose outputs to keep.
+
+    Returns:
+        :class:`OrbitFeatures`: ``logits`` ``[B, N, ...]``, ``features[name]`` ``[B, N, ...]``,
+        the layers' e2cnn field types and the elements used.
+
+    >>> from invreg.groups import Rotations
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    >>> out = orbit_forward(model, torch.randn(5, 1, 2, 2), Rotations(4), layers=["0"])
+    >>> out.logits.shape, out.features["0"].shape
+    (torch.Size([5, 4, 3]), torch.Size([5, 4, 4]))
+    """
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    group.check_input(x)
+    elems = resolve_elements(group, x, num_samples, generator, elements)
+    logits: list[Tensor] = []
+    features: dict[str, list[Tensor]] = {name: [] for name in layers}
+    field_types: dict[str, Any] = dict.fromkeys(layers)
+    step = x.shape[0] if chunk_size is None else chunk_size
+    with capture_layers(model, layers) as captured:
+        # an empty batch still takes one (empty) forward: it tells the output shapes
+        for start in range(0, max(x.shape[0], 1), max(step, 1)):
+            chunk = group.orbit_from_elements(x[start : start + step], elems)
+            b, n = chunk.shape[:2]
+            for outputs in captured.values():
+                outputs.clear()
+            out = forward_batch(model, chunk.reshape(b * n, *chunk.shape[2:]))
+            out = tensor_of(out, "the model")
+            logits.append(out.reshape(b, n, *out.shape[1:]))
+            for name in layers:
+                tensor, field_types[name] = layer_output(captured, name)
+                features[name].append(tensor.reshape(b, n, *tensor.shape[1:]))
+    return OrbitFeatures(
+        logits=torch.cat(logits, dim=0),
+        features={name: torch.cat(chunks, dim=0) for name, chunks in features.items()},
+        field_types=field_types,
+        elements=elems,
+    )
+
+
 def orbit_logits(
     model: nn.Module,
     x: Tensor,
@@ -100,33 +256,20 @@ def orbit_logits(
 ) -> Tensor:
     """Outputs of ``model`` on every orbit element of every sample: ``[B, N, C]``.
 
-    All ``B·N`` transformed inputs go through ``model`` in one batched forward, or in forwards
-    of at most ``chunk_size`` samples' orbits (``chunk_size·N`` inputs) when ``chunk_size`` is
-    set. An empty batch (``B = 0``) runs one forward on the empty ``[0, *D]`` input to learn
-    ``C`` and returns ``[0, N, C]``; a model that cannot run on 0 inputs gets a
-    ``ValueError`` ("empty batch"). ``N`` is the group's order, or ``num_samples`` (identity
-    plus sampled elements) for a continuous group; every sample sees the same elements.
-    ``elements`` (shape ``[N]``, identity first) fixes the elements explicitly and overrides
-    ``num_samples``.
+    The ``logits`` of :func:`orbit_forward` (one batched forward, or forwards of
+    ``chunk_size`` samples' orbits; an empty batch gives ``[0, N, C]``). ``N`` is the group's
+    order, or ``num_samples`` (identity plus sampled elements) for a continuous group; every
+    sample sees the same elements. ``elements`` (shape ``[N]``, identity first) fixes the
+    elements explicitly and overrides ``num_samples``.
 
     >>> from invreg.groups import Rotations
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     >>> orbit_logits(model, torch.randn(5, 1, 2, 2), Rotations(4)).shape
     torch.Size([5, 4, 3])
     """
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
-    group.check_input(x)
-    elems = resolve_elements(group, x, num_samples, generator, elements)
-    outputs = []
-    step = x.shape[0] if chunk_size is None else chunk_size
-    # an empty batch still takes one (empty) forward: it tells the output shape
-    for start in range(0, max(x.shape[0], 1), max(step, 1)):
-        chunk = group.orbit_from_elements(x[start : start + step], elems)
-        b, n = chunk.shape[:2]
-        out = forward_batch(model, chunk.reshape(b * n, *chunk.shape[2:]))
-        outputs.append(out.reshape(b, n, *out.shape[1:]))
-    return torch.cat(outputs, dim=0)
+    return orbit_forward(
+        model, x, group, elements, chunk_size, num_samples=num_samples, generator=generator
+    ).logits
 
 
 def forward_batch(model: nn.Module, inputs: Tensor) -> Tensor:
@@ -169,10 +312,14 @@ def resolve_elements(
     return elements.to(x.device)
 
 
-def orbit_pair_errors(orbit: Tensor, error: str = "logit_l2") -> Tensor:
+def orbit_pair_errors(
+    orbit: Tensor, error: str = "logit_l2", *, allow_nonfinite: bool = False
+) -> Tensor:
     """Per-pair errors ``[B, N - 1]`` (at least float32) between ``orbit[:, 0]`` and each
-    ``orbit[:, j]``."""
-    check_orbit(orbit)
+    ``orbit[:, j]``; ``error`` a key of :data:`PAIR_ERRORS`, over the last axis of ``orbit``
+    ``[B, N, C]``. ``allow_nonfinite=True`` lets NaN / Inf propagate into the errors instead
+    of raising (what a training loss wants: a gradient scaler must see the overflow)."""
+    check_orbit(orbit, allow_nonfinite=allow_nonfinite)
     if error not in PAIR_ERRORS:
         raise ValueError(f"error must be one of {sorted(PAIR_ERRORS)}, got {error!r}")
     reference = orbit[:, :1].expand_as(orbit[:, 1:])
@@ -254,10 +401,30 @@ def orbit_accuracy(orbit: Tensor, target: Tensor, reduction: Reduction = "mean")
     return _reduce(per_sample, reduction)
 
 
+def accuracy(orbit: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
+    """Fraction of samples classified correctly on the untransformed input: the
+    :func:`orbit_accuracy` of the identity element ``orbit[:, :1]`` (micro-averaged; ties go
+    to the first maximal class).
+
+    Args:
+        orbit: ``[B, N, C]`` outputs, identity first (``N >= 1``; ``[B, 1, C]`` for plain
+            logits ``logits.unsqueeze(1)``), finite.
+        target: ``[B]`` integer class indices in ``[0, C)``.
+        reduction: as in :func:`orbit_consistency`.
+
+    >>> orbit = torch.tensor([[[2.0, 1.0], [0.0, 3.0]], [[0.0, 1.0], [0.0, 3.0]]])
+    >>> accuracy(orbit, torch.tensor([0, 0]))
+    tensor(0.5000)
+    """
+    check_orbit(orbit, min_elements=1)
+    return orbit_accuracy(orbit[:, :1], target, reduction)
+
+
 # --------------------------------------------------------------------------- checks
-def check_orbit(orbit: Tensor, min_elements: int = 2) -> None:
+def check_orbit(orbit: Tensor, min_elements: int = 2, allow_nonfinite: bool = False) -> None:
     """Validate an orbit tensor ``[B, N, C]``: a floating dtype, at least ``min_elements`` on
-    dim 1 and one output on dim 2, finite (NaN / Inf are rejected, not propagated)."""
+    dim 1 and one output on dim 2, finite (NaN / Inf are rejected, not propagated, unless
+    ``allow_nonfinite``)."""
     if not isinstance(orbit, Tensor):
         raise TypeError(f"orbit: expected a Tensor, got {type(orbit).__name__}")
     if not orbit.is_floating_point():
@@ -272,7 +439,7 @@ def check_orbit(orbit: Tensor, min_elements: int = 2) -> None:
             f"orbit: expected at least {min_elements} orbit elements (identity first) on dim 1, "
             f"got shape {tuple(orbit.shape)}"
         )
-    if not torch.isfinite(orbit).all():
+    if not allow_nonfinite and not torch.isfinite(orbit).all():
         raise ValueError("orbit: contains NaN or Inf values; the model's outputs are not finite")
 
 

@@ -14,54 +14,85 @@ propagate (a NaN loss), so a gradient scaler sees the overflow and skips the ste
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from invreg.config import RecordsInit
-from invreg.functional import PAIR_ERRORS
+from invreg.functional import PAIR_ERRORS, orbit_pair_errors
 
 
 class InvarianceLoss(nn.Module, RecordsInit):
-    """Mean pair error between reference outputs and outputs on transformed inputs.
+    """Mean pair error over orbits of outputs: ``mean_{i, j≥1} e(orbit[i, 0], orbit[i, j])``.
 
-    ``forward(reference, transformed)`` with ``reference`` of shape ``[B, *D]`` (outputs on
-    ``x``) and ``transformed`` of shape ``[B, *D]`` (one ``g·x`` per sample) or ``[B, K, *D]``
-    (``K`` transformed copies per sample, e.g. a full orbit without its identity). Returns the
-    mean over samples and copies of ``pair_error(reference, transformed)``, computed on the
-    flattened ``D`` axes in at least float32 (a float32 scalar for float16 / bfloat16 inputs).
-    An empty batch (``B = 0``) raises ``ValueError``: its mean is undefined.
+    ``forward(orbit)``: ``orbit`` of shape ``[B, N, *D]``, what the model computes on each of
+    ``N`` orbit elements of ``B`` samples, identity first (``N >= 2``; the orbit convention of
+    :mod:`invreg.functional`, e.g. ``orbit_forward(...).logits``). Returns the mean over
+    samples and the ``N − 1`` non-identity elements of the pair error ``e`` (a key of
+    :data:`invreg.functional.PAIR_ERRORS`), computed on the flattened ``D`` axes in at least
+    float32 (a float32 scalar for float16 / bfloat16 inputs). An empty batch (``B = 0``)
+    raises ``ValueError``: its mean is undefined.
+
+    ``forward(reference, transformed)`` is the same orbit given as two tensors: ``reference``
+    ``[B, *D]`` (the identity element) and ``transformed`` ``[B, *D]`` (one ``g·x`` per
+    sample) or ``[B, K, *D]`` (``K`` copies per sample).
 
     Attributes:
         pair_error: key into :data:`invreg.functional.PAIR_ERRORS`.
         layer: name of a backbone submodule whose output is compared instead of the logits
             (``None``: compare logits). The LightningModule captures it with a forward hook.
+
+    >>> import torch
+    >>> LogitL2()(torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]]))  # (½·2 + 0) / 2
+    tensor(0.5000)
     """
 
     pair_error: str = "logit_l2"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.pair_error not in PAIR_ERRORS:
+            raise TypeError(
+                f"{cls.__name__}.pair_error: expected one of {sorted(PAIR_ERRORS)}, got "
+                f"{cls.pair_error!r}"
+            )
 
     def __init__(self, layer: str | None = None) -> None:
         super().__init__()
         self.layer = layer
 
-    def forward(self, reference: Tensor, transformed: Tensor) -> Tensor:
-        if reference.ndim < 1 or reference.shape[0] == 0:
+    def forward(self, orbit: Tensor, transformed: Tensor | None = None) -> Tensor:
+        if transformed is not None:
+            orbit = self._as_orbit(orbit, transformed)
+        if not isinstance(orbit, Tensor) or orbit.ndim < 2 or orbit.shape[1] < 2:
+            got = tuple(orbit.shape) if isinstance(orbit, Tensor) else type(orbit).__name__
             raise ValueError(
-                f"{type(self).__name__}: empty batch, reference outputs have shape "
-                f"{tuple(reference.shape)}; the mean over 0 pairs is undefined (skip the term)"
+                f"{type(self).__name__}: orbit: expected outputs [B, N, ...] with N >= 2 orbit "
+                f"elements (identity first), got {got}"
             )
-        batch = reference.shape[0]
-        ref = reference.reshape(batch, -1)
-        if transformed.shape == reference.shape:
-            other = transformed.reshape(batch, 1, -1)
-        elif transformed.shape[0] == batch and transformed.shape[2:] == reference.shape[1:]:
-            other = transformed.reshape(batch, transformed.shape[1], -1)
-        else:
+        if orbit.shape[0] == 0:
+            raise ValueError(
+                f"{type(self).__name__}: empty batch, orbit outputs have shape "
+                f"{tuple(orbit.shape)}; the mean over 0 pairs is undefined (skip the term)"
+            )
+        flat = orbit.reshape(orbit.shape[0], orbit.shape[1], -1)
+        return orbit_pair_errors(flat, self.pair_error, allow_nonfinite=True).mean()
+
+    def _as_orbit(self, reference: Tensor, transformed: Tensor) -> Tensor:
+        """``[B, 1 + K, *D]`` from the identity outputs and ``K`` (or one) transformed copies."""
+        if reference.ndim >= 1 and transformed.shape == reference.shape:
+            transformed = transformed.unsqueeze(1)
+        elif not (
+            reference.ndim >= 1
+            and transformed.ndim == reference.ndim + 1
+            and transformed.shape[0] == reference.shape[0]
+            and transformed.shape[2:] == reference.shape[1:]
+        ):
             raise ValueError(
                 f"{type(self).__name__}: transformed outputs must have shape "
                 f"{tuple(reference.shape)} or [B, K, {', '.join(map(str, reference.shape[1:]))}];"
                 f" got {tuple(transformed.shape)}"
             )
-        errors = PAIR_ERRORS[self.pair_error](ref.unsqueeze(1).expand_as(other), other)
-        return errors.mean()
+        return torch.cat([reference.unsqueeze(1), transformed], dim=1)
 
     def extra_repr(self) -> str:
         return f"layer={self.layer!r}" if self.layer is not None else ""
@@ -100,15 +131,16 @@ class FeatureL2(InvarianceLoss):
         super().__init__(layer=layer)
 
 
+#: one loss class per pair error of :data:`invreg.functional.PAIR_ERRORS`, under the same name
 LOSSES: dict[str, type[InvarianceLoss]] = {
-    "logit_l2": LogitL2,
-    "normalized_logit_l2": NormalizedLogitL2,
-    "predictive_kl": PredictiveKL,
+    name: next(c for c in (LogitL2, NormalizedLogitL2, PredictiveKL) if c.pair_error == name)
+    for name in PAIR_ERRORS
 }
 
 
 def get_loss(loss: str | InvarianceLoss) -> InvarianceLoss:
-    """Resolve a loss name (``logit_l2``, ``normalized_logit_l2``, ``predictive_kl``)."""
+    """Resolve a loss name (a key of :data:`LOSSES`: ``logit_l2``, ``normalized_logit_l2``,
+    ``predictive_kl``)."""
     if isinstance(loss, InvarianceLoss):
         return loss
     if isinstance(loss, str) and loss in LOSSES:

@@ -71,5 +71,7 @@ def test_empty_batch_is_rejected():
 
 
 def test_integer_outputs_are_rejected():
-    with pytest.raises(TypeError, match="reference: expected a floating-point"):
+    with pytest.raises(TypeError, match="orbit: expected floating-point"):
         LogitL2()(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5, dtype=torch.long))
+    with pytest.raises(TypeError, match="orbit: expected floating-point"):
+        LogitL2()(torch.zeros(2, 3, 5, dtype=torch.long))

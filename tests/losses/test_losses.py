@@ -56,3 +56,29 @@ def test_loss_is_differentiable():
     ref = torch.randn(4, 5, requires_grad=True)
     LogitL2()(ref, torch.randn(4, 5)).backward()
     assert ref.grad is not None and ref.grad.abs().sum() > 0
+
+
+def test_orbit_form_equals_pair_form_and_functional_mean():
+    """``loss(orbit)`` on ``[B, N, ...]`` is the functional mean over non-identity elements; the
+    two-tensor form is the same orbit."""
+    from invreg.functional import logit_invariance, predictive_kl_invariance
+
+    orbit = torch.randn(5, 4, 3, dtype=torch.float64)
+    assert LogitL2()(orbit).item() == pytest.approx(logit_invariance(orbit).item(), rel=1e-12)
+    kl = predictive_kl_invariance(orbit).item()
+    assert PredictiveKL()(orbit).item() == pytest.approx(kl, rel=1e-12)
+    normalized = logit_invariance(orbit, normalized=True).item()
+    assert NormalizedLogitL2()(orbit).item() == pytest.approx(normalized, rel=1e-12)
+    assert torch.equal(LogitL2()(orbit), LogitL2()(orbit[:, 0], orbit[:, 1:]))
+    with pytest.raises(ValueError, match=r"N >= 2 orbit elements"):
+        LogitL2()(orbit[:, :1])
+
+
+def test_losses_cover_every_pair_error():
+    from invreg.functional import PAIR_ERRORS
+    from invreg.losses import LOSSES, InvarianceLoss
+
+    assert list(LOSSES) == list(PAIR_ERRORS)
+    assert all(LOSSES[name].pair_error == name for name in PAIR_ERRORS)
+    with pytest.raises(TypeError, match="pair_error"):
+        type("Unknown", (InvarianceLoss,), {"pair_error": "l1"})
