@@ -14,12 +14,14 @@ and counts are reduced). Their cost is bounded by ``num_samples`` and ``every_n_
 """
 
 from invreg.callbacks.base import InvarianceCallback
+from invreg.callbacks.descriptor import DescriptorTrajectoryCallback
 from invreg.callbacks.drift import DriftCallback
 from invreg.callbacks.orbit import OrbitConsistencyCallback
 from invreg.callbacks.saliency import SaliencyCallback
 from invreg.callbacks.spectral import SpectralDecayCallback
 
 __all__ = [
+    "DescriptorTrajectoryCallback",
     "DriftCallback",
     "InvarianceCallback",
     "OrbitConsistencyCallback",

@@ -34,26 +34,9 @@ def seeded_generator(seed: int, *stream: int) -> torch.Generator:
 
 
 def act_with_fill(group: Group, x: Tensor, g: Tensor, fill: float = 0.0) -> Tensor:
-    """``g·x`` as if the plane outside the frame held the value ``fill`` instead of zeros.
-
-    Groups fill what enters the frame with zeros (bilinear rotations; exact actions such as
-    ``rot90``, rolls and flips bring nothing in). After standardisation the image background
-    is ``-mean/std``, not 0, so a zero fill would draw a visible disc a network could use to
-    detect the transformation. For an action that is linear in the pixels,
-    ``act(x) + fill·(1 − act(1))`` is exactly the action with fill value ``fill``; for exact
-    actions ``act(1) == 1`` and the result equals ``group.act(x, g)`` bit for bit.
-
-    Args:
-        group: the group acting on ``x``.
-        x: a batch ``[B, C, ...]``.
-        g: one element per sample, shape ``[B, *group.element_shape]``.
-        fill: the background value.
-    """
-    out = group.act(x, g)
-    if fill == 0.0:
-        return out
-    coverage = group.act(torch.ones_like(x[:, :1]), g)
-    return out + fill * (1.0 - coverage)
+    """``g·x`` as if the plane outside the frame held the value ``fill`` instead of zeros: see
+    :meth:`invreg.groups.Group.act_with_fill`."""
+    return group.act_with_fill(x, g, fill)
 
 
 class GroupAugmentation:

@@ -3,13 +3,15 @@
 For each seed ``s``, through the ``invreg`` CLI (in-process) and the configs in
 ``configs/hyper/``:
 
-1. **upstream** — ``configs/hyper/upstream.yaml``: pre-train the HyperCNN on digits with
-   per-sample rotation strengths (data split and ``seed_everything`` both ``s``);
+1. **upstream** — ``configs/hyper/upstream.yaml`` (:class:`~invreg.modules.HyperUpstreamModule`):
+   pre-train the HyperCNN on digits with per-sample rotation strengths (data split and
+   ``seed_everything`` both ``s``);
 2. **downstream**, on two tasks — ``downstream_rotated.yaml`` (digits at random rotations:
    rewards rotation invariance) and ``downstream_orientation.yaml`` (which quarter turn was
    applied: hurt by it) — four models at the same budget (epochs, batches):
 
-   * ``learned``: frozen hyper-network, descriptor (from 0.5) and linear head learned;
+   * ``learned``: frozen hyper-network, descriptor (from 0.5) and linear head learned
+     (:class:`~invreg.modules.HyperDownstreamModule`);
    * ``fixed d=0`` and ``fixed d=1``: frozen hyper-network and descriptor, head learned;
    * ``scratch``: a :class:`~invreg.models.SmallCNN` with the same channels, every weight
      trained (``InvarianceModule`` with ``invariance_weight=0``); on *rotated* with random
@@ -38,6 +40,7 @@ from pathlib import Path
 import torch
 
 from invreg.cli import run_cli as cli_main
+from invreg.modules import HyperDownstreamModule
 
 CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs" / "hyper"
 TASKS = {"rotated": "downstream_rotated.yaml", "orientation": "downstream_orientation.yaml"}
@@ -124,9 +127,9 @@ def run_seed(seed: int, out: Path, upstream_epochs: int, downstream_epochs: int,
             test = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
             row = dict(seed=seed, task=task, variant=variant, test_acc=test["test/acc"],
                        seconds=round(time.time() - start, 1))
-            descriptor = getattr(cli.model, "descriptor", None)
-            if isinstance(descriptor, torch.Tensor):
-                row["descriptor"] = cli.model.backbone.descriptor.to_dict(descriptor)
+            if isinstance(cli.model, HyperDownstreamModule):
+                model = cli.model
+                row["descriptor"] = model.backbone.descriptor.to_dict(model.descriptor)
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows

@@ -58,6 +58,10 @@ class Translations(Group):
         u = torch.rand(batch_size, 2, generator=generator, dtype=torch.get_default_dtype())
         return ((2 * u - 1) * self.max_shift).to(device)
 
+    def _sample_with_strength(self, strength, generator) -> Tensor:
+        # strength s: dx and dy each uniform in [-s·max_shift, s·max_shift]
+        return self._uniform_within_strength(strength, self.max_shift, (2,), generator)
+
     def check_input(self, x: Tensor) -> None:
         check_image(self, x, square=False)
 
@@ -109,6 +113,10 @@ class Scalings(Group):
     def _sample(self, batch_size, generator, device) -> Tensor:
         u = torch.rand(batch_size, generator=generator, dtype=torch.get_default_dtype())
         return ((2 * u - 1) * math.log(self.max_scale)).to(device)
+
+    def _sample_with_strength(self, strength, generator) -> Tensor:
+        # strength s: a log-factor uniform in [-s·log(max_scale), s·log(max_scale)]
+        return self._uniform_within_strength(strength, math.log(self.max_scale), (), generator)
 
     def check_input(self, x: Tensor) -> None:
         check_image(self, x, square=False)

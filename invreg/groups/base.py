@@ -108,6 +108,93 @@ class Group(RecordsInit, ABC):
         """``batch_size`` elements drawn uniformly (finite) or from the group's sampling law."""
         return self._sample(_count(self, "batch_size", batch_size), generator, device)
 
+    def sample_with_strength(
+        self, strength: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """One element per sample, spread out as far as that sample's strength says.
+
+        Strength ``s = 0`` is always the identity, ``s = 1`` the group's full sampling range
+        (the law of :meth:`sample`), and in between the range shrinks linearly with ``s``; for
+        :class:`~invreg.groups.ContinuousRotations` (``max_angle = 180``) the angle is uniform
+        in ``[-180·s, 180·s]`` degrees. Random numbers are drawn on the CPU from
+        ``generator``; the result lies on ``strength``'s device.
+
+        Args:
+            strength: ``[B]`` floating-point strengths in ``[0, 1]``, one per sample.
+            generator: the source of randomness.
+
+        Returns:
+            Elements ``[B, *element_shape]``, in ``strength``'s dtype for a continuous group.
+
+        >>> from invreg.groups import ContinuousRotations
+        >>> angles = ContinuousRotations(180).sample_with_strength(torch.tensor([0.0, 0.5]))
+        >>> angles[0].item(), bool(angles[1].abs() <= 90)
+        (0.0, True)
+        """
+        return self._sample_with_strength(self.check_strength(strength), generator)
+
+    def _sample_with_strength(self, strength: Tensor, generator: torch.Generator | None) -> Tensor:
+        """:meth:`sample_with_strength` of validated strengths; groups that support it override
+        this."""
+        raise TypeError(
+            f"{self!r} has no strength-parameterised sampling; groups that have one: "
+            f"ContinuousRotations, Translations, Scalings, Flips"
+        )
+
+    def check_strength(self, strength: Tensor) -> Tensor:
+        """Validate strengths for :meth:`sample_with_strength`: a floating tensor ``[B]`` with
+        values in ``[0, 1]``, else ``TypeError`` / ``ValueError`` naming what was received."""
+        where = f"{self!r}.sample_with_strength(strength)"
+        if not isinstance(strength, Tensor) or not strength.is_floating_point():
+            got = strength.dtype if isinstance(strength, Tensor) else type(strength).__name__
+            raise TypeError(f"{where}: expected a floating-point tensor, got {got}")
+        if strength.ndim != 1:
+            raise ValueError(
+                f"{where}: expected one strength per sample, shape [B], got shape "
+                f"{tuple(strength.shape)}"
+            )
+        outside = ~((strength >= 0) & (strength <= 1))  # NaN counts as outside
+        if outside.any():
+            raise ValueError(
+                f"{where}: expected values in [0, 1], got {_examples(strength[outside])}"
+            )
+        return strength
+
+    @staticmethod
+    def _uniform_within_strength(
+        strength: Tensor,
+        half_width: float,
+        event_shape: tuple[int, ...],
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """Uniform draws from ``[-s·half_width, s·half_width]``, ``[B, *event_shape]`` for
+        strengths ``s`` of shape ``[B]`` (one interval per sample)."""
+        shape = (strength.shape[0], *event_shape)
+        u = torch.rand(*shape, generator=generator, dtype=strength.dtype).to(strength.device)
+        scale = (strength * half_width).reshape(shape[0], *([1] * len(event_shape)))
+        return (2 * u - 1) * scale
+
+    def act_with_fill(self, x: Tensor, g: Tensor | int | float, fill: float = 0.0) -> Tensor:
+        """:meth:`act` as if the plane outside the frame held the value ``fill``, not zeros.
+
+        Bilinear actions (rotations, translations, zooms) bring zeros into the frame; after
+        standardisation the image background is ``-mean/std``, not 0, so a zero fill would draw
+        a visible border a network could use to detect the transformation. For an action that
+        is linear in the pixels, ``act(x) + fill·(1 − act(1))`` is exactly the action with fill
+        value ``fill``; for exact actions ``act(1) == 1`` and the result equals ``act(x, g)``
+        bit for bit.
+
+        Args:
+            x: a batch ``[B, C, ...]``.
+            g: one element per sample, ``[B, *element_shape]`` (or one for every sample).
+            fill: the background value.
+        """
+        out = self.act(x, g)
+        if fill == 0.0:
+            return out
+        coverage = self.act(torch.ones_like(x[:, :1]), g)
+        return out + fill * (1.0 - coverage)
+
     @abstractmethod
     def _inverse(self, g: Tensor) -> Tensor:
         """:meth:`inverse` of validated elements."""

@@ -39,6 +39,39 @@ class Flips(Group):
     def _sample(self, batch_size, generator, device) -> Tensor:
         return self._finite_sample(batch_size, generator, device)
 
+    def sample_with_strength(
+        self,
+        strength: Tensor,
+        generator: torch.Generator | None = None,
+        probability: float | None = None,
+    ) -> Tensor:
+        """Strength ``s``: a flip (a uniformly drawn non-identity element) with probability
+        ``s·probability``, else the identity.
+
+        ``probability`` is the chance of a flip at full strength; the default ``1 − 1/order``
+        (one axis: 0.5) makes ``s = 1`` the uniform law of :meth:`sample`. See
+        :meth:`Group.sample_with_strength` for ``strength`` and ``generator``.
+
+        >>> Flips().sample_with_strength(torch.tensor([0.0, 1.0, 1.0]), probability=1.0)
+        tensor([0, 1, 1])
+        """
+        if probability is None:
+            probability = 1.0 - 1.0 / self.order
+        if isinstance(probability, bool) or not isinstance(probability, int | float) or not (
+            0 < probability <= 1
+        ):
+            raise ValueError(
+                f"{self!r}.sample_with_strength(probability): expected 0 < probability <= 1, "
+                f"got {probability!r}"
+            )
+        strength = self.check_strength(strength)
+        u = torch.rand(strength.shape[0], generator=generator, dtype=strength.dtype)
+        flipped = (u.to(strength.device) < strength * probability).long()
+        if self.order == 2:
+            return flipped
+        which = torch.randint(1, self.order, strength.shape, generator=generator)
+        return flipped * which.to(strength.device)
+
     def check_input(self, x: Tensor) -> None:
         check_image(self, x, square=False)
 

@@ -234,6 +234,10 @@ class ContinuousRotations(Group):
         u = torch.rand(batch_size, generator=generator, dtype=torch.get_default_dtype())
         return ((2 * u - 1) * self.max_angle).to(device)
 
+    def _sample_with_strength(self, strength, generator) -> Tensor:
+        # strength s: an angle uniform in [-s·max_angle, s·max_angle]
+        return self._uniform_within_strength(strength, self.max_angle, (), generator)
+
     def check_input(self, x: Tensor) -> None:
         check_image(self, x, square=True)
 

@@ -1,7 +1,12 @@
 """LightningModules."""
 
 from invreg.modules.checkpointing import NonFiniteLossError
-from invreg.modules.hyper import HyperInvarianceModule
+from invreg.modules.hyper import HyperDownstreamModule, HyperUpstreamModule
 from invreg.modules.invariance import InvarianceModule
 
-__all__ = ["HyperInvarianceModule", "InvarianceModule", "NonFiniteLossError"]
+__all__ = [
+    "HyperDownstreamModule",
+    "HyperUpstreamModule",
+    "InvarianceModule",
+    "NonFiniteLossError",
+]

@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from invreg.callbacks import DescriptorTrajectoryCallback
 from invreg.cli import run_cli as main
 from invreg.data.tasks import DigitOrientationDataModule, RotatedDigitsDataModule
 from invreg.models.hyper import HyperCNN
-from invreg.modules.hyper import HyperInvarianceModule
+from invreg.modules.hyper import HyperDownstreamModule, HyperUpstreamModule
 
 CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs" / "hyper"
 TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
@@ -19,7 +20,7 @@ DOWNSTREAM = {"downstream_rotated": (RotatedDigitsDataModule, 10),
 
 def test_upstream_config_parses():
     cli = main(["--config", str(CONFIGS / "upstream.yaml")], run=False)
-    assert isinstance(cli.model, HyperInvarianceModule) and cli.model.stage == "upstream"
+    assert isinstance(cli.model, HyperUpstreamModule)
     assert isinstance(cli.model.backbone, HyperCNN)
     assert cli.model.backbone.input_shape == cli.datamodule.input_shape == (1, 20, 20)
     assert cli.model.num_classes == cli.datamodule.num_classes == 10
@@ -47,7 +48,7 @@ def test_downstream_configs_load_the_upstream_checkpoint_and_train(
     data_class, num_classes = DOWNSTREAM[name]
     config = ["--config", str(CONFIGS / f"{name}.yaml")]
     cli = main(config, run=False)
-    assert cli.model.stage == "downstream" and isinstance(cli.datamodule, data_class)
+    assert isinstance(cli.model, HyperDownstreamModule) and isinstance(cli.datamodule, data_class)
     assert cli.model.head.out_features == cli.datamodule.num_classes == num_classes
     frozen = {k: v.clone() for k, v in cli.model.backbone.state_dict().items()}
     cli = main(["fit", *config, *TINY, "--trainer.enable_checkpointing", "false",
@@ -55,7 +56,9 @@ def test_downstream_configs_load_the_upstream_checkpoint_and_train(
     for key, value in cli.model.backbone.state_dict().items():
         assert torch.equal(value, frozen[key]), key
     assert cli.model.descriptor.item() != 0.5  # the rotation strength moved from its start
-    assert "descriptor/rotation" in cli.trainer.callback_metrics
+    trajectory = [c for c in cli.trainer.callbacks if isinstance(c, DescriptorTrajectoryCallback)]
+    assert len(trajectory) == 1 and len(trajectory[0].history) == cli.trainer.global_step
+    assert cli.trainer.callback_metrics["descriptor/rotation"] == cli.model.descriptor.item()
 
 
 def test_downstream_config_without_upstream_checkpoint_says_what_to_do(tmp_path, monkeypatch):

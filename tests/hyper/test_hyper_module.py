@@ -1,4 +1,7 @@
-"""HyperInvarianceModule: upstream pre-training, checkpoint hand-over, downstream fitting."""
+"""HyperUpstreamModule and HyperDownstreamModule: pre-training, checkpoint hand-over, fitting;
+the DescriptorTrajectoryCallback that follows the learned descriptor."""
+
+import csv
 
 import pytest
 import pytorch_lightning as pl
@@ -6,8 +9,14 @@ import torch
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from torch.utils.data import DataLoader, TensorDataset
 
+from invreg.callbacks import DescriptorTrajectoryCallback
+from invreg.losses import FeatureL2, NormalizedLogitL2
 from invreg.models.hyper import HyperCNN
-from invreg.modules.hyper import HyperInvarianceModule, load_upstream_backbone
+from invreg.modules.hyper import (
+    HyperDownstreamModule,
+    HyperUpstreamModule,
+    load_upstream_backbone,
+)
 
 
 def loader(n=64, num_classes=3, seed=0, shuffle=True):
@@ -38,7 +47,7 @@ def snapshot(module):
 @pytest.fixture(scope="module")
 def upstream_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("upstream") / "upstream.ckpt"
-    module = HyperInvarianceModule("upstream", backbone(), num_classes=3, invariance_weight=1.0,
+    module = HyperUpstreamModule(backbone(), num_classes=3, invariance_weight=1.0,
                                    lr=1e-2)
     fit = trainer(path.parent, epochs=2)
     fit.fit(module, loader(), loader(shuffle=False))
@@ -48,7 +57,7 @@ def upstream_checkpoint(tmp_path_factory):
 
 @pytest.mark.parametrize("sampling", ["sample", "batch"])
 def test_upstream_training_lowers_the_loss_and_logs(tmp_path, sampling):
-    module = HyperInvarianceModule("upstream", backbone(), num_classes=3, invariance_weight=1.0,
+    module = HyperUpstreamModule(backbone(), num_classes=3, invariance_weight=1.0,
                                    descriptor_sampling=sampling, corner_probability=0.2,
                                    lr=1e-2)
     before = snapshot(module)
@@ -68,7 +77,7 @@ def test_upstream_training_lowers_the_loss_and_logs(tmp_path, sampling):
 
 
 def test_upstream_validation_is_deterministic(tmp_path):
-    module = HyperInvarianceModule("upstream", backbone(), num_classes=3)
+    module = HyperUpstreamModule(backbone(), num_classes=3)
     fit = trainer(tmp_path)
     runs = [fit.validate(module, loader(shuffle=False), verbose=False)[0] for _ in range(2)]
     assert runs[0] == runs[1]
@@ -76,7 +85,7 @@ def test_upstream_validation_is_deterministic(tmp_path):
 
 def test_checkpoint_rebuilds_the_hyper_network(upstream_checkpoint):
     restored = load_upstream_backbone(upstream_checkpoint)
-    module = HyperInvarianceModule.load_from_checkpoint(upstream_checkpoint)
+    module = HyperUpstreamModule.load_from_checkpoint(upstream_checkpoint)
     x = next(iter(loader()))[0]
     assert torch.equal(restored(x, [0.2, 0.9]), module.backbone(x, [0.2, 0.9]))
     assert restored.config == backbone().config
@@ -85,14 +94,15 @@ def test_checkpoint_rebuilds_the_hyper_network(upstream_checkpoint):
 def test_downstream_freezes_the_hyper_network_and_learns_descriptor_and_head(
     tmp_path, upstream_checkpoint
 ):
-    module = HyperInvarianceModule("downstream", upstream_checkpoint=str(upstream_checkpoint),
+    module = HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint),
                                    num_classes=4, descriptor_init=[0.5, 0.02],
                                    descriptor_lr=0.3, lr=1e-2)
     assert module.head.out_features == 4 and module.backbone.head.out_features == 3
     trainable = {n for n, p in module.named_parameters() if p.requires_grad}
     assert trainable == {"descriptor", "head.weight", "head.bias"}
     before = snapshot(module)
-    fit = trainer(tmp_path, epochs=2)
+    trajectory = DescriptorTrajectoryCallback()
+    fit = trainer(tmp_path, epochs=2, callbacks=[trajectory])
     fit.fit(module, loader(num_classes=4), loader(num_classes=4, shuffle=False))
     after = module.state_dict()
     for name, value in before.items():
@@ -102,7 +112,7 @@ def test_downstream_freezes_the_hyper_network_and_learns_descriptor_and_head(
     d = module.descriptor.detach()
     assert ((d >= 0) & (d <= 1)).all()
     # a big descriptor learning rate pushes a component against the box: it was clamped
-    history = torch.tensor([values for _, values in module.descriptor_history])
+    history = torch.tensor([values for _, values in trajectory.history])
     assert len(history) == fit.global_step
     assert ((history == 0) | (history == 1)).any()
     assert ((history >= 0) & (history <= 1)).all()
@@ -110,7 +120,7 @@ def test_downstream_freezes_the_hyper_network_and_learns_descriptor_and_head(
 
 
 def test_fixed_descriptor_stays_put(tmp_path, upstream_checkpoint):
-    module = HyperInvarianceModule("downstream", upstream_checkpoint=str(upstream_checkpoint),
+    module = HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint),
                                    num_classes=3, descriptor_init={"rotation": 1.0, "flip": 0.0},
                                    learn_descriptor=False)
     trainer(tmp_path).fit(module, loader())
@@ -120,80 +130,160 @@ def test_fixed_descriptor_stays_put(tmp_path, upstream_checkpoint):
 
 
 def test_descriptor_waits_for_the_warm_up_epochs(tmp_path, upstream_checkpoint):
-    module = HyperInvarianceModule("downstream", upstream_checkpoint=str(upstream_checkpoint),
+    module = HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint),
                                    num_classes=3, descriptor_warmup_epochs=1, descriptor_lr=0.1)
-    trainer(tmp_path, epochs=2).fit(module, loader())
+    trajectory = DescriptorTrajectoryCallback()
+    trainer(tmp_path, epochs=2, callbacks=[trajectory]).fit(module, loader())
     steps_per_epoch = len(loader())
-    history = torch.tensor([values for _, values in module.descriptor_history])
+    history = torch.tensor([values for _, values in trajectory.history])
     assert torch.all(history[:steps_per_epoch] == 0.5)  # epoch 0: only the head learns
     assert not torch.equal(history[-1], torch.tensor([0.5, 0.5]))
 
 
-def test_descriptor_trajectory_goes_to_every_logger(tmp_path, upstream_checkpoint, monkeypatch):
+def test_descriptor_callback_logs_a_row_per_epoch_to_a_csv_logger(tmp_path, upstream_checkpoint):
+    module = HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint), num_classes=3,
+                                   descriptor_lr=0.1)
+    trajectory = DescriptorTrajectoryCallback()
+    fit = trainer(tmp_path, epochs=3, callbacks=[trajectory])
+    fit.loggers = [CSVLogger(tmp_path)]  # trainer() has none
+    fit.fit(module, loader())
+    with open(next(tmp_path.rglob("metrics.csv"))) as file:
+        rows = [r for r in csv.DictReader(file) if r["descriptor/rotation"]]
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    # each row holds the descriptor after that epoch's last step
+    steps_per_epoch = len(loader())
+    for epoch, row in enumerate(rows):
+        step, values = trajectory.history[(epoch + 1) * steps_per_epoch - 1]
+        assert step == (epoch + 1) * steps_per_epoch
+        logged = [float(row["descriptor/rotation"]), float(row["descriptor/flip"])]
+        assert logged == pytest.approx(values, rel=0, abs=torch.finfo(torch.float32).eps)
+    assert len({tuple(values) for _, values in trajectory.history}) > 1  # d moved
+
+
+def test_descriptor_callback_sends_the_trajectory_plot_to_wandb(
+    tmp_path, upstream_checkpoint, monkeypatch
+):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     wandb_logger = WandbLogger(save_dir=str(tmp_path), offline=True)
     logged = []
     monkeypatch.setattr(wandb_logger, "log_metrics",
                         lambda metrics, step=None: logged.append((metrics, step)))
-    csv = CSVLogger(tmp_path)
-    module = HyperInvarianceModule("downstream", upstream_checkpoint=str(upstream_checkpoint),
-                                   num_classes=3)
-    pl.seed_everything(0)
-    fit = pl.Trainer(max_epochs=1, logger=[csv, wandb_logger], enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+    module = HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint), num_classes=3)
+    fit = trainer(tmp_path, epochs=2, callbacks=[DescriptorTrajectoryCallback()])
+    fit.loggers = [wandb_logger]
     fit.fit(module, loader())
     charts = [(m, s) for m, s in logged if "descriptor/trajectory" in m]
     assert len(charts) == 1 and charts[0][1] == fit.global_step
-    assert any("descriptor/rotation" in m for m, _ in logged)
-    csv_text = next(tmp_path.rglob("metrics.csv")).read_text()
-    assert "descriptor/rotation" in csv_text.splitlines()[0]
+    assert sum("descriptor/rotation" in m for m, _ in logged) == 2  # one per epoch
+
+
+def test_descriptor_callback_without_a_logger_fills_callback_metrics(
+    tmp_path, upstream_checkpoint
+):
+    module = HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint), num_classes=3)
+    fit = trainer(tmp_path, callbacks=[DescriptorTrajectoryCallback()])
+    fit.fit(module, loader())
+    logged = [fit.callback_metrics[f"descriptor/{n}"].item() for n in ("rotation", "flip")]
+    assert logged == module.descriptor.tolist()
+
+
+def test_descriptor_callback_needs_a_learned_descriptor(tmp_path):
+    fit = trainer(tmp_path, callbacks=[DescriptorTrajectoryCallback()])
+    with pytest.raises(TypeError, match="learned descriptor.*HyperUpstreamModule"):
+        fit.fit(HyperUpstreamModule(backbone()), loader())
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="upstream_checkpoint: no file at .*nope.ckpt"):
-        HyperInvarianceModule("downstream", upstream_checkpoint=str(tmp_path / "nope.ckpt"),
+        HyperDownstreamModule(upstream_checkpoint=str(tmp_path / "nope.ckpt"),
                               num_classes=3)
 
 
 def test_a_checkpoint_that_is_not_upstream_is_rejected(tmp_path, upstream_checkpoint):
-    module = HyperInvarianceModule("downstream", upstream_checkpoint=str(upstream_checkpoint),
+    module = HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint),
                                    num_classes=3)
     fit = trainer(tmp_path)
     fit.fit(module, loader())
     path = tmp_path / "downstream.ckpt"
     fit.save_checkpoint(path)
-    with pytest.raises(ValueError, match="not a checkpoint of HyperInvarianceModule"):
-        HyperInvarianceModule("downstream", upstream_checkpoint=str(path), num_classes=3)
+    with pytest.raises(ValueError, match="not a checkpoint of HyperUpstreamModule"):
+        HyperDownstreamModule(upstream_checkpoint=str(path), num_classes=3)
 
 
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(stage="sideways"), ValueError, "stage"),
-        (dict(stage="upstream"), ValueError, "exactly one of backbone"),
-        (dict(stage="upstream", backbone=torch.nn.Linear(2, 2)), TypeError, "HyperCNN"),
-        (dict(stage="upstream", backbone="B", num_classes=5), ValueError, "does not match"),
-        (dict(stage="upstream", backbone="B", invariance_error="l1"), ValueError,
-         "invariance_error"),
-        (dict(stage="upstream", backbone="B", descriptor_sampling="x"), ValueError,
-         "descriptor_sampling"),
-        (dict(stage="downstream", num_classes=3), ValueError, "needs upstream_checkpoint"),
-        (dict(stage="downstream", descriptor_warmup_epochs=-1), ValueError, "warmup"),
-        (dict(stage="downstream", backbone="B", upstream_checkpoint="x.ckpt"), ValueError,
-         "do not pass backbone"),
+        (dict(), ValueError, "exactly one of backbone"),
+        (dict(backbone=torch.nn.Linear(2, 2)), TypeError, "HyperCNN"),
+        (dict(backbone="B", backbone_config=backbone().config), ValueError, "exactly one of"),
+        (dict(backbone="B", num_classes=5), ValueError, "does not match"),
+        (dict(backbone="B", invariance_loss="l1"), ValueError, "Unknown invariance loss 'l1'"),
+        (dict(backbone="B", invariance_loss=FeatureL2(layer="blocks.0")), ValueError,
+         "compares the head's input features"),
+        (dict(backbone="B", descriptor_sampling="x"), ValueError, "descriptor_sampling"),
+        (dict(backbone="B", corner_probability=1.5), ValueError, "corner_probability"),
+        (dict(backbone="B", lr=-1.0), ValueError, "lr must be a finite number"),
     ],
 )
-def test_bad_arguments(kwargs, error, match):
+def test_bad_upstream_arguments(kwargs, error, match):
     if kwargs.get("backbone") == "B":
         kwargs["backbone"] = backbone()
     with pytest.raises(error, match=match):
-        HyperInvarianceModule(**kwargs)
+        HyperUpstreamModule(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_classes=3), "needs upstream_checkpoint"),
+        (dict(num_classes=None, upstream_checkpoint="x.ckpt"), "num_classes"),
+        (dict(num_classes=3, descriptor_warmup_epochs=-1), "warmup"),
+        (dict(num_classes=3, descriptor_lr=float("nan")), "descriptor_lr"),
+        (dict(num_classes=3, upstream_checkpoint="x.ckpt", backbone_config={}), "not both"),
+    ],
+)
+def test_bad_downstream_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HyperDownstreamModule(**kwargs)
+
+
+def test_upstream_takes_a_loss_object_and_keeps_its_description(tmp_path):
+    module = HyperUpstreamModule(backbone(), invariance_weight=1.0,
+                                 invariance_loss=NormalizedLogitL2())
+    assert isinstance(module.invariance_loss, NormalizedLogitL2)
+    fit = trainer(tmp_path)
+    fit.fit(module, loader())
+    path = tmp_path / "upstream.ckpt"
+    fit.save_checkpoint(path)
+    assert isinstance(HyperUpstreamModule.load_from_checkpoint(path).invariance_loss,
+                      NormalizedLogitL2)
+
+
+def test_upstream_training_is_a_function_of_the_seed(tmp_path):
+    """Same seed, same weights, bit for bit: the module draws descriptors and augmentations
+    from its own seeded streams (a different seed gives different weights)."""
+    def fit(seed):
+        pl.seed_everything(seed)
+        module = HyperUpstreamModule(backbone(), invariance_weight=1.0, corner_probability=0.2,
+                                     lr=1e-2)
+        pl.seed_everything(seed)
+        run = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         deterministic=True, default_root_dir=tmp_path)
+        run.fit(module, loader(seed=seed), loader(shuffle=False))
+        return snapshot(module)
+
+    first, again, other = fit(0), fit(0), fit(1)
+    assert first.keys() == again.keys()
+    for key in first:
+        assert torch.equal(first[key], again[key]), key
+    assert not torch.equal(first["backbone.head.weight"], other["backbone.head.weight"])
 
 
 def test_bad_descriptor_init(upstream_checkpoint):
     with pytest.raises(ValueError, match=r"strengths must lie in \[0, 1\]"):
-        HyperInvarianceModule("downstream", upstream_checkpoint=str(upstream_checkpoint),
+        HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint),
                               num_classes=3, descriptor_init=2.0)
     with pytest.raises(ValueError, match="a strength for each"):
-        HyperInvarianceModule("downstream", upstream_checkpoint=str(upstream_checkpoint),
+        HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint),
                               num_classes=3, descriptor_init={"rotatoin": 1.0})

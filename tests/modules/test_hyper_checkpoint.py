@@ -1,4 +1,4 @@
-"""HyperInvarianceModule checkpoints, upstream and downstream, load in one line."""
+"""HyperUpstreamModule and HyperDownstreamModule checkpoints load in one line."""
 
 import pytest
 import pytorch_lightning as pl
@@ -7,7 +7,7 @@ import torch
 from invreg.data import DigitsDataModule
 from invreg.data.tasks import DigitOrientationDataModule
 from invreg.models.hyper import HyperCNN
-from invreg.modules import HyperInvarianceModule
+from invreg.modules import HyperDownstreamModule, HyperUpstreamModule
 
 
 def tiny_trainer():
@@ -19,19 +19,19 @@ def tiny_trainer():
 def test_downstream_checkpoint_loads_without_its_upstream_file(tmp_path):
     pl.seed_everything(0)
     data = DigitsDataModule(upscale=2, pad=2, standardize=False, batch_size=64)
-    upstream = HyperInvarianceModule(
-        stage="upstream", invariance_weight=1.0,
+    upstream = HyperUpstreamModule(
+        invariance_weight=1.0,
         backbone=HyperCNN(data.input_shape, data.num_classes, descriptor=["rotation"],
                           channels=(4, 8)))
     trainer = tiny_trainer()
     trainer.fit(upstream, data)
     upstream_path = tmp_path / "upstream.ckpt"
     trainer.save_checkpoint(upstream_path)
-    assert isinstance(HyperInvarianceModule.load_from_checkpoint(upstream_path).backbone,
+    assert isinstance(HyperUpstreamModule.load_from_checkpoint(upstream_path).backbone,
                       HyperCNN)
 
     task = DigitOrientationDataModule(upscale=2, pad=2, standardize=False, batch_size=64)
-    downstream = HyperInvarianceModule(stage="downstream", upstream_checkpoint=str(upstream_path),
+    downstream = HyperDownstreamModule(upstream_checkpoint=str(upstream_path),
                                        num_classes=task.num_classes)
     trainer = tiny_trainer()
     trainer.fit(downstream, task)
@@ -39,8 +39,8 @@ def test_downstream_checkpoint_loads_without_its_upstream_file(tmp_path):
     trainer.save_checkpoint(downstream_path)
     upstream_path.unlink()  # moved, deleted, another machine: the downstream file is enough
 
-    loaded = HyperInvarianceModule.load_from_checkpoint(downstream_path)
-    assert loaded.stage == "downstream"
+    loaded = HyperDownstreamModule.load_from_checkpoint(downstream_path)
+    assert isinstance(loaded, HyperDownstreamModule)
     assert torch.equal(loaded.descriptor, downstream.descriptor)
     x = torch.rand(3, *data.input_shape)
     downstream.eval()
@@ -51,12 +51,12 @@ def test_downstream_checkpoint_loads_without_its_upstream_file(tmp_path):
 def test_downstream_takes_one_source_of_the_backbone(tmp_path):
     config = HyperCNN([1, 8, 8], 10, descriptor=["rotation"], channels=(4,)).config
     with pytest.raises(ValueError, match="not both"):
-        HyperInvarianceModule(stage="downstream", upstream_checkpoint="x.ckpt",
-                              backbone_config=config, num_classes=10)
+        HyperDownstreamModule(upstream_checkpoint="x.ckpt", backbone_config=config,
+                              num_classes=10)
 
 
 @pytest.mark.parametrize("weight", [float("nan"), -0.5])
 def test_hyper_invariance_weight_must_be_finite(weight):
     with pytest.raises(ValueError, match="invariance_weight must be a finite number"):
-        HyperInvarianceModule(stage="upstream", invariance_weight=weight,
-                              backbone=HyperCNN([1, 8, 8], 10, descriptor=["rotation"]))
+        HyperUpstreamModule(invariance_weight=weight,
+                            backbone=HyperCNN([1, 8, 8], 10, descriptor=["rotation"]))

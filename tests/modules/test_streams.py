@@ -8,7 +8,7 @@ from invreg.data import DigitsDataModule
 from invreg.models import MLP
 from invreg.models.hyper import HyperCNN
 from invreg.modules import InvarianceModule
-from invreg.modules.hyper import HyperInvarianceModule
+from invreg.modules.hyper import HyperUpstreamModule
 from invreg.modules.streams import CHECKPOINT_KEY
 
 
@@ -61,8 +61,8 @@ def _fit_hyper(tmp_path, name, max_epochs, ckpt_path=None):
     pl.seed_everything(0)
     backbone = HyperCNN((1, 8, 8), num_classes=10, descriptor=["rotation", "flip"],
                         channels=(4, 8), embedding_dim=8, embedding_hidden=8)
-    module = HyperInvarianceModule("upstream", backbone, num_classes=10, invariance_weight=1.0,
-                                   corner_probability=0.2, lr=1e-2)
+    module = HyperUpstreamModule(backbone, num_classes=10, invariance_weight=1.0,
+                                 corner_probability=0.2, lr=1e-2)
     checkpoint = ModelCheckpoint(dirpath=tmp_path / name, save_last=True)
     trainer = pl.Trainer(max_epochs=max_epochs, logger=False, callbacks=[checkpoint],
                          deterministic=True, enable_progress_bar=False,
