@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-from invreg import functional as IF
 from invreg.groups import Group, get_group
+from invreg.metrics.orbit import OrbitMetrics
 
 
-@torch.no_grad()
+@contextmanager
+def eval_mode(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
+    """Run the block with ``model`` in ``eval()`` mode, then restore every submodule's own
+    train / eval flag (also when the block raises). ``enabled=False`` changes nothing.
+
+    >>> net = nn.Sequential(nn.Dropout(), nn.BatchNorm1d(2).eval())
+    >>> with eval_mode(net):
+    ...     net.training
+    False
+    >>> net.training, net[1].training
+    (True, False)
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    if enabled:
+        model.eval()
+    try:
+        yield model
+    finally:
+        if enabled:
+            # pre-order: a parent's train() resets its children, which are restored after it
+            for module, training in modes:
+                if module.training != training:
+                    module.train(training)
+
+
 def evaluate_invariance(
     model: nn.Module,
     batches: Iterable[tuple[Tensor, Tensor]],
@@ -21,30 +46,39 @@ def evaluate_invariance(
 ) -> dict[str, float]:
     """Accuracy, DI, LI, orbit consistency and orbit accuracy of ``model`` on ``batches``.
 
-    Every value is a mean over all samples (and, for DI and LI, over the non-identity orbit
-    elements), accumulated as sums so the result does not depend on the batch size.
-    ``model`` is put in eval mode for the evaluation and restored afterwards.
+    Every batch ``(x, y)`` feeds one :class:`~invreg.metrics.OrbitMetrics` (one orbit forward
+    each, ``chunk_size`` samples per forward; ``num_samples`` orbit elements for a continuous
+    group). Returns ``acc``, ``DI``, ``LI``, ``consistency`` and ``orbit_acc``: means over all
+    samples (and, for DI and LI, over the non-identity orbit elements), accumulated as sums
+    and counts, so the result does not depend on the batch size. ``model`` runs without
+    gradients in eval mode (:func:`eval_mode`: restored afterwards). ``ValueError`` if the
+    batches hold no sample.
+
+    >>> from invreg.groups import Rotations
+    >>> class Energy(nn.Module):  # invariant to every rotation
+    ...     def forward(self, x):
+    ...         s = x.pow(2).flatten(1).sum(1)
+    ...         return torch.stack([s, -s], dim=1)
+    >>> batches = [(torch.randn(3, 1, 4, 4), torch.zeros(3, dtype=torch.long))]
+    >>> scores = evaluate_invariance(Energy(), batches, Rotations(4))
+    >>> scores["acc"], round(scores["LI"], 6), scores["consistency"]  # LI: float32 rounding
+    (1.0, 0.0, 1.0)
     """
-    group = get_group(group)
-    was_training = model.training
-    model.eval()
-    totals = dict.fromkeys(["acc", "DI", "LI", "consistency", "orbit_acc"], 0.0)
-    samples = pairs = 0
-    try:
+    device = next(model.parameters(), torch.empty(0)).device
+    metrics = OrbitMetrics(get_group(group), chunk_size=chunk_size, num_samples=num_samples)
+    metrics.to(device)
+    samples = 0
+    with eval_mode(model):
         for x, y in batches:
-            device = next(model.parameters()).device
-            x, y = x.to(device), y.to(device)
-            orbit = IF.orbit_logits(model, x, group, chunk_size=chunk_size, num_samples=num_samples)
-            totals["acc"] += (orbit[:, 0].argmax(-1) == y).sum().item()
-            totals["DI"] += IF.predictive_kl_invariance(orbit, reduction="sum").item()
-            totals["LI"] += IF.logit_invariance(orbit, reduction="sum").item()
-            totals["consistency"] += IF.orbit_consistency(orbit, reduction="sum").item()
-            totals["orbit_acc"] += IF.orbit_accuracy(orbit, y, reduction="sum").item()
+            metrics.update_from_model(model, x.to(device), y.to(device))
             samples += x.shape[0]
-            pairs += x.shape[0] * (orbit.shape[1] - 1)
-    finally:
-        model.train(was_training)
     if samples == 0:
         raise ValueError("evaluate_invariance: the data loader yielded no samples")
-    per_pair = {"DI", "LI"}
-    return {k: v / (pairs if k in per_pair else samples) for k, v in totals.items()}
+    values = {key: value.item() for key, value in metrics.compute().items()}
+    return {
+        "acc": values["accuracy"],
+        "DI": values["DI"],
+        "LI": values["LI"],
+        "consistency": values["consistency"],
+        "orbit_acc": values["orbit_accuracy"],
+    }

@@ -18,7 +18,8 @@ or a bare ``x`` (no labels: accuracies are skipped).
 and ``test`` run under inference mode, and the global RNG is left untouched (the callbacks draw
 from their own seeded generators), so adding a callback does not change training. Under DDP
 each rank evaluates its shard (``subset[rank::world_size]``) and the per-rank *sums and
-counts* are added with ``trainer.strategy.reduce``; per-sample values are ``all_gather``-ed.
+counts* are kept in torchmetrics states (:class:`~invreg.metrics.OrbitMetrics`,
+``dist_reduce_fx="sum"``) that add them across ranks; per-sample values are ``all_gather``-ed.
 
 **State.** ``history`` (one dict of scalars per evaluation, with the evaluation's wall time
 under ``"seconds"``) and the last evaluated step are saved in checkpoints
@@ -31,7 +32,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +45,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, default_collate
 
 from invreg.callbacks.media import run_directory
+from invreg.evaluation import eval_mode
 from invreg.groups import Group, get_group
 
 Split = Literal["auto", "train", "val", "test"]
@@ -269,23 +272,12 @@ class InvarianceCallback(pl.Callback):
 
 
 # --------------------------------------------------------------------------- functions
-class _evaluation_mode:
-    """``eval()``, gradients on (also inside validate/test), global RNG isolated; restored."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.module = module
-
-    def __enter__(self) -> None:
-        self.was_training = self.module.training
-        self.module.eval()
-        self.stack = [torch.inference_mode(False), torch.enable_grad(), isolate_rng()]
-        for context in self.stack:
-            context.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        for context in reversed(self.stack):
-            context.__exit__(*exc)
-        self.module.train(self.was_training)
+@contextmanager
+def _evaluation_mode(module: torch.nn.Module) -> Iterator[None]:
+    """:func:`~invreg.evaluation.eval_mode`, gradients on (also inside validate/test), global
+    RNG isolated; all restored on exit."""
+    with eval_mode(module), torch.inference_mode(False), torch.enable_grad(), isolate_rng():
+        yield
 
 
 def resolve_group(group: str | Group | None, pl_module: pl.LightningModule, owner: str) -> Group:

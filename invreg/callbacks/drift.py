@@ -24,13 +24,8 @@ from invreg.callbacks.media import (
     new_figure,
 )
 from invreg.data.drift import DriftSource, blend, get_drift_source, match_statistics
-from invreg.functional.invariance import (
-    logit_invariance,
-    orbit_consistency,
-    orbit_logits,
-    predictive_kl_invariance,
-)
 from invreg.groups import Group
+from invreg.metrics.orbit import OrbitMetrics
 
 COLUMNS = ("beta", "DI", "LI", "accuracy", "accuracy_ratio", "consistency")
 
@@ -106,28 +101,22 @@ class DriftCallback(InvarianceCallback):
         group = resolve_group(self.group, pl_module, type(self).__name__)
         elements = fixed_elements(group, self.orbit_size, self.seed)
         drift = self._drift_samples(split)[subset.index.cpu()].to(subset.x.device)
-        # per beta: DI sum, LI sum, pairs, correct, consistent, samples
-        sums = torch.zeros(len(self.betas), 6, dtype=torch.float64, device=pl_module.device)
-        if len(subset):
-            for i, beta in enumerate(self.betas):
+        labelled = subset.y is not None
+        # one collection per beta; computed on every rank (torchmetrics adds all shards)
+        values = []
+        for beta in self.betas:
+            metrics = OrbitMetrics(group, targets=labelled, chunk_size=self.chunk_size)
+            metrics.to(pl_module.device)
+            if len(subset):
                 x = blend(subset.x, drift, beta)
-                with torch.no_grad():
-                    orbit = orbit_logits(pl_module, x, group, self.chunk_size, elements=elements)
-                sums[i, 0] = predictive_kl_invariance(orbit, reduction="sum")
-                sums[i, 1] = logit_invariance(orbit, reduction="sum")
-                sums[i, 2] = orbit.shape[0] * (orbit.shape[1] - 1)
-                if subset.y is not None:
-                    sums[i, 3] = (orbit[:, 0].argmax(dim=-1) == subset.y).sum()
-                sums[i, 4] = orbit_consistency(orbit, reduction="sum")
-                sums[i, 5] = orbit.shape[0]
-        sums = self.reduce_sum(trainer, sums).cpu()
+                metrics.update_from_model(pl_module, x, subset.y, elements)
+            values.append({key: value.item() for key, value in metrics.compute().items()})
+        clean = values[0]["accuracy"] if labelled else float("nan")
         rows = []
-        clean = sums[0, 3] / sums[0, 5]
-        for i, beta in enumerate(self.betas):
-            accuracy = (sums[i, 3] / sums[i, 5]).item() if subset.y is not None else float("nan")
-            ratio = accuracy / clean.item() if subset.y is not None and clean > 0 else float("nan")
-            rows.append([beta, (sums[i, 0] / sums[i, 2]).item(), (sums[i, 1] / sums[i, 2]).item(),
-                         accuracy, ratio, (sums[i, 4] / sums[i, 5]).item()])
+        for beta, row in zip(self.betas, values, strict=True):
+            accuracy = row["accuracy"] if labelled else float("nan")
+            ratio = accuracy / clean if labelled and clean > 0 else float("nan")
+            rows.append([beta, row["DI"], row["LI"], accuracy, ratio, row["consistency"]])
         self._log(trainer, split, rows)
         return {"table": rows}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import pytorch_lightning as pl
-import torch
 
 from invreg.callbacks.base import (
     InvarianceCallback,
@@ -15,26 +14,18 @@ from invreg.callbacks.base import (
     resolve_group,
 )
 from invreg.callbacks.media import log_scalars
-from invreg.functional.invariance import (
-    logit_invariance,
-    orbit_accuracy,
-    orbit_consistency,
-    orbit_logits,
-    predictive_kl_invariance,
-)
-from invreg.functional.saliency import SALIENCY_METHODS, saliency_invariance
+from invreg.functional.saliency import SALIENCY_METHODS
 from invreg.groups import Group
-from invreg.metrics.saliency import BACKGROUND, check_baseline, resolve_baseline
+from invreg.metrics.orbit import OrbitMetrics
+from invreg.metrics.saliency import (
+    BACKGROUND,
+    SaliencyInvarianceSimilarity,
+    check_baseline,
+    resolve_baseline,
+)
 
-#: metric name → (sum index, count index) in the reduced vector of :meth:`evaluate`
-_MEANS = {
-    "DI": (0, 2),
-    "LI": (1, 2),
-    "consistency": (3, 6),
-    "orbit_accuracy": (4, 6),
-    "accuracy": (5, 6),
-    "SI": (7, 8),
-}
+#: the :class:`~invreg.metrics.OrbitMetrics` values logged (``LI_normalized`` is not)
+LOGGED = ("DI", "LI", "consistency", "orbit_accuracy", "accuracy")
 
 
 class OrbitConsistencyCallback(InvarianceCallback):
@@ -126,41 +117,25 @@ class OrbitConsistencyCallback(InvarianceCallback):
     ) -> dict[str, Any]:
         group = resolve_group(self.group, pl_module, type(self).__name__)
         elements = fixed_elements(group, self.orbit_size, self.seed)
-        sums = torch.zeros(9, dtype=torch.float64, device=pl_module.device)
-        x, y = subset.x, subset.y
+        metrics = OrbitMetrics(group, targets=subset.y is not None, chunk_size=self.chunk_size)
+        metrics.to(pl_module.device)
         if len(subset):
-            with torch.no_grad():
-                orbit = orbit_logits(pl_module, x, group, self.chunk_size, elements=elements)
-            pairs = orbit.shape[0] * (orbit.shape[1] - 1)
-            sums[0] = predictive_kl_invariance(orbit, reduction="sum")
-            sums[1] = logit_invariance(orbit, reduction="sum")
-            sums[2] = pairs
-            sums[3] = orbit_consistency(orbit, reduction="sum")
-            sums[6] = orbit.shape[0]
-            if y is not None:
-                sums[4] = orbit_accuracy(orbit, y, reduction="sum")
-                sums[5] = (orbit[:, 0].argmax(dim=-1) == y).sum()
-        part = subset.first(self.saliency_samples)
-        baseline = None
+            metrics.update_from_model(pl_module, subset.x, subset.y, elements)
+        # computed on every rank: torchmetrics adds the sums and counts of all shards
+        values = {key: value.item() for key, value in metrics.compute().items()}
+        record = {key: values[key] for key in LOGGED if key in values}
         if self.saliency_samples:
             baseline, fell_back = resolve_baseline(
                 self.saliency_baseline, trainer.datamodule, type(self).__name__, not self._warned
             )
             self._warned = self._warned or fell_back
-        if len(part):
-            sums[7] = saliency_invariance(
-                pl_module, part.x, part.y, group, self.saliency_method,
-                reduction="sum", steps=self.saliency_steps, elements=elements,
-                baseline=baseline,
-            )
-            sums[8] = len(part) * ((self.orbit_size if elements is not None else group.order) - 1)
-        sums = self.reduce_sum(trainer, sums)
-        has_labels = subset.y is not None
-        record = {}
-        for name, (total, count) in _MEANS.items():
-            if sums[count] > 0 and (has_labels or name not in ("orbit_accuracy", "accuracy")):
-                record[name] = (sums[total] / sums[count]).item()
-        if "SI" in record:
+            similarity = SaliencyInvarianceSimilarity(
+                group, self.saliency_method, steps=self.saliency_steps, baseline=baseline
+            ).to(pl_module.device)
+            part = subset.first(self.saliency_samples)
+            if len(part):
+                similarity.update(pl_module, part.x, part.y, elements=elements)
+            record["SI"] = similarity.compute().item()
             record["SI_baseline"] = float(baseline)
         log_scalars(trainer, {self.key(split, k): v for k, v in record.items()},
                     trainer.global_step)

@@ -5,24 +5,30 @@ the dataset and a multi-process result equals the single-process one. Values are
 samples and over the non-identity group elements. ``compute()`` with no data returns NaN and
 warns. Output-level metrics (DI, LI, consistency, accuracy) take ``update(orbit, ...)`` with
 ``orbit = invreg.functional.orbit_logits(model, x, group)``; model-level metrics (SI, G-EED)
-take ``update(model, x, ...)`` and hold the group.
+take ``update(model, x, ...)`` and hold the group. :class:`OrbitMetrics` collects every
+output-level value of one orbit forward; the package's modules, callbacks and
+:func:`invreg.evaluation.evaluate_invariance` aggregate through it.
 """
 
 from invreg.metrics.base import SumCountMetric
 from invreg.metrics.invariance import (
+    Accuracy,
     LogitInvariance,
     OrbitAccuracy,
     OrbitConsistency,
     PredictiveDistributionInvariance,
 )
 from invreg.metrics.layers import LayerInvariance
+from invreg.metrics.orbit import OrbitMetrics
 from invreg.metrics.saliency import SaliencyInvarianceSimilarity
 
 __all__ = [
+    "Accuracy",
     "LayerInvariance",
     "LogitInvariance",
     "OrbitAccuracy",
     "OrbitConsistency",
+    "OrbitMetrics",
     "PredictiveDistributionInvariance",
     "SaliencyInvarianceSimilarity",
     "SumCountMetric",

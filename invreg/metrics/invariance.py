@@ -1,4 +1,5 @@
-"""Metrics over the outputs on group orbits: DI, LI, orbit consistency, orbit accuracy.
+"""Metrics over the outputs on group orbits: DI, LI, orbit consistency, orbit accuracy,
+accuracy.
 
 ``update`` takes the precomputed orbit outputs ``orbit`` of shape ``[B, N, C]`` (identity
 first), from :func:`invreg.functional.orbit_logits` — one batched forward that all four metrics
@@ -23,6 +24,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from invreg.functional.invariance import (
+    accuracy,
     logit_invariance,
     orbit_accuracy,
     orbit_consistency,
@@ -147,4 +149,34 @@ class OrbitAccuracy(SumCountMetric):
 
     def update(self, orbit: Tensor, target: Tensor) -> None:
         correct = orbit_accuracy(orbit.detach(), target, reduction="none")
+        self._accumulate(correct.sum(), correct.numel())
+
+
+class Accuracy(SumCountMetric):
+    """Fraction of samples classified correctly on the untransformed input, micro-averaged
+    (higher is better): the argmax of the identity element ``orbit[:, 0]`` against the target
+    (:func:`~invreg.functional.accuracy`; the same value as torchmetrics'
+    ``MulticlassAccuracy(average="micro")``).
+
+    - ``update(orbit, target)``: ``orbit`` ``[B, N, C]`` identity first (``N >= 1``;
+      ``logits.unsqueeze(1)`` for plain logits), ``target`` ``[B]`` class indices.
+    - ``compute()``: scalar in ``[0, 1]``; NaN with a ``UserWarning`` if nothing was seen.
+
+    >>> import torch
+    >>> metric = Accuracy()
+    >>> orbit = torch.tensor([[[2.0, 1.0], [0.0, 3.0]], [[0.0, 1.0], [0.0, 3.0]]])
+    >>> metric.update(orbit, torch.tensor([0, 0]))
+    >>> metric.compute()
+    tensor(0.5000)
+    """
+
+    higher_is_better = True
+    plot_upper_bound = 1.0
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._init_states("correct_identity_samples", "accuracy_samples")
+
+    def update(self, orbit: Tensor, target: Tensor) -> None:
+        correct = accuracy(orbit.detach(), target, reduction="none")
         self._accumulate(correct.sum(), correct.numel())

@@ -112,14 +112,16 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
     so every background pixel gets attribution). :attr:`baseline_value` says which value the
     last ``update`` used; report it with SI.
 
-    - ``update(model, x, target=None, background=None)``: ``model`` maps ``[B, *D]`` to logits
-      ``[B, C]`` (put it in ``eval()`` mode); ``x`` ``[B, *D]``; ``target`` ``[B]`` class
-      indices or ``None`` (then the class predicted on ``x``), integer, in ``[0, C)``
-      (``TypeError`` / ``ValueError`` otherwise). With ``baseline="background"`` the value
-      is ``background`` if given, else ``model.trainer.datamodule.background`` for a
-      LightningModule attached to a trainer, else 0.0 with a one-time ``UserWarning``. Works
-      under ``torch.no_grad`` / ``inference_mode``. An empty batch leaves the state
-      unchanged; maps and cosines run in at least float32.
+    - ``update(model, x, target=None, background=None, elements=None)``: ``model`` maps
+      ``[B, *D]`` to logits ``[B, C]`` (put it in ``eval()`` mode); ``x`` ``[B, *D]``;
+      ``target`` ``[B]`` class indices or ``None`` (then the class predicted on ``x``),
+      integer, in ``[0, C)`` (``TypeError`` / ``ValueError`` otherwise). With
+      ``baseline="background"`` the value is ``background`` if given, else
+      ``model.trainer.datamodule.background`` for a LightningModule attached to a trainer,
+      else 0.0 with a one-time ``UserWarning``. Works under ``torch.no_grad`` /
+      ``inference_mode``. ``elements`` (``[N]``, identity first) fixes the orbit (default:
+      ``num_samples`` of them). An empty batch leaves the state unchanged; maps and cosines
+      run in at least float32.
     - ``compute()``: scalar in ``[−1, 1]``; NaN with a ``UserWarning`` if nothing was seen.
 
     Args:
@@ -200,6 +202,7 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
         x: Tensor,
         target: Tensor | None = None,
         background: float | None = None,
+        elements: Tensor | None = None,
     ) -> None:
         if self.target_class == "prediction":
             target = None
@@ -214,6 +217,7 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
         self.baseline_value = baseline
         options = {**self.options, "baseline": baseline}
         similarity = saliency_invariance(
-            model, x, target, self.group, self.method, reduction="none", **options
+            model, x, target, self.group, self.method, reduction="none", elements=elements,
+            **options,
         )
         self._accumulate(similarity.sum(), similarity.numel())

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor, nn
 
+from invreg.evaluation import eval_mode as evaluation_mode
 from invreg.functional import orbit_logits
 from invreg.groups import Group, get_group
-
-
-@contextmanager
-def _evaluating(model: nn.Module, eval_mode: bool) -> Iterator[None]:
-    """Run in eval mode if asked, then restore every submodule's own train/eval flag."""
-    modes = [(module, module.training) for module in model.modules()]
-    if eval_mode:
-        model.eval()
-    try:
-        yield
-    finally:
-        if eval_mode:
-            # pre-order: a parent's train() resets its children, which are restored after it
-            for module, training in modes:
-                if module.training != training:
-                    module.train(training)
 
 
 def invariance_deviations(
@@ -50,7 +32,7 @@ def invariance_deviations(
     tensor([0., 1., 0., 1.])
     """
     group = get_group(group)
-    with torch.no_grad(), _evaluating(model, eval_mode):
+    with torch.no_grad(), evaluation_mode(model, eval_mode):
         orbit = orbit_logits(model, x, group, num_samples=num_samples, generator=generator)
     diff = (orbit - orbit[:, :1]).abs()  # [B, N, ...]
     return diff.transpose(0, 1).flatten(start_dim=1).amax(dim=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Literal
 
 import pytorch_lightning as pl
@@ -13,8 +12,10 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from invreg.config import build
+from invreg.functional.invariance import capture_layers, get_layer, layer_output
 from invreg.groups import Group, get_group
 from invreg.losses import InvarianceLoss, get_loss
+from invreg.metrics.orbit import OrbitMetrics
 from invreg.modules.checkpointing import (
     check_finite_loss,
     check_nonfinite_policy,
@@ -131,7 +132,7 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         self.backbone = backbone
         self.invariance_loss = get_loss(build(invariance_loss, InvarianceLoss, "invariance_loss"))
         if self.invariance_loss.layer is not None:
-            self._find_layer(self.invariance_loss.layer)
+            self._check_layer(backbone, self.invariance_loss.layer)
         self.invariance_weight = float(invariance_weight)
         self.orbit_mode = orbit_mode
         self.orbit_size = orbit_size
@@ -139,11 +140,10 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         self.num_classes = num_classes
         self.lr, self.weight_decay = lr, weight_decay
         self.on_nonfinite_loss = on_nonfinite_loss
-        self.accuracy = nn.ModuleDict(
-            {
-                stage: MulticlassAccuracy(num_classes, average="micro")
-                for stage in ("train_", "val_", "test_")
-            }
+        self.accuracy = MulticlassAccuracy(num_classes, average="micro")  # training batches
+        # validation / test: every value of the orbit the step forwards anyway
+        self.orbit_metrics = nn.ModuleDict(
+            {stage: OrbitMetrics(self.group, num_classes) for stage in ("val_", "test_")}
         )
         # epoch means as metric states (sum, count), reduced across processes under DDP
         self.loss_means = nn.ModuleDict(
@@ -166,9 +166,9 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         if self.invariance_loss.layer is None:
             logits = self.backbone(x)
             return logits, logits
-        with self._capture(self.invariance_loss.layer) as captured:
+        with capture_layers(self.backbone, [self.invariance_loss.layer]) as captured:
             logits = self.backbone(x)
-        return logits, captured["output"]
+        return logits, layer_output(captured, self.invariance_loss.layer)[0]
 
     def transformed_copies(self, x: Tensor, orbit_mode: str) -> Tensor:
         """Inputs the invariance error is measured on: ``[B, K, ...]`` copies of ``x``."""
@@ -201,16 +201,19 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         logits, features = self.forward_with_features(inputs)
         self._check_logits(logits, inputs.shape[0])
         reference_logits = logits[:batch_size]
-        reference = features[:batch_size]
-        transformed = features[batch_size:].reshape(batch_size, k, *features.shape[1:])
         task_loss = F.cross_entropy(reference_logits, y)
-        invariance_loss = self.invariance_loss(reference, transformed)
+        invariance_loss = self.invariance_loss(as_orbit(features, batch_size, k))
         loss = task_loss + self.invariance_weight * invariance_loss
         terms = dict(task_loss=task_loss, invariance_loss=invariance_loss, loss=loss)
         if not check_finite_loss(self, stage, batch_idx, terms):
             return None  # on_nonfinite_loss="skip": Lightning skips the optimiser step
-        accuracy = self.accuracy[f"{stage}_"]
-        accuracy(reference_logits, y)
+        if stage == "train":
+            accuracy = self.accuracy
+            accuracy(reference_logits, y)
+        else:
+            metrics = self.orbit_metrics[f"{stage}_"]
+            metrics.update(as_orbit(logits.detach(), batch_size, k), y)
+            accuracy = metrics["accuracy"]
         log = dict(on_step=stage == "train", on_epoch=True, batch_size=batch_size)
         for name, value in terms.items():
             mean = self.loss_means[f"{stage}_"][name]
@@ -218,6 +221,12 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
             self.log(f"{stage}/{name}", mean, prog_bar=name == "loss" and stage != "test", **log)
         self.log(f"{stage}/acc", accuracy, prog_bar=True, **log)
         return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.orbit_metrics["val_"].reset()  # only accuracy is logged (and reset) by Lightning
+
+    def on_test_epoch_start(self) -> None:
+        self.orbit_metrics["test_"].reset()
 
     def training_step(self, batch, batch_idx):
         return self.shared_step(batch, "train", batch_idx)
@@ -236,25 +245,17 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
     # ------------------------------------------------------------------ plumbing
-    def _find_layer(self, name: str) -> nn.Module:
-        modules = dict(self.backbone.named_modules())
-        if name not in modules or name == "":
-            names = [n for n in modules if n]
-            raise ValueError(f"invariance_loss.layer: no backbone submodule {name!r}; have {names}")
-        return modules[name]
-
-    @contextmanager
-    def _capture(self, name: str):
-        captured: dict[str, Tensor] = {}
-
-        def hook(module, args, output):
-            captured["output"] = output
-
-        handle = self._find_layer(name).register_forward_hook(hook)
+    @staticmethod
+    def _check_layer(backbone: nn.Module, name: str) -> None:
+        if name == "":
+            raise ValueError(
+                "invariance_loss.layer: '' is the whole backbone; name a submodule, or pass "
+                "layer=None to compare the logits"
+            )
         try:
-            yield captured
-        finally:
-            handle.remove()
+            get_layer(backbone, name)
+        except ValueError as err:
+            raise ValueError(f"invariance_loss.layer: {err}") from None
 
     def _check_logits(self, logits: Tensor, batch_size: int) -> None:
         if logits.ndim != 2 or logits.shape != (batch_size, self.num_classes):
@@ -262,3 +263,11 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
                 f"backbone output: expected logits of shape [{batch_size}, {self.num_classes}] "
                 f"(num_classes={self.num_classes}), got {tuple(logits.shape)}"
             )
+
+
+def as_orbit(outputs: Tensor, batch_size: int, copies: int) -> Tensor:
+    """``[B, 1 + K, ...]`` orbit outputs (identity first) from one forward of the batch
+    ``[x; copies]``: ``B`` outputs on ``x``, then ``B·K`` on the copies, sample-major."""
+    reference = outputs[:batch_size].unsqueeze(1)
+    transformed = outputs[batch_size:].reshape(batch_size, copies, *outputs.shape[1:])
+    return torch.cat([reference, transformed], dim=1)

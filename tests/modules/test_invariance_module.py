@@ -86,7 +86,7 @@ def test_feature_loss_compares_named_layer():
     module = InvarianceModule(TinyNet(), group="c4", invariance_loss=FeatureL2("hidden"))
     logits, features = module.forward_with_features(torch.randn(5, 1, 4, 4))
     assert logits.shape == (5, 3) and features.shape == (5, 32)
-    with pytest.raises(ValueError, match="no backbone submodule 'hiden'"):
+    with pytest.raises(ValueError, match="invariance_loss.layer: .*'hiden'.*Did you mean 'hidden'"):
         InvarianceModule(TinyNet(), invariance_loss=FeatureL2("hiden"))
 
 

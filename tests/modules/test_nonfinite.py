@@ -68,9 +68,9 @@ def test_skip_mode_skips_nonfinite_batches_without_updating_weights():
     original = module.invariance_loss.forward
     calls = {"n": 0}
 
-    def poisoned(reference, transformed):
+    def poisoned(orbit):
         calls["n"] += 1
-        value = original(reference, transformed)
+        value = original(orbit)
         # every third training batch produces a NaN invariance error
         return value * math.nan if module.training and calls["n"] % 3 == 0 else value
 
