@@ -152,3 +152,35 @@ def test_descriptor_sampling_per_sample_per_batch_and_corners():
     assert torch.equal(shared, shared[:1].expand(100, 2))
     corners = desc.sample(1000, corner_probability=1.0, generator=gen)
     assert set(corners.unique().tolist()) == {0.0, 1.0}
+
+
+def test_descriptor_components_sample_and_act_through_their_groups():
+    desc = InvarianceDescriptor(["rotation", "flip", "translation", "scale"],
+                                limits={"flip": 0.8})
+    strength = torch.rand(64, generator=torch.Generator().manual_seed(3))
+    for component in desc.components:
+        gen_a, gen_b = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+        options = {"probability": 0.8} if component.name == "flip" else {}
+        assert torch.equal(component.elements(strength, gen_a),
+                           component.group.sample_with_strength(strength, gen_b, **options))
+    # augment = each component's group acting in turn, with the background as fill
+    x, d = images(batch=8), torch.rand(8, 4, generator=torch.Generator().manual_seed(4))
+    expected, gen = x, torch.Generator().manual_seed(5)
+    for k, component in enumerate(desc.components):
+        elements = component.elements(d[:, k], gen)
+        expected = component.group.act_with_fill(expected, elements, -0.5)
+    augmented = desc.augment(x, d, torch.Generator().manual_seed(5), fill=-0.5)
+    assert torch.equal(augmented, expected)
+
+
+def test_the_hyper_models_transform_only_through_the_groups():
+    """invreg.models.hyper imports no augmentation code: sampling and acting are the groups'."""
+    import ast
+    from pathlib import Path
+
+    import invreg.models.hyper as package
+
+    for path in Path(package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("invreg.data"), (path.name, node.module)

@@ -17,6 +17,7 @@ from invreg.modules.hyper import (
     HyperUpstreamModule,
     load_upstream_backbone,
 )
+from invreg.modules.hyper_common import UPSTREAM_MARK
 
 
 def loader(n=64, num_classes=3, seed=0, shuffle=True):
@@ -208,6 +209,23 @@ def test_a_checkpoint_that_is_not_upstream_is_rejected(tmp_path, upstream_checkp
     fit.save_checkpoint(path)
     with pytest.raises(ValueError, match="not a checkpoint of HyperUpstreamModule"):
         HyperDownstreamModule(upstream_checkpoint=str(path), num_classes=3)
+
+
+def test_checkpoints_of_the_former_single_module_still_hand_over(tmp_path, upstream_checkpoint):
+    """An upstream checkpoint written before the split (marked by its ``stage`` argument,
+    not by the entry HyperUpstreamModule adds) still gives its hyper-network."""
+    saved = torch.load(upstream_checkpoint, weights_only=True)
+    assert saved.pop(UPSTREAM_MARK) is True
+    old = tmp_path / "old.ckpt"
+    torch.save(saved, old)
+    with pytest.raises(ValueError, match="not a checkpoint of HyperUpstreamModule"):
+        load_upstream_backbone(old)
+    saved["hyper_parameters"]["stage"] = "upstream"
+    torch.save(saved, old)
+    x = next(iter(loader()))[0]
+    torch.testing.assert_close(load_upstream_backbone(old)(x, [0.3, 0.6]),
+                               load_upstream_backbone(upstream_checkpoint)(x, [0.3, 0.6]),
+                               rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(
