@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -17,9 +18,12 @@ from invreg.callbacks.base import (
     resolve_group,
 )
 from invreg.callbacks.media import log_figure, new_figure
-from invreg.functional.saliency import SALIENCY_METHODS, orbit_saliency, saliency_similarity
+from invreg.functional.saliency import SaliencyRecipe, orbit_saliency, saliency_similarity
 from invreg.groups import Group
-from invreg.metrics.saliency import BACKGROUND, check_baseline, resolve_baseline
+from invreg.metrics.saliency import BACKGROUND, resolve_baseline
+
+#: :class:`SaliencyCallback`'s default recipe: the paper's, 32 steps, from the empty pixel
+CALLBACK_RECIPE = SaliencyRecipe(steps=32, baseline=BACKGROUND)
 
 
 class SaliencyCallback(InvarianceCallback):
@@ -43,14 +47,13 @@ class SaliencyCallback(InvarianceCallback):
     Args:
         group: the group (or its name); default: ``pl_module.group``.
         orbit_size: orbit elements for a continuous group (drawn once, identity first).
-        method, steps: the saliency method and its integrated-gradients steps.
-        baseline: integrated gradients' baseline: ``"background"`` (default) is
+        recipe: the :class:`~invreg.functional.SaliencyRecipe` of the maps; default the
+            paper's with 32 integrated-gradients steps and ``baseline="background"``:
             ``trainer.datamodule.background``, the value of an empty pixel after
             standardisation (0.0, with a one-time warning, when the data module has none); a
             number is a constant image in the units of the model's inputs (0.0 is a grey image
-            on standardised data, so every background pixel gets attribution).
-        absolute, threshold, blur: post-processing (see
-            :func:`~invreg.functional.saliency.postprocess_saliency`).
+            on standardised data, so every background pixel gets attribution). In a config:
+            ``recipe: {steps: 8, baseline: 0.0}``.
         num_samples, every_n_epochs, split, seed, at_end, save_local: see
             :class:`~invreg.callbacks.base.InvarianceCallback`.
     """
@@ -65,12 +68,7 @@ class SaliencyCallback(InvarianceCallback):
         seed: int = 0,
         group: str | Group | None = None,
         orbit_size: int = 6,
-        method: str = "integrated_gradients",
-        steps: int = 32,
-        baseline: float | Literal["background"] = BACKGROUND,
-        absolute: bool = True,
-        threshold: float | None = 0.9,
-        blur: bool = True,
+        recipe: SaliencyRecipe = CALLBACK_RECIPE,
         at_end: bool = True,
         save_local: bool = True,
     ) -> None:
@@ -78,13 +76,13 @@ class SaliencyCallback(InvarianceCallback):
         self.group = None if group is None else resolve_group(group, None, type(self).__name__)
         if isinstance(orbit_size, bool) or not isinstance(orbit_size, int) or orbit_size < 2:
             raise ValueError(f"orbit_size must be an integer >= 2, got {orbit_size!r}")
-        if method not in SALIENCY_METHODS:
-            raise ValueError(f"method must be one of {SALIENCY_METHODS}, got {method!r}")
-        check_baseline(baseline)
-        self.orbit_size, self.method, self.steps = orbit_size, method, steps
-        self.baseline = baseline
+        if not isinstance(recipe, SaliencyRecipe) or isinstance(recipe.baseline, Tensor):
+            raise TypeError(
+                f"recipe: expected a SaliencyRecipe with a number or 'background' as baseline, "
+                f"got {recipe!r}"
+            )
+        self.orbit_size, self.recipe = orbit_size, recipe
         self._warned = False
-        self.recipe = {"absolute": absolute, "threshold": threshold, "blur": blur}
 
     def evaluate(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, subset: Subset, split: str
@@ -95,11 +93,11 @@ class SaliencyCallback(InvarianceCallback):
         group = resolve_group(self.group, pl_module, type(self).__name__)
         elements = fixed_elements(group, self.orbit_size, self.seed)
         baseline, fell_back = resolve_baseline(
-            self.baseline, trainer.datamodule, type(self).__name__, not self._warned
+            self.recipe.baseline, trainer.datamodule, type(self).__name__, not self._warned
         )
         self._warned = self._warned or fell_back
-        options = dict(steps=self.steps, elements=elements, baseline=baseline, **self.recipe)
-        maps = orbit_saliency(pl_module, x, y, group, self.method, **options)
+        recipe = replace(self.recipe, baseline=baseline)
+        maps = orbit_saliency(pl_module, x, y, group, recipe, elements=elements)
         # SI from the same maps: one batched backward, not two
         similarity = saliency_similarity(maps, reduction="none")
         elems = elements if elements is not None else torch.arange(group.order)

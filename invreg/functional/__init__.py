@@ -36,7 +36,9 @@ from invreg.functional.invariance import (
     working_dtype,
 )
 from invreg.functional.saliency import (
+    RAW_RECIPE,
     SALIENCY_METHODS,
+    SaliencyRecipe,
     gaussian_blur,
     orbit_saliency,
     postprocess_saliency,
@@ -56,9 +58,11 @@ __all__ = [
     "DISTANCES",
     "GEED_MODES",
     "PAIR_ERRORS",
+    "RAW_RECIPE",
     "SALIENCY_METHODS",
     "SPECTRAL_METHODS",
     "OrbitFeatures",
+    "SaliencyRecipe",
     "accuracy",
     "capture_layers",
     "check_orbit",

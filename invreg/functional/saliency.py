@@ -49,7 +49,9 @@ batch statistics (BatchNorm in training mode) would couple the batched inputs.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +72,118 @@ SALIENCY_METHODS = ("gradient", "gradient_x_input", "integrated_gradients")
 
 #: eps of the cosine similarity (torch's convention: an all-zero map has cosine 0)
 COSINE_EPS = 1e-8
+
+
+# --------------------------------------------------------------------------- the recipe
+@dataclass(frozen=True)
+class SaliencyRecipe:
+    """How a saliency map is made; the defaults are the paper's recipe (Moskalev et al. 2023).
+
+    Attributes:
+        method: ``"integrated_gradients"`` (default), ``"gradient"`` or ``"gradient_x_input"``
+            (formulas: the module docstring).
+        steps: integrated gradients' path points ``S`` (default 50).
+        absolute: take ``|m|`` (default ``True``).
+        threshold: entries below ``threshold · max`` set to 0 (default 0.9; ``None`` off).
+        blur: Gaussian blur (default ``True``) with ``blur_kernel_size`` (3) and
+            ``blur_sigma`` (1.0).
+        baseline: integrated gradients' reference input ``x'``: a number in the units of ``x``
+            (default 0.0: grey on standardised images), a tensor broadcastable to ``x``, or
+            ``"background"`` — the data module's empty-pixel value, which only the run-level
+            APIs (metric, callbacks) can resolve; the functions here need a value.
+
+    Every function, metric and callback that makes saliency maps takes one ``recipe``; their
+    keyword arguments of the same names (``steps=8``) replace those fields of it.
+
+    >>> SaliencyRecipe(steps=8)
+    SaliencyRecipe(method='integrated_gradients', steps=8, absolute=True, threshold=0.9, \
+blur=True, blur_kernel_size=3, blur_sigma=1.0, baseline=0.0)
+    """
+
+    method: SaliencyMethod = "integrated_gradients"
+    steps: int = 50
+    absolute: bool = True
+    threshold: float | None = 0.9
+    blur: bool = True
+    blur_kernel_size: int = 3
+    blur_sigma: float = 1.0
+    baseline: float | Tensor | Literal["background"] = 0.0
+
+    def __post_init__(self) -> None:
+        if self.method not in SALIENCY_METHODS:
+            raise ValueError(f"method must be one of {SALIENCY_METHODS}, got {self.method!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(
+                f"threshold must be a fraction of the max in [0, 1], got {self.threshold}"
+            )
+        if self.blur_kernel_size < 1 or self.blur_kernel_size % 2 == 0:
+            raise ValueError(
+                f"blur_kernel_size must be a positive odd integer, got {self.blur_kernel_size}"
+            )
+        if self.blur_sigma <= 0:
+            raise ValueError(f"blur_sigma must be positive, got {self.blur_sigma}")
+        baseline = self.baseline
+        if isinstance(baseline, str):
+            if baseline != BACKGROUND:
+                raise ValueError(
+                    f"baseline: expected a number, a tensor or {BACKGROUND!r} (the data "
+                    f"module's empty-pixel value), got {baseline!r}"
+                )
+        elif not isinstance(baseline, Tensor):
+            if isinstance(baseline, bool) or not isinstance(baseline, int | float):
+                raise TypeError(
+                    f"baseline: expected a number, a tensor or {BACKGROUND!r}, got "
+                    f"{type(baseline).__name__}"
+                )
+            if not math.isfinite(baseline):
+                raise ValueError(f"baseline: expected a finite number, got {baseline!r}")
+
+    def postprocess(self, maps: Tensor) -> Tensor:
+        """:func:`postprocess_saliency` with this recipe's steps."""
+        return postprocess_saliency(
+            maps, self.absolute, self.threshold, self.blur, self.blur_kernel_size, self.blur_sigma
+        )
+
+
+#: integrated gradients' baseline ``"background"``: the data module's value of an empty pixel
+BACKGROUND = "background"
+RECIPE_FIELDS = tuple(f.name for f in fields(SaliencyRecipe))
+#: :func:`saliency`'s default: raw attributions, no post-processing
+RAW_RECIPE = SaliencyRecipe(absolute=False, threshold=None, blur=False)
+
+
+def make_recipe(
+    recipe: SaliencyRecipe | str | None, default: SaliencyRecipe, options: dict[str, Any]
+) -> SaliencyRecipe:
+    """``recipe`` (``default`` when ``None``; a method name is ``default`` with that method)
+    with the fields named in ``options`` replaced; ``TypeError`` for any other option."""
+    if recipe is None:
+        recipe = default
+    elif isinstance(recipe, str):
+        recipe = replace(default, method=recipe)
+    elif not isinstance(recipe, SaliencyRecipe):
+        raise TypeError(
+            f"recipe: expected a SaliencyRecipe or a method name, got {type(recipe).__name__}"
+        )
+    unknown = sorted(set(options) - set(RECIPE_FIELDS))
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument(s) {unknown}; saliency options are the SaliencyRecipe "
+            f"fields {list(RECIPE_FIELDS)}"
+        )
+    return replace(recipe, **options) if options else recipe
+
+
+def _baseline_value(recipe: SaliencyRecipe) -> float | Tensor:
+    if isinstance(recipe.baseline, str):
+        raise ValueError(
+            f"baseline={BACKGROUND!r} needs the data: pass its value (e.g. "
+            f"datamodule.background), or use SaliencyInvarianceSimilarity / the callbacks, "
+            f"which read it from the data module"
+        )
+    return recipe.baseline
 
 
 # --------------------------------------------------------------------------- post-processing
@@ -140,16 +254,10 @@ def saliency(
     model: nn.Module,
     x: Tensor,
     target: Tensor | None = None,
-    method: SaliencyMethod = "integrated_gradients",
+    recipe: SaliencyRecipe | SaliencyMethod | None = None,
     *,
-    baseline: float | Tensor = 0.0,
-    steps: int = 50,
-    absolute: bool = False,
-    threshold: float | None = None,
-    blur: bool = False,
-    blur_kernel_size: int = 3,
-    blur_sigma: float = 1.0,
     max_batch_size: int | None = None,
+    **options: Any,
 ) -> Tensor:
     """Saliency maps ``[B, *x.shape[1:]]`` of ``model``'s logit for the target class.
 
@@ -158,18 +266,16 @@ def saliency(
         x: inputs ``[B, *D]``.
         target: class per sample ``[B]`` (labels), or ``None`` for the class ``model``
             predicts on ``x`` (argmax of the logits).
-        method: ``"gradient"``, ``"gradient_x_input"`` or ``"integrated_gradients"`` (see the
-            module docstring for the formulas).
-        baseline: integrated gradients' reference input ``x'``: a number, or a tensor
-            broadcastable to ``x`` (in :func:`orbit_saliency`, a tensor baseline is transformed
-            with its sample: ``g·x'`` is the baseline of ``g·x``). The default 0.0 is zero in
-            ``x``'s units (grey, not the background, on standardised images; see the module
-            docstring): pass ``datamodule.background`` for an empty image.
-        steps: integrated gradients' number of path points ``S`` (all evaluated in one batch).
-        absolute, threshold, blur, blur_kernel_size, blur_sigma: post-processing, see
-            :func:`postprocess_saliency` (all off by default: raw attributions).
+        recipe: a :class:`SaliencyRecipe` or a method name; default :data:`RAW_RECIPE`,
+            integrated gradients (50 steps from the baseline 0.0) without post-processing
+            (raw attributions). A tensor baseline is broadcast to ``x`` (in
+            :func:`orbit_saliency` it is transformed with its sample: ``g·x'`` is the baseline
+            of ``g·x``). The baseline 0.0 is zero in ``x``'s units (grey, not the background,
+            on standardised images; see the module docstring): pass ``datamodule.background``
+            for an empty image.
         max_batch_size: at most this many model inputs per forward + backward pass (``None``:
             all ``B`` (``B·S`` for integrated gradients) inputs in one pass).
+        options: fields of the recipe to replace (``steps=8``, ``baseline=...``, ...).
 
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3, 2, bias=False))
     >>> with torch.no_grad():
@@ -180,7 +286,9 @@ def saliency(
     >>> saliency(model, x, torch.tensor([0]), "integrated_gradients", absolute=True)
     tensor([[[1., 2., 0.]]])
     """
-    _check_options(method, steps, max_batch_size)
+    recipe = make_recipe(recipe, RAW_RECIPE, options)
+    baseline = _baseline_value(recipe)
+    _check_max_batch_size(max_batch_size)
     if not isinstance(x, Tensor) or x.ndim < 2:
         raise ValueError(
             f"x: expected a batch of inputs [B, ...], got "
@@ -196,8 +304,8 @@ def saliency(
             x = x.clone()  # an inference tensor cannot take part in autograd
             target = resolve_target(model, x, target)
             base = _broadcast_baseline(baseline, x)
-            maps = _attributions(model, x, target, method, base, steps, max_batch_size)
-    return postprocess_saliency(maps, absolute, threshold, blur, blur_kernel_size, blur_sigma)
+            maps = _attributions(model, x, target, recipe, base, max_batch_size)
+    return recipe.postprocess(maps)
 
 
 def orbit_saliency(
@@ -205,26 +313,22 @@ def orbit_saliency(
     x: Tensor,
     target: Tensor | None,
     group: Group,
-    method: SaliencyMethod = "integrated_gradients",
+    recipe: SaliencyRecipe | SaliencyMethod | None = None,
     *,
-    baseline: float | Tensor = 0.0,
-    steps: int = 50,
-    absolute: bool = True,
-    threshold: float | None = 0.9,
-    blur: bool = True,
-    blur_kernel_size: int = 3,
-    blur_sigma: float = 1.0,
     max_batch_size: int | None = None,
     num_samples: int | None = None,
     generator: torch.Generator | None = None,
     elements: Tensor | None = None,
+    **options: Any,
 ) -> Tensor:
     """Saliency maps of every orbit element, mapped back to ``x``'s frame: ``[B, N, *D]``.
 
     ``out[:, j] = P( g_j⁻¹ · a(g_j·x) )`` with ``a`` the raw attribution of ``method`` for the
     **same** target class as the untransformed sample (``target``, or the class predicted on
     ``x`` when ``None``), ``g_j⁻¹`` applied by ``group.act(a, group.inverse(g_j))``, and ``P``
-    the post-processing (defaults: the paper's recipe, |IG|, 0.9·max threshold, 3×3 σ=1 blur).
+    the post-processing of ``recipe`` (default :class:`SaliencyRecipe`: the paper's recipe,
+    |IG|, 0.9·max threshold, 3×3 σ=1 blur; ``options`` replace its fields, as in
+    :func:`saliency`).
     ``out[:, 0]`` is ``P(a(x))``. The orbit elements are ``group.elements(num_samples)`` (or
     ``elements``), identity first.
 
@@ -237,7 +341,9 @@ def orbit_saliency(
     and the symmetric blur commute with those actions; for cyclic shifts it avoids the blur's
     zero padding meeting the wrapped-around edge differently in the two frames.
     """
-    _check_options(method, steps, max_batch_size)
+    recipe = make_recipe(recipe, SaliencyRecipe(), options)
+    baseline = _baseline_value(recipe)
+    _check_max_batch_size(max_batch_size)
     group.check_input(x)
     if x.shape[0] == 0:  # nothing to explain: no forward, empty maps [0, N, *D]
         if target is not None:
@@ -257,7 +363,7 @@ def orbit_saliency(
         if base.ndim:  # a baseline image per sample transforms with its sample
             base = group.orbit_from_elements(base, elems).reshape_as(inputs)
         maps = _attributions(
-            model, inputs, target.repeat_interleave(n), method, base, steps, max_batch_size
+            model, inputs, target.repeat_interleave(n), recipe, base, max_batch_size
         )
         maps = maps.detach().reshape(batch, n, *x.shape[1:])
     # undo each transformation: maps[:, j] := g_j⁻¹ · maps[:, j]
@@ -268,14 +374,7 @@ def orbit_saliency(
         per_sample.reshape(batch * (n - 1), *group.element_shape),
     ).reshape(batch, n - 1, *x.shape[1:])
     maps = torch.cat([maps[:, :1], aligned], dim=1)
-    processed = postprocess_saliency(
-        maps.reshape(batch * n, *x.shape[1:]),
-        absolute,
-        threshold,
-        blur,
-        blur_kernel_size,
-        blur_sigma,
-    )
+    processed = recipe.postprocess(maps.reshape(batch * n, *x.shape[1:]))
     return processed.reshape(batch, n, *x.shape[1:])
 
 
@@ -284,20 +383,14 @@ def saliency_invariance(
     x: Tensor,
     target: Tensor | None,
     group: Group,
-    method: SaliencyMethod = "integrated_gradients",
+    recipe: SaliencyRecipe | SaliencyMethod | None = None,
     *,
     reduction: Reduction = "mean",
-    baseline: float | Tensor = 0.0,
-    steps: int = 50,
-    absolute: bool = True,
-    threshold: float | None = 0.9,
-    blur: bool = True,
-    blur_kernel_size: int = 3,
-    blur_sigma: float = 1.0,
     max_batch_size: int | None = None,
     num_samples: int | None = None,
     generator: torch.Generator | None = None,
     elements: Tensor | None = None,
+    **options: Any,
 ) -> Tensor:
     """Saliency invariance similarity SI (higher is more invariant; 1 for an invariant model).
 
@@ -312,10 +405,10 @@ def saliency_invariance(
         x: inputs ``[B, *D]`` that ``group`` acts on.
         target: classes ``[B]``, or ``None`` for the class predicted on ``x``.
         group: the transformations.
-        method: see the module docstring.
+        recipe: a :class:`SaliencyRecipe` (default: the paper's) or a method name;
+            ``options`` replace its fields (``steps=8``).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-pair similarities ``[B, N − 1]``).
-        baseline, steps, absolute, threshold, blur, blur_kernel_size, blur_sigma,
-            max_batch_size: see :func:`saliency` and :func:`orbit_saliency`.
+        max_batch_size: see :func:`saliency`.
         num_samples, generator, elements: orbit elements, as in
             :func:`~invreg.functional.orbit_logits`.
 
@@ -333,14 +426,7 @@ def saliency_invariance(
         x,
         target,
         group,
-        method,
-        baseline=baseline,
-        steps=steps,
-        absolute=absolute,
-        threshold=threshold,
-        blur=blur,
-        blur_kernel_size=blur_kernel_size,
-        blur_sigma=blur_sigma,
+        make_recipe(recipe, SaliencyRecipe(), options),
         max_batch_size=max_batch_size,
         num_samples=num_samples,
         generator=generator,
@@ -397,11 +483,7 @@ def _check_logits(logits: Tensor, batch: int) -> None:
         )
 
 
-def _check_options(method: str, steps: int, max_batch_size: int | None) -> None:
-    if method not in SALIENCY_METHODS:
-        raise ValueError(f"method must be one of {SALIENCY_METHODS}, got {method!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+def _check_max_batch_size(max_batch_size: int | None) -> None:
     if max_batch_size is not None and max_batch_size < 1:
         raise ValueError(f"max_batch_size must be a positive integer or None, got {max_batch_size}")
 
@@ -424,15 +506,15 @@ def _attributions(
     model: nn.Module,
     inputs: Tensor,
     target: Tensor,
-    method: str,
+    recipe: SaliencyRecipe,
     baseline: Tensor,
-    steps: int,
     max_batch_size: int | None,
 ) -> Tensor:
     """Raw attributions ``[M, *D]`` of ``inputs`` ``[M, *D]`` (grad mode on, no post-processing)."""
-    if method != "integrated_gradients":
+    steps = recipe.steps
+    if recipe.method != "integrated_gradients":
         grads = upcast(_input_gradients(model, inputs, target, max_batch_size))
-        return grads if method == "gradient" else upcast(inputs) * grads
+        return grads if recipe.method == "gradient" else upcast(inputs) * grads
     # all S path points of all M inputs in one batch, step-major: [S, M, *D]
     delta = inputs - baseline
     alphas = torch.arange(1, steps + 1, dtype=inputs.dtype, device=inputs.device) / steps
@@ -469,7 +551,9 @@ def _input_gradients(
 
 
 __all__ = [
+    "RAW_RECIPE",
     "SALIENCY_METHODS",
+    "SaliencyRecipe",
     "gaussian_blur",
     "orbit_saliency",
     "postprocess_saliency",

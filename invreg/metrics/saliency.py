@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 from torch import Tensor, nn
 
-from invreg.functional.saliency import SALIENCY_METHODS, SaliencyMethod, saliency_invariance
+from invreg.functional.saliency import (
+    BACKGROUND,
+    RECIPE_FIELDS,
+    SaliencyMethod,
+    SaliencyRecipe,
+    make_recipe,
+    saliency_invariance,
+)
 from invreg.groups import Group, get_group
 from invreg.metrics.base import SumCountMetric, config_digest
 
@@ -25,7 +33,8 @@ TARGET_CLASSES = ("label", "prediction")
 #: the integrated-gradients baseline option of the run-level SI APIs: a number (in the units
 #: of the model's inputs) or ``"background"``, the data module's value of an empty pixel
 Baseline = float | Literal["background"]
-BACKGROUND = "background"
+#: the metric's and the callbacks' default: the paper's recipe from the data's empty pixel
+DEFAULT_RECIPE = SaliencyRecipe(baseline=BACKGROUND)
 
 
 def check_baseline(baseline: Any, allow_tensor: bool = False) -> None:
@@ -126,13 +135,13 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
 
     Args:
         group: a :class:`~invreg.groups.Group` or its name (``"c4"``, ``"t3"``...).
-        method: ``"integrated_gradients"``, ``"gradient"`` or ``"gradient_x_input"``.
+        recipe: a :class:`~invreg.functional.SaliencyRecipe` or a method name (default: the
+            paper's recipe with ``baseline="background"``); keyword arguments named like its
+            fields (``steps=8``, ``baseline=0.0``, ...) replace them; the other keyword
+            arguments go to ``torchmetrics.Metric``.
         target_class: ``"label"`` explains the ``target`` passed to ``update`` (the predicted
             class when it is ``None``); ``"prediction"`` always explains the predicted class.
-        baseline: ``"background"``, a number, or a tensor broadcastable to ``x`` (see above and
-            :func:`~invreg.functional.saliency`).
-        steps, absolute, threshold, blur, blur_kernel_size, blur_sigma, max_batch_size,
-            num_samples: see :func:`~invreg.functional.saliency_invariance`.
+        max_batch_size, num_samples: see :func:`~invreg.functional.saliency_invariance`.
 
     >>> import torch
     >>> from invreg.groups import Rotations
@@ -155,45 +164,26 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
     def __init__(
         self,
         group: Group | str,
-        method: SaliencyMethod = "integrated_gradients",
+        recipe: SaliencyRecipe | SaliencyMethod | None = None,
         *,
         target_class: str = "label",
-        baseline: float | Tensor | Literal["background"] = BACKGROUND,
-        steps: int = 50,
-        absolute: bool = True,
-        threshold: float | None = 0.9,
-        blur: bool = True,
-        blur_kernel_size: int = 3,
-        blur_sigma: float = 1.0,
         max_batch_size: int | None = None,
         num_samples: int | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
+        options = {k: kwargs.pop(k) for k in RECIPE_FIELDS if k in kwargs}
         super().__init__(**kwargs)
-        if method not in SALIENCY_METHODS:
-            raise ValueError(f"method must be one of {SALIENCY_METHODS}, got {method!r}")
+        #: the recipe of the maps (its baseline may be ``"background"``)
+        self.recipe = make_recipe(recipe, DEFAULT_RECIPE, options)
         if target_class not in TARGET_CLASSES:
             raise ValueError(f"target_class must be one of {TARGET_CLASSES}, got {target_class!r}")
-        check_baseline(baseline, allow_tensor=True)
         self.group = get_group(group)
-        self.method = method
-        self.baseline = baseline
         #: the baseline the last ``update`` used (``None`` before the first)
         self.baseline_value: float | Tensor | None = None
         self._warned = False
         self.target_class = target_class
-        self.options = dict(
-            baseline=baseline,
-            steps=steps,
-            absolute=absolute,
-            threshold=threshold,
-            blur=blur,
-            blur_kernel_size=blur_kernel_size,
-            blur_sigma=blur_sigma,
-            max_batch_size=max_batch_size,
-            num_samples=num_samples,
-        )
-        digest = config_digest(self.group, method, target_class, sorted(self.options.items()))
+        self.max_batch_size, self.num_samples = max_batch_size, num_samples
+        digest = config_digest(self.group, target_class, self.recipe, num_samples)
         self._init_states(f"similarity_sum_{digest}", f"similarity_pairs_{digest}")
 
     def update(
@@ -206,18 +196,19 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
     ) -> None:
         if self.target_class == "prediction":
             target = None
-        if isinstance(self.baseline, str) and background is not None:
+        if isinstance(self.recipe.baseline, str) and background is not None:
             check_baseline(background)
             baseline: float | Tensor = float(background)
         else:
             baseline, fell_back = resolve_baseline(
-                self.baseline, trainer_datamodule(model), type(self).__name__, not self._warned
+                self.recipe.baseline, trainer_datamodule(model), type(self).__name__,
+                not self._warned,
             )
             self._warned = self._warned or fell_back
         self.baseline_value = baseline
-        options = {**self.options, "baseline": baseline}
         similarity = saliency_invariance(
-            model, x, target, self.group, self.method, reduction="none", elements=elements,
-            **options,
+            model, x, target, self.group, replace(self.recipe, baseline=baseline),
+            reduction="none", max_batch_size=self.max_batch_size,
+            num_samples=self.num_samples, elements=elements,
         )
         self._accumulate(similarity.sum(), similarity.numel())

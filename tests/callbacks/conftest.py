@@ -14,6 +14,7 @@ from invreg.callbacks import (
     SaliencyCallback,
     SpectralDecayCallback,
 )
+from invreg.functional import SaliencyRecipe
 from invreg.models import MLP, TiedMLP
 from invreg.modules import InvarianceModule
 
@@ -62,7 +63,8 @@ def fast_callbacks(every_n_epochs: int = 1, save_local: bool = True) -> list[pl.
                                  saliency_samples=4, saliency_steps=4, save_local=save_local),
         SpectralDecayCallback(num_samples=8, every_n_epochs=every_n_epochs, iters=4,
                               save_local=save_local),
-        SaliencyCallback(num_samples=2, every_n_epochs=every_n_epochs, steps=4,
+        SaliencyCallback(num_samples=2, every_n_epochs=every_n_epochs,
+                         recipe=SaliencyRecipe(steps=4, baseline="background"),
                          save_local=save_local),
         DriftCallback(betas=(0.0, 0.5), source="noise", num_samples=16, save_local=save_local),
     ]

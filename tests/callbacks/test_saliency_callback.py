@@ -6,12 +6,17 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from invreg.callbacks import SaliencyCallback
 from invreg.callbacks.saliency import grid_figure
 from invreg.data import DigitsDataModule
-from invreg.functional.saliency import saliency_invariance
+from invreg.functional.saliency import SaliencyRecipe, saliency_invariance
 from invreg.groups import Rotations
 
 
+def ig(steps: int, baseline: float | str = "background") -> SaliencyRecipe:
+    """The paper's recipe with few integrated-gradients steps (fast tests)."""
+    return SaliencyRecipe(steps=steps, baseline=baseline)
+
+
 def test_a_png_grid_per_logged_step_in_the_run_directory(tmp_path, data):
-    callback = SaliencyCallback(num_samples=3, every_n_epochs=2, steps=4)
+    callback = SaliencyCallback(num_samples=3, every_n_epochs=2, recipe=ig(4))
     logger = CSVLogger(tmp_path)
     module = tiny_module()
     trainer = make_trainer(tmp_path, [callback], logger=logger, max_epochs=3)
@@ -29,13 +34,13 @@ def test_a_png_grid_per_logged_step_in_the_run_directory(tmp_path, data):
 
 
 def test_weight_tied_rows_have_si_one(tmp_path, data):
-    callback = SaliencyCallback(num_samples=2, steps=4)
+    callback = SaliencyCallback(num_samples=2, recipe=ig(4))
     make_trainer(tmp_path, [callback]).fit(tiny_module(tied=True), data)
     assert callback.history[-1]["SI"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_tensorboard_gets_the_image(tmp_path, data):
-    callback = SaliencyCallback(num_samples=2, steps=2, save_local=False)
+    callback = SaliencyCallback(num_samples=2, recipe=ig(2), save_local=False)
     logger = TensorBoardLogger(tmp_path)
     make_trainer(tmp_path, [callback], logger=logger).fit(tiny_module(), data)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -76,9 +81,9 @@ def digits_module():
 def test_background_baseline_is_the_datamodules_and_changes_si_on_digits(tmp_path):
     # standardised 8×8 digits: an empty pixel is −mean/std ≈ −0.81, far from the grey 0.0
     data, module = digits_module()
-    background = SaliencyCallback(num_samples=8, steps=8)
+    background = SaliencyCallback(num_samples=8, recipe=ig(8))
     make_trainer(tmp_path, [background], limit_train_batches=None).fit(module, data)
-    grey = SaliencyCallback(num_samples=8, steps=8, baseline=0.0)
+    grey = SaliencyCallback(num_samples=8, recipe=ig(8, baseline=0.0))
     make_trainer(tmp_path, [grey]).validate(module, data)
     assert data.background < -0.5
     assert background.history[-1]["SI_baseline"] == data.background
@@ -97,7 +102,7 @@ def test_background_baseline_is_the_datamodules_and_changes_si_on_digits(tmp_pat
 
 
 def test_background_falls_back_to_zero_with_one_warning(tmp_path, data):
-    callback = SaliencyCallback(num_samples=2, steps=2, every_n_epochs=1, save_local=False)
+    callback = SaliencyCallback(num_samples=2, recipe=ig(2), every_n_epochs=1, save_local=False)
     with pytest.warns(UserWarning, match="no `background` attribute") as caught:
         make_trainer(tmp_path, [callback], max_epochs=2).fit(tiny_module(), data)
     assert sum("background" in str(w.message) for w in caught) == 1  # once, not per epoch
@@ -105,7 +110,15 @@ def test_background_falls_back_to_zero_with_one_warning(tmp_path, data):
 
 
 def test_baseline_option_is_checked():
-    with pytest.raises(ValueError, match="baseline: expected a number or 'background'"):
-        SaliencyCallback(baseline="grey")
+    with pytest.raises(ValueError, match="baseline: expected a number, a tensor or 'background'"):
+        SaliencyRecipe(baseline="grey")
     with pytest.raises(TypeError, match="baseline"):
-        SaliencyCallback(baseline=None)
+        SaliencyRecipe(baseline=None)
+    with pytest.raises(TypeError, match="recipe: expected a SaliencyRecipe"):
+        SaliencyCallback(recipe=SaliencyRecipe(baseline=torch.zeros(1, 8, 8)))
+
+
+def test_default_recipe_is_the_papers_with_32_steps_from_the_background():
+    recipe = SaliencyCallback().recipe
+    assert recipe == SaliencyRecipe(steps=32, baseline="background")
+    assert (recipe.method, recipe.threshold, recipe.blur) == ("integrated_gradients", 0.9, True)
