@@ -142,20 +142,22 @@ class OrbitAccuracy(SumCountMetric):
 
     higher_is_better = True
     plot_upper_bound = 1.0
+    #: names of the (sum, count) states
+    state_names = ("correct_samples", "orbit_accuracy_samples")
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._init_states("correct_samples", "orbit_accuracy_samples")
+        self._init_states(*self.state_names)
 
     def update(self, orbit: Tensor, target: Tensor) -> None:
         correct = orbit_accuracy(orbit.detach(), target, reduction="none")
         self._accumulate(correct.sum(), correct.numel())
 
 
-class Accuracy(SumCountMetric):
+class Accuracy(OrbitAccuracy):
     """Fraction of samples classified correctly on the untransformed input, micro-averaged
-    (higher is better): the argmax of the identity element ``orbit[:, 0]`` against the target
-    (:func:`~invreg.functional.accuracy`; the same value as torchmetrics'
+    (higher is better): :class:`OrbitAccuracy` of the identity element ``orbit[:, :1]``
+    (:func:`~invreg.functional.accuracy`; the value of torchmetrics'
     ``MulticlassAccuracy(average="micro")``).
 
     - ``update(orbit, target)``: ``orbit`` ``[B, N, C]`` identity first (``N >= 1``;
@@ -170,12 +172,7 @@ class Accuracy(SumCountMetric):
     tensor(0.5000)
     """
 
-    higher_is_better = True
-    plot_upper_bound = 1.0
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._init_states("correct_identity_samples", "accuracy_samples")
+    state_names = ("correct_identity_samples", "accuracy_samples")
 
     def update(self, orbit: Tensor, target: Tensor) -> None:
         correct = accuracy(orbit.detach(), target, reduction="none")
