@@ -65,7 +65,8 @@ class _HelpFormatter(DefaultHelpFormatter):
 
 
 class InvregCLI(LightningCLI):
-    """LightningCLI in subclass mode, with the data module's ``num_classes`` linked to the model.
+    """LightningCLI in subclass mode, with the data module's ``num_classes`` linked to the model
+    and the run's group declared once (:func:`link_run_group`).
 
     Any LightningModule / LightningDataModule can be named by ``class_path`` in the YAML. The
     config of each run is saved as ``config.yaml`` in its own run directory
@@ -80,11 +81,64 @@ class InvregCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         # fail before anything is built, not at the start of training
         config = self.config[self.subcommand] if self.subcommand else self.config
+        link_run_group(config)
         if any(path.endswith("WandbLogger") for path in _logger_class_paths(config)):
             try:
                 import wandb  # noqa: F401
             except ImportError as error:
                 raise ModuleNotFoundError(WANDB_HINT, name="wandb") from error
+
+
+def link_run_group(config: Namespace) -> None:
+    """Declare the run's group once: ``model.init_args.group``.
+
+    A backbone built for a group (``TiedMLP``, ``E2CNN``: a ``group`` argument) whose config
+    leaves ``group`` out gets the run's group (the config saved with the run shows it). A group
+    written in both places, or a data module's ``augment_group``, must be the same group, else
+    ``ValueError`` naming both, before anything is built. The module checks the same again in
+    Python (:class:`~invreg.modules.InvarianceModule`). Callbacks read the group from the
+    module (``pl_module.group``). A model without a ``group`` argument (the HyperInvariances
+    modules) is left alone.
+    """
+    run_value = config.get("model.init_args.group") if isinstance(config, Namespace) else None
+    if run_value is None:
+        return
+    run_group = _config_group(run_value)
+    if run_group is None:
+        return  # not a group: the module's constructor says why, naming the argument
+    backbone = config.get("model.init_args.backbone.init_args")
+    if isinstance(backbone, Namespace) and "group" in backbone:
+        if backbone.get("group") is None:
+            backbone["group"] = run_value
+        else:
+            _check_run_group("model.init_args.backbone.init_args.group", backbone["group"],
+                             run_group)
+    augment = config.get("data.init_args.augment_group")
+    if augment is not None:
+        _check_run_group("data.init_args.augment_group", augment, run_group)
+
+
+def _config_group(value: object):
+    """The :class:`~invreg.groups.Group` a config value names (a name or a description), or
+    ``None`` if it names none: the constructor that receives it reports that."""
+    from invreg.config import build
+    from invreg.groups import Group, get_group
+
+    if isinstance(value, Namespace):
+        value = value.as_dict()
+    try:
+        return get_group(build(value, Group, "group"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_run_group(key: str, value: object, run_group) -> None:
+    group = _config_group(value)
+    if group is not None and group != run_group:
+        raise ValueError(
+            f"{key} is {group!r} but model.init_args.group is {run_group!r}: a run has one "
+            f"group; write it once, as model.init_args.group (the backbone gets it from there)"
+        )
 
 
 def run_cli(args: list[str] | None = None, run: bool = True) -> InvregCLI:

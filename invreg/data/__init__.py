@@ -16,7 +16,7 @@ relabelling), seeded splits, zero ``pad``, a fixed per-sample ``transform_group`
 ((1, 20, 20), 10)
 """
 
-from invreg.data.augment import GroupAugmentation, act_with_fill
+from invreg.data.augment import GroupAugmentation, background_of
 from invreg.data.base import InvarianceDataModule
 from invreg.data.digits import DigitsDataModule
 from invreg.data.idx import read_idx, write_idx
@@ -32,7 +32,7 @@ __all__ = [
     "MNIST1DDataModule",
     "MNISTDataModule",
     "RotatedDigitsDataModule",
-    "act_with_fill",
+    "background_of",
     "find_mnist_files",
     "read_idx",
     "read_mnist_split",

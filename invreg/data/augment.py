@@ -1,11 +1,14 @@
-"""Random group augmentation of training samples.
+"""Random group augmentation of training samples, and the background value a run fills in.
 
-The group does the transforming (:meth:`invreg.groups.Group.act`); this module only decides
-*which* element each sample gets, from a generator seeded by the epoch, and what value fills
-the pixels a non-exact action (a bilinear rotation) brings in from outside the frame.
+The group does the transforming (:meth:`invreg.groups.Group.act`, whose ``fill`` is the value
+of pixels a non-exact action, such as a bilinear rotation, brings in from outside the frame);
+this module only decides *which* element each sample gets, from a generator seeded by the
+epoch, and where the fill value of a run comes from (:func:`background_of`).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -33,10 +36,37 @@ def seeded_generator(seed: int, *stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, *stream))
 
 
-def act_with_fill(group: Group, x: Tensor, g: Tensor, fill: float = 0.0) -> Tensor:
-    """``g·x`` as if the plane outside the frame held the value ``fill`` instead of zeros: see
-    :meth:`invreg.groups.Group.act_with_fill`."""
-    return group.act_with_fill(x, g, fill)
+def background_of(datamodule: object) -> float:
+    """The fill value of a run: its data module's ``background``, else ``0.0``.
+
+    ``background`` is the value of an empty pixel in the data the model sees (``-mean/std``
+    after standardisation; see :class:`~invreg.data.InvarianceDataModule`), known once the
+    data module is set up. The LightningModules that transform inputs
+    (:class:`~invreg.modules.InvarianceModule`, :class:`~invreg.modules.HyperUpstreamModule`)
+    read it here, once, in their ``setup()`` (Lightning sets the data module up first), and
+    pass it as ``fill`` to :meth:`~invreg.groups.Group.act`. Without a data module, or with
+    one that has no ``background`` (plain dataloaders, a foreign data module), the fill is 0.
+
+    Raises:
+        ValueError: ``background`` is not a finite number.
+
+    >>> from invreg.data import DigitsDataModule
+    >>> data = DigitsDataModule(standardize=True)
+    >>> data.setup()
+    >>> background_of(data) == data.background < 0, background_of(None)
+    (True, 0.0)
+    """
+    value = getattr(datamodule, "background", 0.0) if datamodule is not None else 0.0
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{type(datamodule).__name__}.background: expected a number, got {value!r}"
+        ) from err
+    if not math.isfinite(value):
+        raise ValueError(f"{type(datamodule).__name__}.background: expected a finite number, "
+                         f"got {value}")
+    return value
 
 
 class GroupAugmentation:
@@ -54,7 +84,8 @@ class GroupAugmentation:
         group: the group to sample from.
         num_samples: the size of the data set being augmented.
         seed: seed of the element stream.
-        fill: background value for pixels entering the frame (see :func:`act_with_fill`).
+        fill: background value for pixels entering the frame (``fill`` of
+            :meth:`~invreg.groups.Group.act`).
 
     >>> from invreg.groups import Rotations
     >>> augment = GroupAugmentation(Rotations(4), num_samples=10, seed=0)
@@ -97,7 +128,7 @@ class GroupAugmentation:
                 f"{list(indices.shape)}"
             )
         g = self.elements(epoch, indices).to(x.device)
-        return act_with_fill(self.group, x, g, self.fill)
+        return self.group.act(x, g, fill=self.fill)
 
     def __repr__(self) -> str:
         return (

@@ -18,10 +18,16 @@ Exactness: a group whose :attr:`Group.is_exact` is ``True`` only permutes entrie
 included. Other groups resample bilinearly; they compute in float32 (float64 for float64
 inputs), cast the result back to the input dtype, and reject non-floating inputs with
 ``TypeError`` (convert first, e.g. ``x.float()``).
+
+Fill: resampling brings pixels from outside the frame into it. :meth:`Group.act`,
+:meth:`Group.orbit` and :meth:`Group.orbit_from_elements` take ``fill``, the value of the plane
+outside the frame (default 0); exact groups bring nothing in and ignore it. A run's module
+passes its data module's ``background`` (see :class:`~invreg.modules.InvarianceModule`).
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from abc import ABC, abstractmethod
 
@@ -108,6 +114,41 @@ class Group(RecordsInit, ABC):
         """``batch_size`` elements drawn uniformly (finite) or from the group's sampling law."""
         return self._sample(_count(self, "batch_size", batch_size), generator, device)
 
+    def sample_non_identity(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """``batch_size`` elements that move the input: what an invariance error compares.
+
+        Finite groups draw uniformly from the ``order − 1`` non-identity elements
+        ``1 .. order − 1`` (the identity would only add a zero error); the draw is
+        ``1 + randint(order − 1)`` on the CPU from ``generator``, so a generator in the same
+        state gives the same elements. Continuous groups draw from their sampling law
+        (:meth:`sample`): it hits the identity with probability zero, so every draw is
+        "non-identity" in that sense, though elements near the identity (small angles or
+        shifts) are as likely as anywhere else in the range.
+
+        Raises:
+            ValueError: the group has only the identity (``order == 1``).
+
+        >>> from invreg.groups import Rotations
+        >>> g = Rotations(4).sample_non_identity(1000, torch.Generator().manual_seed(0))
+        >>> sorted(g.unique().tolist())
+        [1, 2, 3]
+        """
+        batch_size = _count(self, "batch_size", batch_size)
+        if not self.is_finite:
+            return self._sample(batch_size, generator, device)
+        assert self.order is not None
+        if self.order == 1:
+            raise ValueError(
+                f"{self!r}.sample_non_identity: the group has only the identity; use a group "
+                f"with more than one element"
+            )
+        return (1 + torch.randint(self.order - 1, (batch_size,), generator=generator)).to(device)
+
     def sample_with_strength(
         self, strength: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
@@ -173,27 +214,6 @@ class Group(RecordsInit, ABC):
         u = torch.rand(*shape, generator=generator, dtype=strength.dtype).to(strength.device)
         scale = (strength * half_width).reshape(shape[0], *([1] * len(event_shape)))
         return (2 * u - 1) * scale
-
-    def act_with_fill(self, x: Tensor, g: Tensor | int | float, fill: float = 0.0) -> Tensor:
-        """:meth:`act` as if the plane outside the frame held the value ``fill``, not zeros.
-
-        Bilinear actions (rotations, translations, zooms) bring zeros into the frame; after
-        standardisation the image background is ``-mean/std``, not 0, so a zero fill would draw
-        a visible border a network could use to detect the transformation. For an action that
-        is linear in the pixels, ``act(x) + fill·(1 − act(1))`` is exactly the action with fill
-        value ``fill``; for exact actions ``act(1) == 1`` and the result equals ``act(x, g)``
-        bit for bit.
-
-        Args:
-            x: a batch ``[B, C, ...]``.
-            g: one element per sample, ``[B, *element_shape]`` (or one for every sample).
-            fill: the background value.
-        """
-        out = self.act(x, g)
-        if fill == 0.0:
-            return out
-        coverage = self.act(torch.ones_like(x[:, :1]), g)
-        return out + fill * (1.0 - coverage)
 
     @abstractmethod
     def _inverse(self, g: Tensor) -> Tensor:
@@ -319,19 +339,35 @@ class Group(RecordsInit, ABC):
         """Apply ``g[i]`` to ``x[i]``; inputs already validated, ``g`` of shape
         ``[B, *element_shape]``."""
 
-    def act(self, x: Tensor, g: Tensor | int | float) -> Tensor:
+    def act(self, x: Tensor, g: Tensor | int | float, fill: float = 0.0) -> Tensor:
         """Transform each sample ``x[i]`` by the element ``g[i]``.
+
+        ``fill`` is the value of the plane outside the frame: what pixels entering the frame
+        get. Exact groups (:attr:`is_exact`: ``rot90``, ``roll``, ``flip``) bring nothing in, so
+        they ignore it and the result is bit for bit that of ``fill = 0``. Groups that resample
+        bilinearly compute ``act(x) + fill·(1 − act(1))`` (zeros outside the frame in both
+        terms), which is exactly the action with fill value ``fill`` because the resampling is
+        linear in the pixels. After standardisation the empty background is ``-mean/std``,
+        not 0: pass that value (a data module's ``background``), or a zero fill draws the
+        frame's border (for a rotation, the visible inscribed disc) into the image.
 
         Args:
             x: a batch of inputs, shape ``[B, ...]`` (see :meth:`check_input`); ``B`` may be 0.
             g: elements of shape ``[B, *element_shape]``, or a single element applied to every
                 sample (validated by :meth:`check_elements`).
+            fill: the background value, a finite real number.
 
         Returns:
             The transformed batch, same shape, dtype and device as ``x``.
+
+        >>> from invreg.groups import ContinuousRotations
+        >>> x = torch.full((1, 1, 4, 4), -0.5)
+        >>> bool((ContinuousRotations().act(x, 45.0, fill=-0.5) + 0.5).abs().max() < 1e-6)
+        True
         """
         self.check_input(x)
         g = self.check_elements(g, "act(g)", device=x.device)
+        fill = self.check_fill(fill, "act(fill)")
         expected = (x.shape[0], *self.element_shape)
         if g.shape == self.element_shape:
             g = g.expand(expected)
@@ -340,29 +376,49 @@ class Group(RecordsInit, ABC):
                 f"{self!r}.act(g): expected one element per sample, shape {expected}, "
                 f"got g of shape {tuple(g.shape)}"
             )
-        return self._act(x, g)
+        out = self._act(x, g)
+        if fill == 0.0 or self.is_exact:
+            return out
+        coverage = self._act(torch.ones_like(x[:, :1]), g)  # 1 inside the frame, 0 outside
+        return out + fill * (1.0 - coverage)
+
+    def check_fill(self, fill: float, name: str = "fill") -> float:
+        """``fill`` as a float, else ``TypeError`` (not a real number) / ``ValueError`` (not
+        finite) naming ``name`` and the value received."""
+        where = f"{self!r}.{name}"
+        if isinstance(fill, Tensor) and fill.numel() == 1 and not fill.is_complex():
+            fill = fill.item()
+        if isinstance(fill, bool) or not isinstance(fill, int | float):
+            raise TypeError(f"{where}: expected a real number, got {type(fill).__name__}")
+        if not math.isfinite(fill):
+            raise ValueError(f"{where}: expected a finite number, got {fill!r}")
+        return float(fill)
 
     def orbit(
         self,
         x: Tensor,
         num_samples: int | None = None,
         generator: torch.Generator | None = None,
+        fill: float = 0.0,
     ) -> Tensor:
         """All transformed copies of each sample: ``[B, N, *x.shape[1:]]``, identity first.
 
         ``N`` is the group's order, or ``num_samples`` for a continuous group (see
         :meth:`elements`). Every sample sees the same elements in the same order. An empty
-        batch (``B = 0``) gives an empty orbit ``[0, N, *x.shape[1:]]``.
+        batch (``B = 0``) gives an empty orbit ``[0, N, *x.shape[1:]]``. ``fill``: the value of
+        pixels entering the frame, as in :meth:`act`.
         """
         self.check_input(x)
         elems = self.elements(num_samples, generator=generator, device=x.device)
-        return self.orbit_from_elements(x, elems)
+        return self.orbit_from_elements(x, elems, fill=fill)
 
-    def orbit_from_elements(self, x: Tensor, elems: Tensor) -> Tensor:
+    def orbit_from_elements(self, x: Tensor, elems: Tensor, fill: float = 0.0) -> Tensor:
         """Apply every element of ``elems`` (shape ``[N, *element_shape]``, validated by
-        :meth:`check_elements`) to the whole batch: ``[B, N, *x.shape[1:]]``."""
+        :meth:`check_elements`) to the whole batch: ``[B, N, *x.shape[1:]]``; ``fill`` as in
+        :meth:`act`."""
         self.check_input(x)
         elems = self.check_elements(elems, "orbit_from_elements(elems)")
+        fill = self.check_fill(fill, "orbit_from_elements(fill)")
         if elems.ndim != len(self.element_shape) + 1:
             batch = "".join(f", {d}" for d in self.element_shape)
             raise ValueError(
@@ -371,8 +427,11 @@ class Group(RecordsInit, ABC):
             )
         out = x.new_empty(x.shape[0], elems.shape[0], *x.shape[1:])
         # one device-to-host transfer for all elements; each copy is written in place
+        ones = None if fill == 0.0 or self.is_exact else torch.ones_like(x[:, :1])
         for i, element in enumerate(elems.cpu()):
             out[:, i] = self._act_one(x, element)
+            if ones is not None:  # the fill of act(): linear in the pixels, so exact
+                out[:, i] += fill * (1.0 - self._act_one(ones, element))
         return out
 
     def _act_one(self, x: Tensor, element: Tensor) -> Tensor:

@@ -30,8 +30,13 @@ def _quiet_e2cnn() -> Iterator[None]:
         yield
 
 
-def resolve_group(group: str | Group) -> Rotations | Dihedral:
+def resolve_group(group: str | Group | None) -> Rotations | Dihedral:
     """The :class:`Rotations` or :class:`Dihedral` group that :class:`E2CNN` is built for."""
+    if group is None:
+        raise ValueError(
+            f"E2CNN: group is missing; pass the group it is invariant to, one of {_SUPPORTED} "
+            f"(in a config, model.init_args.group is passed to the backbone)"
+        )
     try:
         resolved = get_group(group)
     except ValueError as err:
@@ -97,6 +102,8 @@ class E2CNN(Backbone):
         num_classes: number of logits.
         group: ``"c<n>"`` / ``"d<n>"`` or a :class:`~invreg.groups.Rotations` /
             :class:`~invreg.groups.Dihedral` object; D_n needs ``n = 1`` or even ``n``.
+            Required: ``None`` (the default) is an error, except in a config, where the CLI
+            sets it to the run's group (``model.init_args.group``).
         channels: number of regular fields per block (at least one block).
         kernel_size: odd size of the convolution kernels.
         activation: one of ``elu, relu, sigmoid, tanh`` (pointwise, so equivariant on regular
@@ -116,7 +123,7 @@ class E2CNN(Backbone):
         self,
         input_shape: Sequence[int],
         num_classes: int,
-        group: str | Group = "c4",
+        group: str | Group | None = None,
         channels: Sequence[int] = (8, 16, 32),
         kernel_size: int = 5,
         activation: str = "relu",

@@ -60,13 +60,15 @@ class TiedMLP(Backbone):
         input_shape: shape of one sample, e.g. ``(1, 36, 36)``; the group must act on it.
         num_classes: number of logits.
         group: a finite :class:`~invreg.groups.Group` or its name (``"c4"``, ``"d4"``, ``"t3"``...).
+            Required: ``None`` (the default) is an error, except in a config, where the CLI
+            sets it to the run's group (``model.init_args.group``).
         hidden_widths: width of each hidden layer (at least one).
         activation: one of ``elu, gelu, leaky_relu, relu, sigmoid, silu, tanh``.
         pooling: ``"mean"`` or ``"max"`` over the orbit.
 
     Raises:
-        ValueError: for a continuous group (``order`` is ``None``), or a group that cannot act
-            on ``input_shape``.
+        ValueError: no group, a continuous group (``order`` is ``None``), or a group that
+            cannot act on ``input_shape``.
 
     >>> import torch
     >>> model = TiedMLP((1, 36, 36), num_classes=9, group="c4")
@@ -80,13 +82,18 @@ class TiedMLP(Backbone):
         self,
         input_shape: Sequence[int],
         num_classes: int,
-        group: str | Group = "c4",
+        group: str | Group | None = None,
         hidden_widths: Sequence[int] = (128, 128, 128, 128, 128),
         activation: str = "relu",
         pooling: str = "mean",
     ) -> None:
         super().__init__(input_shape, num_classes)
         widths = check_widths("hidden_widths", hidden_widths)
+        if group is None:
+            raise ValueError(
+                "TiedMLP: group is missing; pass the finite group to tie over, e.g. "
+                "group='c4' (in a config, model.init_args.group is passed to the backbone)"
+            )
         group = get_group(group)
         if not group.is_finite:
             raise ValueError(

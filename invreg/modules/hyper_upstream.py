@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from invreg.config import build
+from invreg.data.augment import background_of
 from invreg.losses import InvarianceLoss, get_loss
 from invreg.models.hyper import HyperCNN
 from invreg.modules.checkpointing import check_weight, save_plain_hyperparameters
@@ -52,7 +54,9 @@ class HyperUpstreamModule(HyperModuleBase):
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         fill: value of pixels that augmentations bring into the frame; ``None`` takes the data
-            module's ``background`` when there is one, else 0.
+            module's ``background`` once in :meth:`setup`
+            (:func:`invreg.data.augment.background_of`, as
+            :class:`~invreg.modules.InvarianceModule` does), 0 without a data module.
         backbone_config: ``HyperCNN(**backbone_config)`` instead of ``backbone``; checkpoints
             store it so that ``load_from_checkpoint`` rebuilds the module.
         on_nonfinite_loss: ``"raise"`` (default) stops a run whose loss becomes NaN or
@@ -111,7 +115,13 @@ class HyperUpstreamModule(HyperModuleBase):
         self.corner_probability = float(corner_probability)
         self.invariance_weight = float(invariance_weight)
         self.invariance_loss = loss
+        if fill is not None:
+            fill = float(fill)
+            if not math.isfinite(fill):
+                raise ValueError(f"fill: expected a finite number or None, got {fill}")
         self.fill = fill
+        #: the value passed to the groups as ``fill``: :attr:`fill`, else the data's background
+        self.fill_value = 0.0 if fill is None else fill
         self._build_metrics(num_classes)
 
     def forward(self, x: Tensor, descriptor=None) -> Tensor:
@@ -127,9 +137,9 @@ class HyperUpstreamModule(HyperModuleBase):
         batch_size = x.shape[0]
         per_sample = self.descriptor_sampling == "sample"
         d = desc.sample(batch_size, per_sample, self.corner_probability, generator, x.device)
-        views = [desc.augment(x, d, generator, self._fill())]
+        views = [desc.augment(x, d, generator, self.fill_value)]
         if self.invariance_weight > 0 or split != "train":
-            views.append(desc.augment(x, d, generator, self._fill()))
+            views.append(desc.augment(x, d, generator, self.fill_value))
         inputs = torch.cat(views)
         conditioning = torch.cat([d] * len(views)) if per_sample else d[0]
         features = self.backbone.features(inputs, conditioning)
@@ -150,8 +160,9 @@ class HyperUpstreamModule(HyperModuleBase):
         super().on_save_checkpoint(checkpoint)
         checkpoint[UPSTREAM_MARK] = True  # what HyperDownstreamModule checks before loading
 
-    def _fill(self) -> float:
-        if self.fill is not None:
-            return float(self.fill)
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        return float(getattr(datamodule, "background", 0.0))
+    def setup(self, stage: str) -> None:
+        """Take the fill value from the data module (set up before the module by Lightning)
+        unless ``fill`` was given."""
+        if self.fill is None:
+            datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+            self.fill_value = background_of(datamodule)

@@ -12,6 +12,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from invreg.config import build
+from invreg.data.augment import background_of
 from invreg.functional.invariance import capture_layers, get_layer, layer_output
 from invreg.groups import Group, get_group
 from invreg.losses import InvarianceLoss, get_loss
@@ -34,9 +35,23 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
     Each step (optionally) augments the batch with a random group element per sample, then
     sends the inputs *and* their transformed copies through the backbone in one batched forward:
 
-    * ``orbit_mode="sample"`` — one transformed copy per sample, ``g`` drawn uniformly from the
-      non-identity elements (finite groups) or from the group's sampling law (continuous);
+    * ``orbit_mode="sample"`` — one transformed copy per sample, ``g`` from
+      :meth:`~invreg.groups.Group.sample_non_identity` (uniform over the non-identity elements
+      of a finite group, the sampling law of a continuous one);
     * ``orbit_mode="full"`` — the whole orbit (``orbit_size`` elements for a continuous group).
+
+    The group does all the sampling and transforming. Pixels that a resampling group (``so2``,
+    ``c8``, translations, zooms) brings into the frame get the value :attr:`fill`: the data
+    module's ``background`` (``-mean/std`` on standardised data), read once in :meth:`setup`
+    through :func:`invreg.data.augment.background_of` (0 without a data module). Exact groups
+    (``c4``, ``t3``, flips) bring nothing in, so for them the fill changes nothing.
+
+    :attr:`group` is the run's group: callbacks that measure invariance read it from the
+    module. A backbone built for a group (:class:`~invreg.models.TiedMLP`,
+    :class:`~invreg.models.E2CNN`: a ``group`` attribute) must be built for the same one, else
+    ``ValueError`` naming both; so must the data module's ``augment_group``, if any (checked
+    in :meth:`setup`). In a config the group is written once, in ``model.init_args.group``; the
+    CLI passes it to such a backbone.
 
     The task loss (cross-entropy) uses the untransformed copies; the invariance error ``I`` is
     the :class:`~invreg.losses.InvarianceLoss` between what :meth:`forward_with_features`
@@ -122,6 +137,7 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
             )
         if self.group.order == 1 and orbit_mode == "sample":
             raise ValueError(f"{self.group!r} has only the identity: nothing to sample")
+        check_same_group("backbone.group", getattr(backbone, "group", None), self.group)
         num_classes = num_classes or getattr(backbone, "num_classes", None)
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(
@@ -140,6 +156,8 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         self.num_classes = num_classes
         self.lr, self.weight_decay = lr, weight_decay
         self.on_nonfinite_loss = on_nonfinite_loss
+        #: value of pixels entering the frame under a resampling group; set in :meth:`setup`
+        self.fill = 0.0
         self.accuracy = MulticlassAccuracy(num_classes, average="micro")  # training batches
         # validation / test: every value of the orbit the step forwards anyway
         self.orbit_metrics = nn.ModuleDict(
@@ -170,20 +188,30 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
             logits = self.backbone(x)
         return logits, layer_output(captured, self.invariance_loss.layer)[0]
 
+    def setup(self, stage: str) -> None:
+        """Read the fill value from the data module (set up before the module by Lightning)
+        and check that the data module augments, if at all, by the run's group."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        self.fill = background_of(datamodule)
+        check_same_group("data.augment_group", getattr(datamodule, "augment_group", None),
+                         self.group)
+
     def transformed_copies(self, x: Tensor, orbit_mode: str) -> Tensor:
-        """Inputs the invariance error is measured on: ``[B, K, ...]`` copies of ``x``."""
+        """Inputs the invariance error is measured on: ``[B, K, ...]`` copies of ``x``.
+
+        ``"full"``: the orbit without its identity, ``[B, |G| − 1, ...]`` (``orbit_size − 1``
+        for a continuous group); ``"sample"``: one copy ``[B, 1, ...]`` by an element of
+        :meth:`~invreg.groups.Group.sample_non_identity` (the identity would add a zero error).
+        Pixels entering the frame get :attr:`fill`.
+        """
         if orbit_mode == "full":
             return self.group.orbit(
-                x, num_samples=self.orbit_size, generator=self.random_generator
+                x, num_samples=self.orbit_size, generator=self.random_generator, fill=self.fill
             )[:, 1:]
-        if self.group.is_finite:
-            # uniform over the non-identity elements: the identity would contribute zero error
-            g = 1 + torch.randint(
-                self.group.order - 1, (x.shape[0],), generator=self.random_generator
-            ).to(x.device)
-        else:
-            g = self.group.sample(x.shape[0], generator=self.random_generator, device=x.device)
-        return self.group.act(x, g).unsqueeze(1)
+        g = self.group.sample_non_identity(
+            x.shape[0], generator=self.random_generator, device=x.device
+        )
+        return self.group.act(x, g, fill=self.fill).unsqueeze(1)
 
     def shared_step(
         self, batch: tuple[Tensor, Tensor], stage: str, batch_idx: int = 0
@@ -193,7 +221,7 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
             raise ValueError(f"{stage} batch contains NaN or Inf inputs")
         if stage == "train" and self.augment:
             g = self.group.sample(x.shape[0], generator=self.random_generator, device=x.device)
-            x = self.group.act(x, g)
+            x = self.group.act(x, g, fill=self.fill)
         orbit_mode = self.orbit_mode if stage == "train" or not self.group.is_finite else "full"
         copies = self.transformed_copies(x, orbit_mode)
         batch_size, k = copies.shape[:2]
@@ -263,6 +291,18 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
                 f"backbone output: expected logits of shape [{batch_size}, {self.num_classes}] "
                 f"(num_classes={self.num_classes}), got {tuple(logits.shape)}"
             )
+
+
+def check_same_group(name: str, other: object, group: Group) -> None:
+    """``ValueError`` naming both groups when ``other`` (a part's group, e.g. the backbone's)
+    is a :class:`~invreg.groups.Group` other than the module's ``group``; ``None`` (no group)
+    passes."""
+    if other is None or not isinstance(other, Group) or other == group:
+        return
+    raise ValueError(
+        f"{name} is {other!r} but the module's group is {group!r}: a run has one group; "
+        f"build both for the same one (in a config, write it once as model.init_args.group)"
+    )
 
 
 def as_orbit(outputs: Tensor, batch_size: int, copies: int) -> Tensor:

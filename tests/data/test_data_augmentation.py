@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from invreg.data.augment import GroupAugmentation, act_with_fill, derive_seed
+from invreg.data.augment import GroupAugmentation, derive_seed
 from invreg.data.epochs import EpochDataset, ShuffledEpochs
 from invreg.groups import ContinuousRotations, CyclicShifts, Rotations
 
@@ -14,16 +14,16 @@ def test_derive_seed_streams_are_distinct_and_stable():
     assert all(0 <= s < 2**63 for s in seeds)
 
 
-def test_act_with_fill_is_exact_for_exact_groups():
+def test_fill_is_ignored_by_exact_groups():
     x = torch.randn(6, 2, 5, 5)
     g = torch.arange(6) % 4
     group = Rotations(4)
-    assert torch.equal(act_with_fill(group, x, g, fill=-0.4), group.act(x, g))
+    assert torch.equal(group.act(x, g, fill=-0.4), group.act(x, g))
     shifts = CyclicShifts(5)
-    assert torch.equal(act_with_fill(shifts, x, g % 5, fill=3.0), shifts.act(x, g % 5))
+    assert torch.equal(shifts.act(x, g % 5, fill=3.0), shifts.act(x, g % 5))
 
 
-def test_act_with_fill_fills_background_for_bilinear_rotations():
+def test_fill_fills_background_for_bilinear_rotations():
     # a constant image of the background value must stay constant: a zero fill would not
     background = -0.42
     x = torch.full((3, 1, 9, 9), background)
@@ -31,10 +31,10 @@ def test_act_with_fill_fills_background_for_bilinear_rotations():
     group = ContinuousRotations()
     zero_filled = group.act(x, g)
     assert (zero_filled - background).abs().max() > 0.1  # the corners got zeros
-    torch.testing.assert_close(act_with_fill(group, x, g, background), x)
+    torch.testing.assert_close(group.act(x, g, fill=background), x)
     # and on an image with background 0 both agree
     y = torch.rand(3, 1, 9, 9)
-    torch.testing.assert_close(act_with_fill(group, y, g, 0.0), group.act(y, g))
+    torch.testing.assert_close(group.act(y, g, fill=0.0), group.act(y, g))
 
 
 def _orbit_index(group, original, augmented):

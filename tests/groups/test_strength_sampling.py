@@ -1,4 +1,4 @@
-"""Strength-parameterised sampling (Group.sample_with_strength) and Group.act_with_fill."""
+"""Strength-parameterised sampling (Group.sample_with_strength) and Group.act with fill."""
 
 import math
 
@@ -98,7 +98,7 @@ def test_bad_flip_probability(probability):
         Flips().sample_with_strength(torch.ones(3), probability=probability)
 
 
-def test_act_with_fill_keeps_a_constant_background_constant():
+def test_act_fill_keeps_a_constant_background_constant():
     background = -0.42
     x = torch.full((3, 1, 9, 9), background, dtype=torch.float64)
     angles = torch.tensor([30.0, 45.0, -100.0], dtype=torch.float64)
@@ -106,9 +106,9 @@ def test_act_with_fill_keeps_a_constant_background_constant():
     zero_filled = group.act(x, angles)
     assert (zero_filled - background).abs().max() > 0.1  # zeros came into the corners
     # float64 interpolation of a constant: exact up to a few rounding steps
-    filled = group.act_with_fill(x, angles, background)
+    filled = group.act(x, angles, fill=background)
     torch.testing.assert_close(filled, x, rtol=0, atol=8 * torch.finfo(torch.float64).eps)
-    assert torch.equal(group.act_with_fill(x, angles, 0.0), zero_filled)
+    assert torch.equal(group.act(x, angles, fill=0.0), zero_filled)
     flips = Flips()
-    assert torch.equal(flips.act_with_fill(x, torch.tensor([1, 0, 1]), 3.0),
+    assert torch.equal(flips.act(x, torch.tensor([1, 0, 1]), fill=3.0),
                        flips.act(x, torch.tensor([1, 0, 1])))

@@ -168,7 +168,7 @@ def test_descriptor_components_sample_and_act_through_their_groups():
     expected, gen = x, torch.Generator().manual_seed(5)
     for k, component in enumerate(desc.components):
         elements = component.elements(d[:, k], gen)
-        expected = component.group.act_with_fill(expected, elements, -0.5)
+        expected = component.group.act(expected, elements, fill=-0.5)
     augmented = desc.augment(x, d, torch.Generator().manual_seed(5), fill=-0.5)
     assert torch.equal(augmented, expected)
 

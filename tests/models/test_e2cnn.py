@@ -105,7 +105,7 @@ def test_activations_keep_invariance(activation):
 
 
 def test_wrong_input_shape():
-    model = E2CNN((1, 9, 9), 3, **SMALL)
+    model = E2CNN((1, 9, 9), 3, group="c4", **SMALL)
     with pytest.raises(ValueError, match=r"\(1, 9, 9\).*\(2, 3, 9, 9\)"):
         model(torch.randn(2, 3, 9, 9))
 
@@ -142,7 +142,7 @@ def test_state_dict_does_not_depend_on_mode():
 
 def test_input_gradients_in_eval_mode_repeatable():
     # bare e2cnn caches an attached filter in eval mode: the second backward would fail
-    model = E2CNN((1, 9, 9), 3, **SMALL).eval()
+    model = E2CNN((1, 9, 9), 3, group="c4", **SMALL).eval()
     for _ in range(2):
         x = torch.randn(2, 1, 9, 9, requires_grad=True)
         model(x).sum().backward()
@@ -151,7 +151,7 @@ def test_input_gradients_in_eval_mode_repeatable():
 
 def test_training_updates_are_seen_after_eval():
     torch.manual_seed(0)
-    model = E2CNN((1, 9, 9), 3, **SMALL).eval()
+    model = E2CNN((1, 9, 9), 3, group="c4", **SMALL).eval()
     x = torch.randn(2, 1, 9, 9)
     before = model(x)
     warmed_up(model, (1, 9, 9))

@@ -74,7 +74,7 @@ def test_group_that_cannot_act_rejected():
 
 def test_bad_pooling_and_input():
     with pytest.raises(ValueError, match="pooling"):
-        TiedMLP((1, 8, 8), num_classes=2, pooling="sum")
-    model = TiedMLP((1, 8, 8), num_classes=2, hidden_widths=(4,))
+        TiedMLP((1, 8, 8), num_classes=2, group="c4", pooling="sum")
+    model = TiedMLP((1, 8, 8), num_classes=2, group="c4", hidden_widths=(4,))
     with pytest.raises(ValueError, match=r"\(1, 8, 8\).*\(2, 1, 9, 9\)"):
         model(torch.randn(2, 1, 9, 9))

@@ -4,7 +4,8 @@ Each component is a named transformation with a continuous strength (``"rotation
 ``"flip"``, ``"translation"``, ``"scale"``, see :data:`DESCRIPTOR_COMPONENTS`). It owns a group
 and asks it for elements whose spread grows with the strength
 (:meth:`invreg.groups.Group.sample_with_strength`) and to apply them
-(:meth:`invreg.groups.Group.act_with_fill`): the groups alone sample and transform.
+(:meth:`invreg.groups.Group.act`, with the data's background as ``fill``): the groups alone
+sample and transform.
 """
 
 from __future__ import annotations
@@ -254,7 +255,7 @@ class InvarianceDescriptor:
             if not (strength > 0).any():
                 continue
             elements = component.elements(strength.to(torch.get_default_dtype()), generator)
-            x = component.group.act_with_fill(x, elements, fill)
+            x = component.group.act(x, elements, fill=fill)
         return x
 
     def to_dict(self, descriptor: Tensor) -> dict[str, float]:
