@@ -281,7 +281,15 @@ def _evaluation_mode(module: torch.nn.Module) -> Iterator[None]:
 
 
 def resolve_group(group: str | Group | None, pl_module: pl.LightningModule, owner: str) -> Group:
-    """The callback's ``group`` argument, else the module's ``group`` attribute."""
+    """The group a callback measures: the run's group, ``pl_module.group``.
+
+    This is the one way callbacks get the group. A module that trains for a group exposes it
+    as a :class:`~invreg.groups.Group` attribute ``group``
+    (:class:`~invreg.modules.InvarianceModule` does); a module without one (the
+    HyperInvariances modules) gets ``ValueError`` naming the callback ``owner``. A callback's
+    own ``group`` argument, if given, evaluates another group than the run's (e.g. ``so2`` on a
+    model trained for ``c4``); leave it out to measure the run's group.
+    """
     if group is not None:
         return get_group(group)
     found = getattr(pl_module, "group", None)
