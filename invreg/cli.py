@@ -94,10 +94,12 @@ def link_run_group(config: Namespace) -> None:
 
     A backbone built for a group (``TiedMLP``, ``E2CNN``: a ``group`` argument) whose config
     leaves ``group`` out gets the run's group (the config saved with the run shows it). A group
-    written in both places, or a data module's ``augment_group``, must be the same group, else
-    ``ValueError`` naming both, before anything is built. The module checks the same again in
-    Python (:class:`~invreg.modules.InvarianceModule`). Callbacks read the group from the
-    module (``pl_module.group``). A model without a ``group`` argument (the HyperInvariances
+    written in both places must be the same group, else ``ValueError`` naming both, before
+    anything is built; the module checks the same again in Python
+    (:class:`~invreg.modules.InvarianceModule`). Callbacks read the group from the module
+    (``pl_module.group``). Augmenting by the run's group is the module's ``augment=True``; a
+    data module's ``augment_group`` is an augmentation of its own (e.g. ``so2`` on top of a
+    ``c4`` run) and is not linked. A model without a ``group`` argument (the HyperInvariances
     modules) is left alone.
     """
     run_value = config.get("model.init_args.group") if isinstance(config, Namespace) else None
@@ -113,9 +115,6 @@ def link_run_group(config: Namespace) -> None:
         else:
             _check_run_group("model.init_args.backbone.init_args.group", backbone["group"],
                              run_group)
-    augment = config.get("data.init_args.augment_group")
-    if augment is not None:
-        _check_run_group("data.init_args.augment_group", augment, run_group)
 
 
 def _config_group(value: object):

@@ -165,12 +165,6 @@ def test_weight_tied_backbone_needs_its_group():
         TiedMLP((1, 9, 9), num_classes=3)
 
 
-def test_data_augmenting_by_another_group_is_an_error_at_setup():
-    data = DigitsDataModule(batch_size=32, augment_group="flip")
-    with pytest.raises(ValueError, match=r"data\.augment_group is Flips.*Rotations\(n=4\)"):
-        validate(tiny_module("c4"), data)
-
-
 def test_hyper_upstream_fill_comes_from_the_same_helper():
     backbone = HyperCNN((1, 8, 8), num_classes=10, descriptor=["rotation"], channels=(2,),
                         embedding_dim=4, embedding_hidden=4)
@@ -209,10 +203,11 @@ def test_config_writes_the_group_once_and_the_backbone_gets_it():
     [
         (GENUINE / "wt_t3.yaml", ["--model.init_args.backbone.init_args.group", "c4"],
          "model.init_args.backbone.init_args.group is Rotations(n=4)"),
-        (QUICKSTART, ["--data.init_args.augment_group", "flip"],
-         "data.init_args.augment_group is Flips(axes=('horizontal',))"),
+        (GENUINE / "wt_r4.yaml", ["--model.init_args.group", "flip",
+                                  "--model.init_args.backbone.init_args.group", "t3"],
+         "model.init_args.backbone.init_args.group is CyclicShifts(n=3"),
     ],
-    ids=["backbone", "augment_group"],
+    ids=["backbone", "both-overridden"],
 )
 def test_conflicting_groups_in_a_config_exit_with_one_line_naming_both(
     config, override, named, tmp_path, capsys

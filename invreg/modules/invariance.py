@@ -49,9 +49,9 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
     :attr:`group` is the run's group: callbacks that measure invariance read it from the
     module. A backbone built for a group (:class:`~invreg.models.TiedMLP`,
     :class:`~invreg.models.E2CNN`: a ``group`` attribute) must be built for the same one, else
-    ``ValueError`` naming both; so must the data module's ``augment_group``, if any (checked
-    in :meth:`setup`). In a config the group is written once, in ``model.init_args.group``; the
-    CLI passes it to such a backbone.
+    ``ValueError`` naming both. In a config the group is written once, in
+    ``model.init_args.group``; the CLI passes it to such a backbone. ``augment=True`` augments
+    by this group; a data module's ``augment_group`` is a separate augmentation of its own.
 
     The task loss (cross-entropy) uses the untransformed copies; the invariance error ``I`` is
     the :class:`~invreg.losses.InvarianceLoss` between what :meth:`forward_with_features`
@@ -189,12 +189,9 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         return logits, layer_output(captured, self.invariance_loss.layer)[0]
 
     def setup(self, stage: str) -> None:
-        """Read the fill value from the data module (set up before the module by Lightning)
-        and check that the data module augments, if at all, by the run's group."""
+        """Read the fill value from the data module (set up before the module by Lightning)."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         self.fill = background_of(datamodule)
-        check_same_group("data.augment_group", getattr(datamodule, "augment_group", None),
-                         self.group)
 
     def transformed_copies(self, x: Tensor, orbit_mode: str) -> Tensor:
         """Inputs the invariance error is measured on: ``[B, K, ...]`` copies of ``x``.
