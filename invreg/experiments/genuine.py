@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from pathlib import Path
 
 import torch
 
@@ -27,6 +28,7 @@ from invreg import functional as IF
 from invreg.data import MNISTDataModule
 from invreg.data.drift import blend, get_drift_source, match_statistics
 from invreg.evaluation import evaluate_invariance
+from invreg.experiments.configs import config_path, from_config
 from invreg.experiments.core import (
     Results,
     Settings,
@@ -37,38 +39,67 @@ from invreg.experiments.core import (
     train,
 )
 from invreg.groups import get_group
-from invreg.models import MLP, TiedMLP
 from invreg.modules import InvarianceModule
 
 GROUPS = {"R4": "c4", "T3": "t3"}
+#: a group's name in the file names of ``configs/genuine``
+CONFIG_GROUPS = {"c4": "r4", "t3": "t3"}
+KINDS = ("WT", "DA", "IR")
 SI_TARGET = 0.95
 PAPER_TABLE1 = {  # acc %, LI, DI, SI (Moskalev et al. 2023, Table 1)
     ("R4", "WT"): (94.6, 0.00, 0.0, 1.00), ("R4", "DA"): (94.0, 98.6, 0.3, 0.17),
     ("R4", "IR"): (87.9, 0.02, 0.0, 0.95), ("T3", "WT"): (96.6, 0.0, 0.0, 1.00),
     ("T3", "DA"): (96.2, 50.8, 0.1, 0.57), ("T3", "IR"): (93.1, 0.01, 0.0, 0.95),
 }
-WIDTHS = (128, 128, 128, 128, 128)
+
+
+def config_file(kind: str, group: str) -> Path:
+    """``configs/genuine/<kind>_<group>.yaml``: the config of model ``kind`` (``"WT"``,
+    ``"DA"``, ``"IR"``) for ``group`` (``"c4"`` is R4, ``"t3"`` is T3)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    if group not in CONFIG_GROUPS:
+        raise ValueError(f"group: expected one of {sorted(CONFIG_GROUPS)}, got {group!r}")
+    return config_path(f"genuine/{kind.lower()}_{CONFIG_GROUPS[group]}.yaml")
+
+
+def config_overrides(kind: str, settings: Settings, seed: int, weight: float = 0.0,
+                     loss: str = "logit_l2") -> list[str]:
+    """The ``invreg fit`` arguments that turn a ``configs/genuine`` config into the model the
+    experiment trains: seeds, epochs and data sizes of ``settings``, IR's weight ν, the loss."""
+    scale = settings.scale
+
+    def value(v: int | None) -> str:
+        return "null" if v is None else str(v)
+
+    args = ["--seed_everything", str(seed), "--data.init_args.seed", str(seed),
+            "--trainer.max_epochs", str(settings.epochs),
+            "--data.init_args.train_size", value(scale.train_size),
+            "--data.init_args.val_size", value(scale.val_size),
+            "--data.init_args.test_size", value(scale.test_size),
+            "--model.init_args.invariance_loss", loss]
+    if kind == "IR":  # WT and DA keep the config's weight 0
+        args += ["--model.init_args.invariance_weight", repr(float(weight))]
+    if settings.extra.get("data_dir"):
+        args += ["--data.init_args.data_dir", str(settings.extra["data_dir"])]
+    return args
+
+
+def build(kind: str, group: str, settings: Settings, seed: int, weight: float = 0.0,
+          loss: str = "logit_l2") -> tuple[InvarianceModule, MNISTDataModule]:
+    """The paper's model ``kind`` (WT, DA, IR) for ``group`` and its data, from
+    ``configs/genuine/<kind>_<group>.yaml`` (:func:`config_file`) with
+    :func:`config_overrides`: every model trains with random group augmentation, IR adds
+    ``weight`` · ``loss``. The initial weights are a function of ``seed`` (the config's
+    ``seed_everything``): a cached model is keyed by seed."""
+    return from_config(config_file(kind, group),
+                       config_overrides(kind, settings, seed, weight, loss))
 
 
 def mnist(settings: Settings, seed: int) -> MNISTDataModule:
-    s = settings.scale
-    return MNISTDataModule(train_size=s.train_size, val_size=s.val_size, test_size=s.test_size,
-                           batch_size=512, seed=seed, data_dir=settings.extra.get("data_dir"))
-
-
-def build(kind: str, group: str, data: MNISTDataModule, weight: float = 0.0,
-          loss: str = "logit_l2", seed: int | None = None) -> InvarianceModule:
-    """The paper's model ``kind`` (WT, DA, IR) for ``group``; every one trains with random
-    group augmentation, IR adds ``weight`` · ``loss``. With ``seed``, the weights are
-    initialised from it (the experiments always pass it: a cached model is keyed by seed)."""
-    if seed is not None:
-        torch.manual_seed(seed)
-    shape, classes = data.input_shape, data.num_classes
-    backbone = (TiedMLP(shape, classes, group=group, hidden_widths=WIDTHS) if kind == "WT"
-                else MLP(shape, classes, hidden_widths=WIDTHS))
-    weight = weight if kind == "IR" else 0.0
-    return InvarianceModule(backbone, group=group, invariance_loss=loss, invariance_weight=weight,
-                            augment=True, num_classes=classes, lr=8e-4)
+    """The experiments' MNIST data module for ``seed`` (the data section of the
+    ``configs/genuine`` configs, which is the same in each)."""
+    return build("DA", "c4", settings, seed)[1]
 
 
 def validation_si(model, data: MNISTDataModule, group: str, settings: Settings) -> float:
@@ -228,8 +259,8 @@ def choose_weight(group_name: str, settings: Settings, seed: int, loss: str = "l
     tag = "" if loss == "logit_l2" else f"-{loss}"
 
     def measure(weight: float) -> float:
-        data = mnist(settings, seed)
-        model = train(build("IR", group, data, weight, loss, seed), data, settings,
+        module, data = build("IR", group, settings, seed, weight, loss)
+        model = train(module, data, settings,
                       f"table1/{group_name}/IR{tag}-nu{weight:g}", seed)
         si = validation_si(model, data, group, settings)
         x, y = data.val_dataset.tensors
@@ -304,8 +335,8 @@ def table1_models(group_name: str, settings: Settings, on_choice=None):
                 if on_choice is not None:
                     on_choice(choice, tried, seed)
             else:
-                model = train(build(kind, group, data, chosen or 0.0, seed=seed), data,
-                              settings, f"table1/{group_name}/{kind}", seed)
+                module, kind_data = build(kind, group, settings, seed, chosen or 0.0)
+                model = train(module, kind_data, settings, f"table1/{group_name}/{kind}", seed)
             yield seed, data, kind, (chosen if kind == "IR" else 0.0), model
 
 

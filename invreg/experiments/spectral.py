@@ -21,7 +21,6 @@ from invreg.experiments.genuine import (
     WEIGHT_LEGEND,
     build,
     choose_weight,
-    mnist,
     selected_groups,
 )
 from invreg.functional.spectral import jacobian_spectral_norm, weight_singular_values
@@ -78,9 +77,9 @@ def spectral_decay(settings: Settings) -> Results:
                              + ("" if choice.reached else "; none reached 0.95, best SI used")
                              + ")")
             for seed in range(settings.seeds):
-                data = mnist(settings, seed)
                 kind = "DA" if search is None else "IR"
-                model = train(build(kind, group, data, nu, loss, seed), data, settings,
+                module, data = build(kind, group, settings, seed, nu, loss)
+                model = train(module, data, settings,
                               f"table1/{group_name}/{kind}" + ("" if name in ("DA", "L2") else
                                                                f"-{loss}-nu{nu:g}"), seed)
                 rows.append({"group": group_name, "regulariser": name, "nu": nu, "seed": seed,

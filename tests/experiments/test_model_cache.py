@@ -46,17 +46,16 @@ def test_drift_evaluates_the_table1_models_from_the_cache(tmp_path, monkeypatch)
 
 def test_the_key_changes_with_anything_that_changes_the_weights(tmp_path):
     from invreg.experiments.core import Settings, get_scale
-    from invreg.experiments.genuine import build, mnist
+    from invreg.experiments.genuine import build
 
     settings = Settings(get_scale("genuine-table1", "smoke"), tmp_path, 1, 1)
 
     def key(kind="IR", group="c4", weight=1.0, seed=0, epochs=1, batch_size=None):
-        data = mnist(settings, seed)
+        settings.epochs = epochs
+        module, data = build(kind, group, settings, seed, weight)
         if batch_size:
             data.hparams["batch_size"] = batch_size
-        settings.epochs = epochs
-        return model_key(training_description(build(kind, group, data, weight), data,
-                                              settings, seed))
+        return model_key(training_description(module, data, settings, seed))
 
     base = key()
     assert key() == base  # a description is a function of the configuration alone
