@@ -44,9 +44,9 @@ from pytorch_lightning.utilities.seed import isolate_rng
 from torch import Tensor
 from torch.utils.data import DataLoader, default_collate
 
-from invreg.callbacks.media import run_directory
 from invreg.evaluation import eval_mode
 from invreg.groups import Group, get_group
+from invreg.plotting import run_directory
 
 Split = Literal["auto", "train", "val", "test"]
 SPLITS = ("auto", "train", "val", "test")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from torch import Tensor
 
-from invreg.callbacks.media import log_line_series
+from invreg.plotting import log_line_series
 
 
 class DescriptorTrajectoryCallback(pl.Callback):

@@ -16,16 +16,16 @@ from invreg.callbacks.base import (
     fixed_elements,
     resolve_group,
 )
-from invreg.callbacks.media import (
+from invreg.data.drift import DriftSource, blend, get_drift_source, match_statistics
+from invreg.groups import Group
+from invreg.metrics.orbit import OrbitMetrics
+from invreg.plotting import (
     log_figure,
     log_line_series,
     log_scalars,
     log_table,
     new_figure,
 )
-from invreg.data.drift import DriftSource, blend, get_drift_source, match_statistics
-from invreg.groups import Group
-from invreg.metrics.orbit import OrbitMetrics
 
 COLUMNS = ("beta", "DI", "LI", "accuracy", "accuracy_ratio", "consistency")
 

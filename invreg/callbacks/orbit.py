@@ -13,7 +13,6 @@ from invreg.callbacks.base import (
     fixed_elements,
     resolve_group,
 )
-from invreg.callbacks.media import log_scalars
 from invreg.functional.saliency import SALIENCY_METHODS
 from invreg.groups import Group
 from invreg.metrics.orbit import OrbitMetrics
@@ -23,6 +22,7 @@ from invreg.metrics.saliency import (
     check_baseline,
     resolve_baseline,
 )
+from invreg.plotting import log_scalars
 
 #: the :class:`~invreg.metrics.OrbitMetrics` values logged (``LI_normalized`` is not)
 LOGGED = ("DI", "LI", "consistency", "orbit_accuracy", "accuracy")

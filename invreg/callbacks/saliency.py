@@ -17,10 +17,10 @@ from invreg.callbacks.base import (
     fixed_elements,
     resolve_group,
 )
-from invreg.callbacks.media import log_figure, new_figure
 from invreg.functional.saliency import SaliencyRecipe, orbit_saliency, saliency_similarity
 from invreg.groups import Group
 from invreg.metrics.saliency import BACKGROUND, resolve_baseline
+from invreg.plotting import log_figure, new_figure
 
 #: :class:`SaliencyCallback`'s default recipe: the paper's, 32 steps, from the empty pixel
 CALLBACK_RECIPE = SaliencyRecipe(steps=32, baseline=BACKGROUND)

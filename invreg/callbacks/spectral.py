@@ -9,18 +9,18 @@ import torch
 from torch import Tensor
 
 from invreg.callbacks.base import InvarianceCallback, Split, Subset
-from invreg.callbacks.media import (
+from invreg.functional.spectral import (
+    SPECTRAL_METHODS,
+    jacobian_spectral_norm,
+    weight_singular_values,
+)
+from invreg.plotting import (
     log_figure,
     log_histogram,
     log_line_series,
     log_scalars,
     new_figure,
     write_csv,
-)
-from invreg.functional.spectral import (
-    SPECTRAL_METHODS,
-    jacobian_spectral_norm,
-    weight_singular_values,
 )
 
 QUANTILES = {"p10": 0.1, "median": 0.5, "p90": 0.9}

@@ -414,7 +414,7 @@ def drift(settings: Settings) -> Results:
 
 
 def drift_figure(summary):
-    from invreg.callbacks.media import new_figure
+    from invreg.plotting import new_figure
 
     figure = new_figure(10, 7)
     axes = figure.subplots(2, 2, sharex=True)

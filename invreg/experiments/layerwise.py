@@ -153,7 +153,7 @@ def ratio(deviation: float, normalised: float) -> float:
 
 def figure(summary):
     """One panel per split: normalised G-EED against the named stages (:data:`STAGES`)."""
-    from invreg.callbacks.media import new_figure
+    from invreg.plotting import new_figure
 
     fig = new_figure(10, 3.8)
     axes = fig.subplots(1, 2, sharey=True)

@@ -117,7 +117,7 @@ def measure(model, data, group: str, settings: Settings) -> dict[str, float]:
 
 
 def figure(summary):
-    from invreg.callbacks.media import new_figure
+    from invreg.plotting import new_figure
 
     groups = list(dict.fromkeys(e["group"] for e in summary))
     fig = new_figure(9, 3.5 * len(groups))

@@ -1,4 +1,4 @@
-"""Measure what the callbacks of a config cost: ``python -m invreg.callbacks.overhead``.
+"""Measure what the callbacks of a config cost: ``python benchmarks/bench_callbacks.py``.
 
 Trains the config (default ``configs/quickstart.yaml``) with its callbacks and with only the
 callbacks that are not invreg's (``ModelCheckpoint`` stays), ``--repeats`` times each,
@@ -26,7 +26,7 @@ import pytorch_lightning as pl
 
 from invreg.callbacks.base import InvarianceCallback
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 
 class EpochTimer(pl.Callback):
