@@ -53,8 +53,14 @@ SCALES = {
 #: paper: 10k for 300 epochs, 6,000 steps), 2k validation, 2k test images, ν = 100 alone: in a
 #: few minutes on two CPU cores the IR models reach SI ≥ 0.9 on R4 and T3 (T3 is the slow one:
 #: with ν = 10 its SI stalls near 0.89, with ν = 30 it reaches 0.90–0.92 after 1,580 steps).
+#: ``hyper-evidence`` (data sizes and ν grid from configs/hyper): ``epochs`` downstream, twice
+#: as many upstream; full: the configs' 20 / 40 epochs and 3 seeds.
 EXPERIMENT_SCALES = {
     ("genuine-table1", "quick"): Scale("quick", 40_000, 2_000, 2_000, 16, 1, 512, 16, (100.0,)),
+    ("hyper-evidence", "full"): Scale("full", None, 0, None, 20, 3, 0, 0, ()),
+    ("hyper-evidence", "quick"): Scale("quick", None, 0, None, 5, 1, 0, 0, ()),
+    ("hyper-evidence", "smoke"): Scale("smoke", None, 0, None, 1, 1, 0, 0, (),
+                                       limit_batches=2),
 }
 
 

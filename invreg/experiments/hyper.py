@@ -23,6 +23,13 @@ Accuracy is the fraction of test samples classified correctly (micro average) fo
 Every model is scored once, on the test split, after its last epoch (no model selection).
 Prints a Markdown table (mean ± std over seeds) and writes ``results.json`` to ``--out``.
 
+As a reproduction like the others (``results.md``, ``results.csv``, ``results_per_seed.csv``
+in ``results/hyper-evidence``; :func:`evidence`)::
+
+    invreg-experiment hyper-evidence [--quick | --smoke] [--seeds N] [--epochs N]
+
+or on its own, with every knob::
+
     python -m invreg.experiments.hyper [--seeds 0 1 2] [--upstream-epochs 40]
         [--downstream-epochs 20] [--out runs/hyper-evidence] [--accelerator cpu] [--wandb]
         [--upstream-set KEY VALUE ...] [--reuse-upstream]
@@ -35,14 +42,17 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from invreg.cli import run_cli as cli_main
+from invreg.experiments.configs import CONFIGS as ALL_CONFIGS
+from invreg.experiments.core import Results, mean_std
 from invreg.modules import HyperDownstreamModule
 
-CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs" / "hyper"
+CONFIGS = ALL_CONFIGS / "hyper"
 TASKS = {"rotated": "downstream_rotated.yaml", "orientation": "downstream_orientation.yaml"}
 VARIANTS = {
     "learned": [],
@@ -97,7 +107,16 @@ def downstream_args(task: str, variant: str, checkpoint: Path, backbone: dict, e
 
 def run_seed(seed: int, out: Path, upstream_epochs: int, downstream_epochs: int,
              accelerator: str, wandb: bool, upstream_overrides: list[str] = (),
-             reuse_upstream: bool = False) -> list[dict]:
+             reuse_upstream: bool = False, trainer_overrides: Sequence[str] = (),
+             progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Upstream pre-training and the downstream models of ``seed``: one row each.
+
+    ``trainer_overrides`` go to every run (e.g. ``--trainer.limit_train_batches 2``);
+    ``progress`` receives a line after each model (default: the row as JSON on stdout).
+    """
+    if progress is None:
+        def progress(line: str) -> None:
+            print(line, flush=True)
     root = out / f"seed{seed}"
     checkpoint = root / "upstream.ckpt"
     start = time.time()
@@ -110,20 +129,22 @@ def run_seed(seed: int, out: Path, upstream_epochs: int, downstream_epochs: int,
         upstream = cli_main(["fit", "--config", str(CONFIGS / "upstream.yaml"),
                              "--trainer.max_epochs", str(upstream_epochs),
                              *common_args(seed, root / "upstream", accelerator, wandb,
-                                          f"upstream-s{seed}"), *upstream_overrides])
+                                          f"upstream-s{seed}"), *trainer_overrides,
+                             *upstream_overrides])
         val_acc = float(upstream.trainer.callback_metrics["val/acc"])
         upstream.trainer.save_checkpoint(checkpoint)
         (root / "upstream.json").write_text(json.dumps(dict(val_acc=val_acc)))
         backbone = upstream.model.backbone.config
     rows = [dict(seed=seed, task="upstream", variant="upstream", val_acc=val_acc,
                  seconds=round(time.time() - start, 1))]
+    progress(json.dumps(rows[0]))
     for task in TASKS:
         for variant in VARIANTS:
             start = time.time()
             name = f"{task}-{variant.replace(' ', '').replace('=', '')}-s{seed}"
             args = downstream_args(task, variant, checkpoint, backbone, downstream_epochs,
                                    common_args(seed, root / name, accelerator, wandb, name))
-            cli = cli_main(args)
+            cli = cli_main([*args, *trainer_overrides])
             test = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
             row = dict(seed=seed, task=task, variant=variant, test_acc=test["test/acc"],
                        seconds=round(time.time() - start, 1))
@@ -131,7 +152,7 @@ def run_seed(seed: int, out: Path, upstream_epochs: int, downstream_epochs: int,
                 model = cli.model
                 row["descriptor"] = model.backbone.descriptor.to_dict(model.descriptor)
             rows.append(row)
-            print(json.dumps(row), flush=True)
+            progress(json.dumps(row))
     return rows
 
 
@@ -156,6 +177,47 @@ def summarise(rows: list[dict]) -> str:
     if upstream:
         lines.append(f"\nupstream val acc (sampled descriptors): {stats(upstream)} %")
     return "\n".join(lines)
+
+
+EVIDENCE_LEGEND = {
+    "task": "upstream: pre-training (validation accuracy over sampled descriptors); rotated: "
+            "digits at random rotations; orientation: which quarter turn was applied",
+    "variant": "learned: descriptor and head fitted; fixed d=0 / d=1: head alone; scratch: a "
+               "CNN trained from scratch",
+    "seeds": "number of seeds averaged",
+    "acc": "test accuracy (%) after the last epoch (upstream: validation accuracy)",
+    "d_rotation": "the rotation strength d of the descriptor at the end (learned: fitted; "
+                  "fixed: as given; nan for scratch and upstream)",
+}
+
+
+def evidence(settings) -> Results:
+    """``invreg-experiment hyper-evidence``: :func:`run_seed` for seeds ``0 … seeds−1`` with
+    ``settings.epochs`` downstream epochs and twice as many upstream (the configs' 20 and 40);
+    the table is the mean ± std over seeds of every model's accuracy and final ``d``."""
+    if not CONFIGS.is_dir():
+        raise FileNotFoundError(f"hyper-evidence reads {CONFIGS}: it needs a source checkout")
+    upstream_epochs = settings.extra.get("upstream_epochs", 2 * settings.epochs)
+    limit = settings.scale.limit_batches
+    overrides = [] if limit is None else [
+        item for stage in ("train", "val", "test")
+        for item in (f"--trainer.limit_{stage}_batches", str(limit))]
+    per_seed = []
+    for seed in range(settings.seeds):
+        for row in run_seed(seed, settings.out / "runs", upstream_epochs, settings.epochs,
+                            "cpu" if settings.accelerator == "auto" else settings.accelerator,
+                            False, trainer_overrides=overrides, progress=settings.progress):
+            accuracy = row["test_acc"] if "test_acc" in row else row["val_acc"]
+            per_seed.append({"task": row["task"], "variant": row["variant"], "seed": seed,
+                             "acc": 100 * accuracy,
+                             "d_rotation": row.get("descriptor", {}).get("rotation"),
+                             "seconds": row["seconds"]})
+    summary = mean_std(per_seed, ["acc", "d_rotation"], ["task", "variant"])
+    return Results(summary, per_seed=per_seed, legend=EVIDENCE_LEGEND,
+                   notes=["Every model is scored once, after its last epoch (no model "
+                          "selection); configs: " + ", ".join(
+                              f"configs/hyper/{name}" for name in
+                              ("upstream.yaml", *TASKS.values()))])
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -58,6 +58,12 @@ def _layerwise(settings):
     return layerwise(settings)
 
 
+def _hyper(settings):
+    from invreg.experiments.hyper import evidence
+
+    return evidence(settings)
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "genuine-table1": Experiment(
         "Genuine invariance: WT / DA / IR on MNIST (Moskalev et al. 2023, Table 1)", _table1,
@@ -71,6 +77,9 @@ EXPERIMENTS: dict[str, Experiment] = {
     "layerwise": Experiment(
         "Layer-wise G-EED: augmentation vs equivariant layers (Kvinge et al. 2022)", _layerwise,
         lambda s: 3 * s.seeds),
+    "hyper-evidence": Experiment(
+        "HyperInvariances: the learned rotation strength moves the right way "
+        "(Chavhan et al. 2022)", _hyper, lambda s: 9 * s.seeds),
 }
 
 
