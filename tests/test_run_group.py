@@ -5,8 +5,8 @@ on it, and a config writes it once."""
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
+from tiny import tiny_trainer
 
 from invreg.callbacks.base import resolve_group
 from invreg.cli import main, run_cli
@@ -108,9 +108,7 @@ def test_module_copies_are_the_groups_action(group):
 
 
 def validate(module, data):
-    trainer = pl.Trainer(max_epochs=1, limit_val_batches=1, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False)
+    trainer = tiny_trainer(limit_val_batches=1)
     trainer.validate(module, datamodule=data, verbose=False)
     return trainer
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from tiny import tiny_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -71,22 +72,17 @@ def fast_callbacks(every_n_epochs: int = 1, save_local: bool = True) -> list[pl.
 
 
 def make_trainer(root, callbacks, logger=None, max_epochs: int = 1, **kwargs) -> pl.Trainer:
+    """:func:`tiny.tiny_trainer` with ``callbacks``, two training batches and a log per step."""
     options = dict(
         max_epochs=max_epochs,
         limit_train_batches=2,
-        accelerator="cpu",
-        devices=1,
         logger=logger if logger is not None else False,
         callbacks=callbacks,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=1,
-        default_root_dir=str(root),
     )
     options.update(kwargs)
-    return pl.Trainer(**options)
+    return tiny_trainer(root, **options)
 
 
 @pytest.fixture
@@ -95,14 +91,9 @@ def data() -> TinyData:
 
 
 @pytest.fixture(autouse=True)
-def _wandb_disabled_and_one_thread(monkeypatch):
+def _wandb_disabled(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    # tiny tensors: one thread is faster, and immune to a busy machine's oversubscription
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Linear(nn.Module):

@@ -3,6 +3,7 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from tiny import tiny_trainer
 from torch import nn
 
 from invreg.data import DigitsDataModule, InvarianceDataModule
@@ -254,15 +255,6 @@ def test_trains_with_lightning(tmp_path):
 
     dm = DigitsDataModule(augment_group="c4", transform_group="c4", remove_classes=[9])
     model = Tiny(dm.input_shape, dm.num_classes)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=3,
-        limit_val_batches=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = tiny_trainer(tmp_path, limit_train_batches=3, limit_val_batches=2)
     trainer.fit(model, datamodule=dm)
     assert torch.isfinite(trainer.callback_metrics["val_loss"])

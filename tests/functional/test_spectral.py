@@ -23,15 +23,6 @@ def exact_sigma_max(model, x):
     return torch.stack(values).float()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: one thread is faster, and immune to a busy machine's oversubscription
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def tanh_mlp():
     torch.manual_seed(0)

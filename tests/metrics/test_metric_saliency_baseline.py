@@ -3,8 +3,8 @@
 import warnings
 
 import pytest
-import pytorch_lightning as pl
 import torch
+from tiny import tiny_trainer
 
 from invreg.data import DigitsDataModule
 from invreg.functional import saliency_invariance
@@ -26,8 +26,7 @@ def digits_run():
     data = DigitsDataModule(batch_size=128, seed=0, augment_group="c4")
     module = InvarianceModule(MLP(data.input_shape, data.num_classes, hidden_widths=[64]),
                               group="c4", invariance_weight=0.0, lr=1e-2)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_checkpointing=False, enable_model_summary=False)
+    trainer = tiny_trainer()
     trainer.fit(module, data)
     x, y = data.val_dataset.tensors
     return data, module.eval(), x[:8], y[:8]

@@ -2,6 +2,7 @@
 
 import pytorch_lightning as pl
 import torch
+from tiny import tiny_trainer
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
@@ -48,13 +49,7 @@ class Evaluated(pl.LightningModule):
 def test_validation_loop_in_inference_mode():
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(12, 1, 8, 8), torch.randint(0, 3, (12,)))
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = tiny_trainer()
     module = Evaluated().eval()
     (result,) = trainer.validate(module, DataLoader(data, batch_size=4), verbose=False)
     eps = torch.finfo(torch.float32).eps

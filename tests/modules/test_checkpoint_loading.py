@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
+from tiny import tiny_trainer
 from torch import nn
 
 from invreg.config import from_config, to_config
@@ -87,8 +87,7 @@ def fit_and_save(module, path):
     x = torch.randn(16, 1, 8, 8)
     data = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(x, torch.randint(0, 10, (16,))), batch_size=8)
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = tiny_trainer()
     trainer.fit(module, data)
     trainer.save_checkpoint(path)
     return path
@@ -152,9 +151,7 @@ def test_checkpoint_with_a_data_module_holding_group_objects_loads_safely(tmp_pa
     data = DigitsDataModule(batch_size=256, augment_group=Rotations(4))
     module = InvarianceModule(MLP(data.input_shape, data.num_classes, hidden_widths=[8]),
                               group=Rotations(4))
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         limit_train_batches=1, limit_val_batches=1)
+    trainer = tiny_trainer(tmp_path, limit_train_batches=1, limit_val_batches=1)
     trainer.fit(module, data)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     # the whole file is plain data (torch.load's safe default), data module included

@@ -1,40 +1,26 @@
 """HyperUpstreamModule and HyperDownstreamModule checkpoints load in one line."""
 
+import shutil
+
 import pytest
 import pytorch_lightning as pl
 import torch
+from tiny import hyper_loader, tiny_trainer
 
-from invreg.data import DigitsDataModule
-from invreg.data.tasks import DigitOrientationDataModule
 from invreg.models.hyper import HyperCNN
 from invreg.modules import HyperDownstreamModule, HyperUpstreamModule
 
 
-def tiny_trainer():
-    return pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False)
-
-
-def test_downstream_checkpoint_loads_without_its_upstream_file(tmp_path):
-    pl.seed_everything(0)
-    data = DigitsDataModule(upscale=2, pad=2, standardize=False, batch_size=64)
-    upstream = HyperUpstreamModule(
-        invariance_weight=1.0,
-        backbone=HyperCNN(data.input_shape, data.num_classes, descriptor=["rotation"],
-                          channels=(4, 8)))
-    trainer = tiny_trainer()
-    trainer.fit(upstream, data)
+def test_downstream_checkpoint_loads_without_its_upstream_file(tmp_path, upstream_checkpoint):
     upstream_path = tmp_path / "upstream.ckpt"
-    trainer.save_checkpoint(upstream_path)
+    shutil.copyfile(upstream_checkpoint, upstream_path)  # the shared file stays
     assert isinstance(HyperUpstreamModule.load_from_checkpoint(upstream_path).backbone,
                       HyperCNN)
 
-    task = DigitOrientationDataModule(upscale=2, pad=2, standardize=False, batch_size=64)
-    downstream = HyperDownstreamModule(upstream_checkpoint=str(upstream_path),
-                                       num_classes=task.num_classes)
-    trainer = tiny_trainer()
-    trainer.fit(downstream, task)
+    pl.seed_everything(0)
+    downstream = HyperDownstreamModule(upstream_checkpoint=str(upstream_path), num_classes=4)
+    trainer = tiny_trainer(tmp_path, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(downstream, hyper_loader(num_classes=4), hyper_loader(num_classes=4))
     downstream_path = tmp_path / "downstream.ckpt"
     trainer.save_checkpoint(downstream_path)
     upstream_path.unlink()  # moved, deleted, another machine: the downstream file is enough
@@ -42,7 +28,7 @@ def test_downstream_checkpoint_loads_without_its_upstream_file(tmp_path):
     loaded = HyperDownstreamModule.load_from_checkpoint(downstream_path)
     assert isinstance(loaded, HyperDownstreamModule)
     assert torch.equal(loaded.descriptor, downstream.descriptor)
-    x = torch.rand(3, *data.input_shape)
+    x = torch.rand(3, *downstream.backbone.input_shape)
     downstream.eval()
     assert torch.equal(loaded(x), downstream(x))
     assert all(not p.requires_grad for p in loaded.backbone.parameters())

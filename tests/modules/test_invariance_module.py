@@ -1,12 +1,13 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from tiny import tiny_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from invreg.functional import logit_invariance, orbit_logits
 from invreg.groups import Rotations
-from invreg.losses import FeatureL2, PredictiveKL
+from invreg.losses import FeatureL2, NormalizedLogitL2, PredictiveKL
 from invreg.modules import InvarianceModule
 
 
@@ -31,8 +32,7 @@ def loaders(n=96, seed=0):
 
 def fit(module, epochs=15):
     pl.seed_everything(0)
-    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = tiny_trainer(max_epochs=epochs)
     train, val = loaders()
     trainer.fit(module, train, val)
     return trainer
@@ -121,9 +121,54 @@ def test_bad_arguments_and_inputs():
         module.shared_step((bad, torch.zeros(2).long()), "train")
 
 
-def test_predictive_kl_and_continuous_group_train():
-    module = InvarianceModule(TinyNet(), group="so2", invariance_loss=PredictiveKL(),
-                              orbit_mode="full", orbit_size=3)
-    fit(module, epochs=1)
-    module = InvarianceModule(TinyNet(), group="so2", invariance_loss="normalized_logit_l2")
-    fit(module, epochs=1)
+def kl_pairs(orbit):
+    """``KL(softmax f(x) ‖ softmax f(g·x))`` per sample and non-identity element."""
+    log_p = orbit.log_softmax(dim=-1)
+    return (log_p[:, :1].exp() * (log_p[:, :1] - log_p[:, 1:])).sum(-1)
+
+
+def normalized_l2_pairs(orbit):
+    """``‖f(x) − f(g·x)‖² / ‖f(x)‖²`` per sample and non-identity element."""
+    return (orbit[:, :1] - orbit[:, 1:]).pow(2).sum(-1) / orbit[:, :1].pow(2).sum(-1)
+
+
+@pytest.mark.parametrize(
+    ("loss", "loss_class", "pairs"),
+    [(PredictiveKL(), PredictiveKL, kl_pairs),
+     ("normalized_logit_l2", NormalizedLogitL2, normalized_l2_pairs)],
+    ids=["predictive_kl", "normalized_logit_l2"],
+)
+def test_predictive_kl_and_continuous_group_train(loss, loss_class, pairs):
+    """On SO(2) with ``orbit_mode="full"`` the step compares ``f(x)`` with ``orbit_size − 1``
+    rotated copies by the chosen loss, and training moves the weights with finite losses."""
+    torch.manual_seed(0)
+    module = InvarianceModule(TinyNet(), group="so2", invariance_loss=loss, orbit_mode="full",
+                              orbit_size=3, invariance_weight=2.0, augment=False).double()
+    assert isinstance(module.invariance_loss, loss_class)
+    x, y = next(iter(loaders()[1]))
+    x = x.double()
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    module.random_generator.manual_seed(7)
+    total = module.shared_step((x, y), "train")
+    # the same draw of angles, by hand: the identity and two rotated copies of each sample
+    module.random_generator.manual_seed(7)
+    orbit_inputs = module.group.orbit(x, num_samples=3, generator=module.random_generator)
+    assert orbit_inputs.shape == (48, 3, 1, 4, 4)
+    with torch.no_grad():
+        orbit = module.backbone(orbit_inputs.flatten(0, 1)).view(48, 3, 3)
+    invariance = pairs(orbit).mean()
+    task = nn.functional.cross_entropy(orbit[:, 0], y)
+    # float64 sums over a few dozen terms of size ~1: a few hundred eps of the magnitude
+    tol = 256 * torch.finfo(torch.float64).eps * max(1.0, invariance.item(), task.item())
+    assert invariance > 1e3 * tol  # the rotated copies differ: the comparison is not vacuous
+    torch.testing.assert_close(total.detach(), task + 2.0 * invariance, rtol=0, atol=tol)
+
+    module = InvarianceModule(TinyNet(), group="so2", invariance_loss=loss, orbit_mode="full",
+                              orbit_size=3, lr=1e-2)
+    before = [p.detach().clone() for p in module.parameters()]
+    trainer = fit(module, epochs=1)
+    assert all(not torch.equal(b, p) for b, p in zip(before, module.parameters(), strict=True))
+    for key in ("train/task_loss_epoch", "train/invariance_loss_epoch", "val/invariance_loss"):
+        value = trainer.callback_metrics[key]
+        assert torch.isfinite(value) and value > 0, key

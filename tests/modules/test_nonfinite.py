@@ -4,8 +4,8 @@ refused at construction."""
 import math
 
 import pytest
-import pytorch_lightning as pl
 import torch
+from tiny import tiny_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -27,9 +27,7 @@ def data(n=64):
 
 
 def trainer(epochs=3):
-    return pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False,
-                      num_sanity_val_steps=0)
+    return tiny_trainer(max_epochs=epochs, num_sanity_val_steps=0)
 
 
 @pytest.mark.parametrize("weight", [float("nan"), float("inf"), -1.0, "1", True, None])
@@ -88,5 +86,4 @@ def test_nonfinite_validation_loss_raises_even_in_skip_mode():
     with torch.no_grad():
         module.backbone[1].weight.fill_(math.inf)
     with pytest.raises(NonFiniteLossError, match="val batch 0"):
-        pl.Trainer(logger=False, enable_progress_bar=False,
-                   enable_model_summary=False).validate(module, data())
+        tiny_trainer().validate(module, data())

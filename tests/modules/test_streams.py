@@ -3,6 +3,7 @@
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from tiny import tiny_trainer
 
 from invreg.data import DigitsDataModule
 from invreg.models import MLP
@@ -64,9 +65,8 @@ def _fit_hyper(tmp_path, name, max_epochs, ckpt_path=None):
     module = HyperUpstreamModule(backbone, num_classes=10, invariance_weight=1.0,
                                  corner_probability=0.2, lr=1e-2)
     checkpoint = ModelCheckpoint(dirpath=tmp_path / name, save_last=True)
-    trainer = pl.Trainer(max_epochs=max_epochs, logger=False, callbacks=[checkpoint],
-                         deterministic=True, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = tiny_trainer(tmp_path, max_epochs=max_epochs, callbacks=[checkpoint],
+                           enable_checkpointing=True, deterministic=True)
     trainer.fit(module, DigitsDataModule(batch_size=512, augment_group="flip"),
                 ckpt_path=ckpt_path)
     return module.state_dict()

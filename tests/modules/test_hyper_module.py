@@ -7,11 +7,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
-from torch.utils.data import DataLoader, TensorDataset
+from tiny import hyper_backbone, hyper_loader, tiny_trainer
 
 from invreg.callbacks import DescriptorTrajectoryCallback
 from invreg.losses import FeatureL2, NormalizedLogitL2
-from invreg.models.hyper import HyperCNN
 from invreg.modules.hyper import (
     HyperDownstreamModule,
     HyperUpstreamModule,
@@ -20,52 +19,25 @@ from invreg.modules.hyper import (
 from invreg.modules.hyper_common import UPSTREAM_MARK
 
 
-def loader(n=64, num_classes=3, seed=0, shuffle=True):
-    gen = torch.Generator().manual_seed(seed)
-    y = torch.randint(num_classes, (n,), generator=gen)
-    x = 0.3 * torch.randn(n, 1, 8, 8, generator=gen)
-    x[torch.arange(n), 0, 2 * y, 2 * y] += 3.0  # a class-dependent bright pixel
-    return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=shuffle, generator=gen)
-
-
-def backbone():
-    torch.manual_seed(0)
-    return HyperCNN((1, 8, 8), num_classes=3, descriptor=["rotation", "flip"], channels=(4, 8),
-                    embedding_dim=8, embedding_hidden=8)
-
-
 def trainer(tmp_path, epochs=1, **kwargs):
     pl.seed_everything(0)
-    return pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False,
-                      default_root_dir=tmp_path, **kwargs)
+    return tiny_trainer(tmp_path, max_epochs=epochs, **kwargs)
 
 
 def snapshot(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-@pytest.fixture(scope="module")
-def upstream_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("upstream") / "upstream.ckpt"
-    module = HyperUpstreamModule(backbone(), num_classes=3, invariance_weight=1.0,
-                                   lr=1e-2)
-    fit = trainer(path.parent, epochs=2)
-    fit.fit(module, loader(), loader(shuffle=False))
-    fit.save_checkpoint(path)
-    return path
-
-
 @pytest.mark.parametrize("sampling", ["sample", "batch"])
 def test_upstream_training_lowers_the_loss_and_logs(tmp_path, sampling):
-    module = HyperUpstreamModule(backbone(), num_classes=3, invariance_weight=1.0,
+    module = HyperUpstreamModule(hyper_backbone(), num_classes=3, invariance_weight=1.0,
                                    descriptor_sampling=sampling, corner_probability=0.2,
                                    lr=1e-2)
     before = snapshot(module)
     fit = trainer(tmp_path, epochs=4)
-    fit.validate(module, loader(shuffle=False), verbose=False)
+    fit.validate(module, hyper_loader(shuffle=False), verbose=False)
     first = fit.callback_metrics["val/task_loss"].item()
-    fit.fit(module, loader(), loader(shuffle=False))
+    fit.fit(module, hyper_loader(), hyper_loader(shuffle=False))
     metrics = fit.callback_metrics
     assert metrics["val/task_loss"].item() < first
     for key in ["train/task_loss_epoch", "train/invariance_loss_epoch", "val/invariance_loss",
@@ -78,18 +50,18 @@ def test_upstream_training_lowers_the_loss_and_logs(tmp_path, sampling):
 
 
 def test_upstream_validation_is_deterministic(tmp_path):
-    module = HyperUpstreamModule(backbone(), num_classes=3)
+    module = HyperUpstreamModule(hyper_backbone(), num_classes=3)
     fit = trainer(tmp_path)
-    runs = [fit.validate(module, loader(shuffle=False), verbose=False)[0] for _ in range(2)]
+    runs = [fit.validate(module, hyper_loader(shuffle=False), verbose=False)[0] for _ in range(2)]
     assert runs[0] == runs[1]
 
 
 def test_checkpoint_rebuilds_the_hyper_network(upstream_checkpoint):
     restored = load_upstream_backbone(upstream_checkpoint)
     module = HyperUpstreamModule.load_from_checkpoint(upstream_checkpoint)
-    x = next(iter(loader()))[0]
+    x = next(iter(hyper_loader()))[0]
     assert torch.equal(restored(x, [0.2, 0.9]), module.backbone(x, [0.2, 0.9]))
-    assert restored.config == backbone().config
+    assert restored.config == hyper_backbone().config
 
 
 def test_downstream_freezes_the_hyper_network_and_learns_descriptor_and_head(
@@ -104,7 +76,7 @@ def test_downstream_freezes_the_hyper_network_and_learns_descriptor_and_head(
     before = snapshot(module)
     trajectory = DescriptorTrajectoryCallback()
     fit = trainer(tmp_path, epochs=2, callbacks=[trajectory])
-    fit.fit(module, loader(num_classes=4), loader(num_classes=4, shuffle=False))
+    fit.fit(module, hyper_loader(num_classes=4), hyper_loader(num_classes=4, shuffle=False))
     after = module.state_dict()
     for name, value in before.items():
         changed = not torch.equal(value, after[name])
@@ -124,7 +96,7 @@ def test_fixed_descriptor_stays_put(tmp_path, upstream_checkpoint):
     module = HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint),
                                    num_classes=3, descriptor_init={"rotation": 1.0, "flip": 0.0},
                                    learn_descriptor=False)
-    trainer(tmp_path).fit(module, loader())
+    trainer(tmp_path).fit(module, hyper_loader())
     assert module.descriptor.tolist() == [1.0, 0.0]
     assert {n for n, p in module.named_parameters() if p.requires_grad} == {
         "head.weight", "head.bias"}
@@ -134,8 +106,8 @@ def test_descriptor_waits_for_the_warm_up_epochs(tmp_path, upstream_checkpoint):
     module = HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint),
                                    num_classes=3, descriptor_warmup_epochs=1, descriptor_lr=0.1)
     trajectory = DescriptorTrajectoryCallback()
-    trainer(tmp_path, epochs=2, callbacks=[trajectory]).fit(module, loader())
-    steps_per_epoch = len(loader())
+    trainer(tmp_path, epochs=2, callbacks=[trajectory]).fit(module, hyper_loader())
+    steps_per_epoch = len(hyper_loader())
     history = torch.tensor([values for _, values in trajectory.history])
     assert torch.all(history[:steps_per_epoch] == 0.5)  # epoch 0: only the head learns
     assert not torch.equal(history[-1], torch.tensor([0.5, 0.5]))
@@ -147,12 +119,12 @@ def test_descriptor_callback_logs_a_row_per_epoch_to_a_csv_logger(tmp_path, upst
     trajectory = DescriptorTrajectoryCallback()
     fit = trainer(tmp_path, epochs=3, callbacks=[trajectory])
     fit.loggers = [CSVLogger(tmp_path)]  # trainer() has none
-    fit.fit(module, loader())
+    fit.fit(module, hyper_loader())
     with open(next(tmp_path.rglob("metrics.csv"))) as file:
         rows = [r for r in csv.DictReader(file) if r["descriptor/rotation"]]
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     # each row holds the descriptor after that epoch's last step
-    steps_per_epoch = len(loader())
+    steps_per_epoch = len(hyper_loader())
     for epoch, row in enumerate(rows):
         step, values = trajectory.history[(epoch + 1) * steps_per_epoch - 1]
         assert step == (epoch + 1) * steps_per_epoch
@@ -172,7 +144,7 @@ def test_descriptor_callback_sends_the_trajectory_plot_to_wandb(
     module = HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint), num_classes=3)
     fit = trainer(tmp_path, epochs=2, callbacks=[DescriptorTrajectoryCallback()])
     fit.loggers = [wandb_logger]
-    fit.fit(module, loader())
+    fit.fit(module, hyper_loader())
     charts = [(m, s) for m, s in logged if "descriptor/trajectory" in m]
     assert len(charts) == 1 and charts[0][1] == fit.global_step
     assert sum("descriptor/rotation" in m for m, _ in logged) == 2  # one per epoch
@@ -183,7 +155,7 @@ def test_descriptor_callback_without_a_logger_fills_callback_metrics(
 ):
     module = HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint), num_classes=3)
     fit = trainer(tmp_path, callbacks=[DescriptorTrajectoryCallback()])
-    fit.fit(module, loader())
+    fit.fit(module, hyper_loader())
     logged = [fit.callback_metrics[f"descriptor/{n}"].item() for n in ("rotation", "flip")]
     assert logged == module.descriptor.tolist()
 
@@ -191,7 +163,7 @@ def test_descriptor_callback_without_a_logger_fills_callback_metrics(
 def test_descriptor_callback_needs_a_learned_descriptor(tmp_path):
     fit = trainer(tmp_path, callbacks=[DescriptorTrajectoryCallback()])
     with pytest.raises(TypeError, match="learned descriptor.*HyperUpstreamModule"):
-        fit.fit(HyperUpstreamModule(backbone()), loader())
+        fit.fit(HyperUpstreamModule(hyper_backbone()), hyper_loader())
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
@@ -204,7 +176,7 @@ def test_a_checkpoint_that_is_not_upstream_is_rejected(tmp_path, upstream_checkp
     module = HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint),
                                    num_classes=3)
     fit = trainer(tmp_path)
-    fit.fit(module, loader())
+    fit.fit(module, hyper_loader())
     path = tmp_path / "downstream.ckpt"
     fit.save_checkpoint(path)
     with pytest.raises(ValueError, match="not a checkpoint of HyperUpstreamModule"):
@@ -222,7 +194,7 @@ def test_checkpoints_of_the_former_single_module_still_hand_over(tmp_path, upstr
         load_upstream_backbone(old)
     saved["hyper_parameters"]["stage"] = "upstream"
     torch.save(saved, old)
-    x = next(iter(loader()))[0]
+    x = next(iter(hyper_loader()))[0]
     torch.testing.assert_close(load_upstream_backbone(old)(x, [0.3, 0.6]),
                                load_upstream_backbone(upstream_checkpoint)(x, [0.3, 0.6]),
                                rtol=0, atol=0)
@@ -233,7 +205,7 @@ def test_checkpoints_of_the_former_single_module_still_hand_over(tmp_path, upstr
     [
         (dict(), ValueError, "exactly one of backbone"),
         (dict(backbone=torch.nn.Linear(2, 2)), TypeError, "HyperCNN"),
-        (dict(backbone="B", backbone_config=backbone().config), ValueError, "exactly one of"),
+        (dict(backbone="B", backbone_config=hyper_backbone().config), ValueError, "exactly one of"),
         (dict(backbone="B", num_classes=5), ValueError, "does not match"),
         (dict(backbone="B", invariance_loss="l1"), ValueError, "Unknown invariance loss 'l1'"),
         (dict(backbone="B", invariance_loss=FeatureL2(layer="blocks.0")), ValueError,
@@ -245,7 +217,7 @@ def test_checkpoints_of_the_former_single_module_still_hand_over(tmp_path, upstr
 )
 def test_bad_upstream_arguments(kwargs, error, match):
     if kwargs.get("backbone") == "B":
-        kwargs["backbone"] = backbone()
+        kwargs["backbone"] = hyper_backbone()
     with pytest.raises(error, match=match):
         HyperUpstreamModule(**kwargs)
 
@@ -266,11 +238,11 @@ def test_bad_downstream_arguments(kwargs, match):
 
 
 def test_upstream_takes_a_loss_object_and_keeps_its_description(tmp_path):
-    module = HyperUpstreamModule(backbone(), invariance_weight=1.0,
+    module = HyperUpstreamModule(hyper_backbone(), invariance_weight=1.0,
                                  invariance_loss=NormalizedLogitL2())
     assert isinstance(module.invariance_loss, NormalizedLogitL2)
     fit = trainer(tmp_path)
-    fit.fit(module, loader())
+    fit.fit(module, hyper_loader())
     path = tmp_path / "upstream.ckpt"
     fit.save_checkpoint(path)
     assert isinstance(HyperUpstreamModule.load_from_checkpoint(path).invariance_loss,
@@ -282,13 +254,11 @@ def test_upstream_training_is_a_function_of_the_seed(tmp_path):
     from its own seeded streams (a different seed gives different weights)."""
     def fit(seed):
         pl.seed_everything(seed)
-        module = HyperUpstreamModule(backbone(), invariance_weight=1.0, corner_probability=0.2,
-                                     lr=1e-2)
+        module = HyperUpstreamModule(hyper_backbone(), invariance_weight=1.0,
+                                     corner_probability=0.2, lr=1e-2)
         pl.seed_everything(seed)
-        run = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         deterministic=True, default_root_dir=tmp_path)
-        run.fit(module, loader(seed=seed), loader(shuffle=False))
+        run = tiny_trainer(tmp_path, max_epochs=2, deterministic=True)
+        run.fit(module, hyper_loader(seed=seed), hyper_loader(shuffle=False))
         return snapshot(module)
 
     first, again, other = fit(0), fit(0), fit(1)

@@ -11,7 +11,7 @@ from invreg.data.tasks import DigitOrientationDataModule, RotatedDigitsDataModul
 from invreg.models.hyper import HyperCNN
 from invreg.modules.hyper import HyperDownstreamModule, HyperUpstreamModule
 
-CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs" / "hyper"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "hyper"
 TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
         "--trainer.limit_val_batches", "1", "--trainer.logger", "false"]
 DOWNSTREAM = {"downstream_rotated": (RotatedDigitsDataModule, 10),
