@@ -35,6 +35,23 @@ def tiny_trainer(tmp_path: Path) -> Callable[..., pl.Trainer]:
     return make
 
 
+@pytest.fixture
+def data():
+    """The callback tests' tiny data module (``callback_helpers.TinyData``)."""
+    from callback_helpers import TinyData  # tests/callbacks is on the path for its tests
+
+    return TinyData()
+
+
+@pytest.fixture(autouse=True)
+def _wandb_disabled_for_callbacks(request: pytest.FixtureRequest,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The callback tests log to W&B only where a test switches it on itself."""
+    if request.path.parent.name == "callbacks":
+        monkeypatch.setenv("WANDB_MODE", "disabled")
+        monkeypatch.setenv("WANDB_SILENT", "true")
+
+
 @pytest.fixture(scope="session")
 def upstream_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A HyperUpstreamModule over :func:`tiny.hyper_backbone`, trained 2 epochs on

@@ -125,12 +125,29 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
     elapsed = time.perf_counter() - start
     header = (
         f"Command: `invreg-experiment {name} --scale {scale} --seeds {settings.seeds} "
-        f"--epochs {settings.epochs}`; machine: {platform.machine()}, {platform.processor() or ''}"
-        f" {_device(accelerator)}; {elapsed / 60:.1f} min. Means (± std over seeds)."
+        f"--epochs {settings.epochs}{_options(extra)}`; machine: {platform.machine()}, "
+        f"{platform.processor() or ''} {_device(accelerator)}; {elapsed / 60:.1f} min. "
+        "Means (± std over seeds)."
     )
     write_results(results, out, experiment.title, header)
     print((out / "results.md").read_text())
     return results
+
+
+def _options(extra: dict) -> str:
+    """The command-line form of the options an experiment ran with (``--groups R4`` ...)."""
+    parts = []
+    if extra.get("groups"):
+        parts.append("--groups " + " ".join(extra["groups"]))
+    source = extra.get("drift_source")
+    if source is not None:
+        from invreg.data.drift import DRIFT_SOURCES
+
+        name = source if isinstance(source, str) else next(
+            (key for key, kind in DRIFT_SOURCES.items() if type(source) is kind),
+            type(source).__name__)
+        parts.append(f"--drift-source {name}")
+    return "".join(" " + part for part in parts)
 
 
 def _device(accelerator: str) -> str:

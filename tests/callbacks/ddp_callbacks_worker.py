@@ -12,7 +12,7 @@ import sys
 
 
 def run(out: str, devices: int) -> dict:
-    from conftest import TinyData, fast_callbacks, make_trainer, tiny_module
+    from callback_helpers import TinyData, fast_callbacks, make_trainer, tiny_module
 
     from invreg.callbacks import InvarianceCallback
 
@@ -50,7 +50,7 @@ def run(out: str, devices: int) -> dict:
 
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:0] = [here, os.path.dirname(here)]  # its conftest, and the tests' tiny module
+    sys.path[:0] = [here, os.path.dirname(here)]  # its callback_helpers, and the tests' tiny module
     import torch
 
     torch.set_num_threads(1)

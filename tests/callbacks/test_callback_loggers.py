@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from conftest import fast_callbacks, make_trainer, tiny_module
+from callback_helpers import fast_callbacks, make_trainer, tiny_module
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 from invreg.callbacks import InvarianceCallback

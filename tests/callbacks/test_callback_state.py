@@ -5,7 +5,7 @@ import os
 
 import pytorch_lightning as pl
 import torch
-from conftest import fast_callbacks, make_trainer, tiny_module
+from callback_helpers import fast_callbacks, make_trainer, tiny_module
 
 from invreg.callbacks import InvarianceCallback, SpectralDecayCallback
 

@@ -5,7 +5,7 @@ import struct
 import time
 from pathlib import Path
 
-from conftest import fast_callbacks, make_trainer, tiny_module
+from callback_helpers import fast_callbacks, make_trainer, tiny_module
 
 
 def logged_keys(run_dir: Path, expected: set[str], timeout: float = 30.0) -> set[str]:

@@ -2,7 +2,7 @@ import csv
 
 import pytest
 import torch
-from conftest import make_trainer, tiny_module
+from callback_helpers import make_trainer, tiny_module
 from pytorch_lightning.loggers import CSVLogger
 
 from invreg.callbacks import DriftCallback

@@ -2,7 +2,7 @@ import csv
 
 import pytest
 import torch
-from conftest import TinyData, make_trainer, tiny_module
+from callback_helpers import TinyData, make_trainer, tiny_module
 from pytorch_lightning.loggers import CSVLogger
 
 from invreg.callbacks import OrbitConsistencyCallback

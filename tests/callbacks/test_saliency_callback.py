@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import make_trainer, tiny_module
+from callback_helpers import make_trainer, tiny_module
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from invreg.callbacks import SaliencyCallback

@@ -90,3 +90,10 @@ def test_quick_table1_has_its_own_scale_and_the_others_keep_theirs(tmp_path, mon
     assert table1.scale != SCALES["quick"] and table1.epochs == table1.scale.epochs
     assert table1.scale.train_size * table1.epochs // 512 >= 1000  # ≥ 1,000 steps per model
     assert f"--epochs {table1.epochs}" in (tmp_path / "genuine-table1" / "results.md").read_text()
+
+
+def test_results_header_names_the_options_it_ran_with(tmp_path):
+    run("genuine-drift", scale="smoke", out=tmp_path, groups=["T3"], drift_source="noise")
+    header = (tmp_path / "results.md").read_text().splitlines()[2]
+    assert header.startswith("Command: `invreg-experiment genuine-drift --scale smoke --seeds 1 "
+                             "--epochs 1 --groups T3 --drift-source noise`;"), header

@@ -1,8 +1,11 @@
-"""Tiny data, models and trainers for the callback tests (each fit takes well under a second)."""
+"""Tiny data, models and trainers for the callback tests (each fit takes well under a second).
+
+A plain module (imported as ``callback_helpers``), not a conftest: the suite has one conftest,
+``tests/conftest.py``, which holds the callback tests' fixtures (``data``, W&B disabled).
+"""
 
 from __future__ import annotations
 
-import pytest
 import pytorch_lightning as pl
 import torch
 from tiny import tiny_trainer
@@ -83,17 +86,6 @@ def make_trainer(root, callbacks, logger=None, max_epochs: int = 1, **kwargs) ->
     )
     options.update(kwargs)
     return tiny_trainer(root, **options)
-
-
-@pytest.fixture
-def data() -> TinyData:
-    return TinyData()
-
-
-@pytest.fixture(autouse=True)
-def _wandb_disabled(monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    monkeypatch.setenv("WANDB_SILENT", "true")
 
 
 class Linear(nn.Module):
