@@ -127,7 +127,7 @@ def figure(summary):
         names = [e["regulariser"] for e in entries]
         left.bar(names, [e["jacobian_sigma_max"] for e in entries],
                  yerr=[e["jacobian_sigma_max_std"] for e in entries], capsize=4)
-        left.set_title(f"{group}: σ_max of the input→logit Jacobian (standardised input)")
+        left.set_title(f"{group}: σ_max(J), standardised input")
         right.bar(names, [e["acc"] for e in entries], yerr=[e["acc_std"] for e in entries],
                   capsize=4)
         right.set_title(f"{group}: test accuracy %")
