@@ -430,6 +430,8 @@ def drift_figure(summary):
         axes[0, col].set_yscale("symlog", linthresh=1e-4)
         axes[0, col].set_title(f"{group_name}: DI under drift (symlog)")
         axes[1, col].set_title(f"{group_name}: Acc(β) / Acc(0)")
-        axes[1, col].set_xlabel("β")
+        axes[1, col].set_xlabel("β (weight of the drift image)")
+        axes[0, col].set_ylabel("DI, mean KL(p(x) ‖ p(g·x))")
+        axes[1, col].set_ylabel("accuracy relative to β = 0")
         axes[0, col].legend()
     return figure

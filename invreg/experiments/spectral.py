@@ -131,4 +131,6 @@ def figure(summary):
         right.bar(names, [e["acc"] for e in entries], yerr=[e["acc_std"] for e in entries],
                   capsize=4)
         right.set_title(f"{group}: test accuracy %")
+        left.set_ylabel("σ_max(J), mean ± std over seeds")
+        right.set_ylabel("accuracy %, mean ± std over seeds")
     return fig
