@@ -334,6 +334,28 @@ class Group(RecordsInit, ABC):
         """Raise ``ValueError`` naming the shape if the group cannot act on ``x`` (``TypeError``
         if ``x`` is not a tensor, or not floating point for a group that resamples)."""
 
+    def check_input_shape(self, shape: tuple[int, ...] | list[int]) -> None:
+        """Raise ``ValueError`` if the group cannot act on inputs of shape ``shape``.
+
+        ``shape`` is one sample's shape without the batch axis, e.g. a data module's
+        ``input_shape`` ``(C, H, W)``: a run checks it once before training instead of failing
+        at the first batch. The default asks :meth:`check_input` on a zero batch
+        ``[1, *shape]``; groups whose constraint has a short list of valid choices (cyclic
+        shifts) override it to name them.
+
+        >>> from invreg.groups import Rotations
+        >>> Rotations(4).check_input_shape((1, 28, 28))
+        >>> Rotations(4).check_input_shape((1, 28, 36))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Rotations(n=4) cannot act on inputs of shape (1, 28, 36): ...
+        """
+        shape = _input_shape(self, shape)
+        try:
+            self.check_input(torch.zeros(1, *shape))
+        except ValueError as err:
+            raise ValueError(f"{self!r} cannot act on inputs of shape {shape}: {err}") from None
+
     @abstractmethod
     def _act(self, x: Tensor, g: Tensor) -> Tensor:
         """Apply ``g[i]`` to ``x[i]``; inputs already validated, ``g`` of shape
@@ -493,6 +515,22 @@ def require_floating(x: Tensor, what: str) -> None:
             f"{what} resamples bilinearly and needs a floating-point tensor, got dtype "
             f"{x.dtype}; convert it first, e.g. x.float()"
         )
+
+
+def _input_shape(group: Group, shape: object) -> tuple[int, ...]:
+    """``shape`` as a tuple of positive ints, or ``ValueError`` naming what was received."""
+    if isinstance(shape, Tensor | str) or not hasattr(shape, "__iter__"):
+        raise TypeError(
+            f"{group!r}.check_input_shape(shape): expected a tuple of ints such as (1, 28, 28), "
+            f"got {shape!r}"
+        )
+    dims = tuple(shape)
+    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
+        raise ValueError(
+            f"{group!r}.check_input_shape(shape): expected positive ints such as (1, 28, 28), "
+            f"got {shape!r}"
+        )
+    return dims
 
 
 def check_image(group: Group, x: Tensor, square: bool) -> None:

@@ -99,6 +99,11 @@ class Product(Group):
         self.first.check_input(x)
         self.second.check_input(x)
 
+    def check_input_shape(self, shape: tuple[int, ...] | list[int]) -> None:
+        """Both factors must act on ``shape``; the first that cannot raises its message."""
+        self.first.check_input_shape(shape)
+        self.second.check_input_shape(shape)
+
     def _act(self, x: Tensor, g: Tensor) -> Tensor:
         a, b = self.split(g)
         return self.first._act(self.second._act(x, b), a)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from invreg.groups.base import Group
+from invreg.groups.base import Group, _input_shape
 
 
 class CyclicShifts(Group):
@@ -65,6 +65,38 @@ class CyclicShifts(Group):
                 f"{self!r}: n·shift = {self.n}·{step} is not a multiple of the axis length "
                 f"{length} (input shape {tuple(x.shape)}), so the shifts do not form a group"
             )
+
+    def check_input_shape(self, shape: tuple[int, ...] | list[int]) -> None:
+        """Raise ``ValueError`` naming the valid ``n`` if the shifts do not fit ``shape``.
+
+        With ``shift=None`` the axis length must be divisible by ``n``; the message lists the
+        divisors as registry names (``t<n>`` along x, ``ty<n>`` along y).
+
+        >>> CyclicShifts(3).check_input_shape((1, 36, 36))
+        >>> CyclicShifts(5).check_input_shape((1, 36, 36))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: t5 needs n dividing 36 (the x axis of inputs (1, 36, 36)): t2, t3, t4, ...
+        """
+        shape = _input_shape(self, shape)
+        if len(shape) not in (2, 3) or (self.dim == -2 and len(shape) != 3):
+            super().check_input_shape(shape)
+            return
+        length = shape[self.dim]
+        step = self.step(length)
+        if step != 0 and (self.n * step) % length == 0:
+            return
+        prefix = "t" if self.dim == -1 else "ty"
+        axis = "x" if self.dim == -1 else "y"
+        if self.shift is None:
+            valid = [n for n in range(2, length + 1) if length % n == 0]
+            rule = f"n dividing {length}"
+        else:
+            valid = [n for n in range(2, length + 1) if (n * self.shift) % length == 0]
+            rule = f"n·{self.shift} a multiple of {length}"
+        choices = ", ".join(f"{prefix}{n}" for n in valid) or "none"
+        name = f"{prefix}{self.n}" if self.shift is None else repr(self)
+        raise ValueError(f"{name} needs {rule} (the {axis} axis of inputs {shape}): {choices}")
 
     def _act(self, x: Tensor, g: Tensor) -> Tensor:
         step = self.step(x.shape[self.dim])

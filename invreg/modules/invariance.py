@@ -189,9 +189,13 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         return logits, layer_output(captured, self.invariance_loss.layer)[0]
 
     def setup(self, stage: str) -> None:
-        """Read the fill value from the data module (set up before the module by Lightning)."""
+        """Read the fill value from the data module (set up before the module by Lightning) and
+        check that the group can act on its inputs before the first batch."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         self.fill = background_of(datamodule)
+        input_shape = getattr(datamodule, "input_shape", None)
+        if input_shape is not None:
+            self.group.check_input_shape(input_shape)
 
     def transformed_copies(self, x: Tensor, orbit_mode: str) -> Tensor:
         """Inputs the invariance error is measured on: ``[B, K, ...]`` copies of ``x``.
