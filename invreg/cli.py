@@ -28,7 +28,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningCLI
 
 from invreg.modules.checkpointing import NonFiniteLossError
-from invreg.runs import SaveRunConfig
+from invreg.runs import SaveRunConfig, report_run
 
 DESCRIPTION = """\
 invreg: measure and enforce invariance of neural networks to groups of input transformations
@@ -82,11 +82,37 @@ class InvregCLI(LightningCLI):
         # fail before anything is built, not at the start of training
         config = self.config[self.subcommand] if self.subcommand else self.config
         link_run_group(config)
+        check_ckpt_path(self.subcommand, config)
         if any(path.endswith("WandbLogger") for path in _logger_class_paths(config)):
             try:
                 import wandb  # noqa: F401
             except ImportError as error:
                 raise ModuleNotFoundError(WANDB_HINT, name="wandb") from error
+
+    # the end of a run: one table of its final metrics, and summary.json in its run folder
+    def after_fit(self) -> None:
+        report_run(self.trainer, "fit")
+
+    def after_validate(self) -> None:
+        report_run(self.trainer, "validate")
+
+    def after_test(self) -> None:
+        report_run(self.trainer, "test")
+
+
+def check_ckpt_path(subcommand: str | None, config: Namespace) -> None:
+    """``--ckpt_path best`` / ``last`` name a checkpoint of a fit in the same process; each
+    ``invreg`` command is a fresh process (and a fresh run folder), so for ``validate``,
+    ``test`` and ``predict`` they name nothing: ``ValueError`` asking for the file's path."""
+    if subcommand not in ("validate", "test", "predict") or not isinstance(config, Namespace):
+        return
+    ckpt_path = config.get("ckpt_path")
+    if ckpt_path in ("best", "last"):
+        raise ValueError(
+            f"ckpt_path={ckpt_path!r} only works after fit in the same process; pass the "
+            f"checkpoint file, e.g. --ckpt_path <run folder>/checkpoints/{ckpt_path}.ckpt "
+            f"(the run's summary.json lists its checkpoints)"
+        )
 
 
 def link_run_group(config: Namespace) -> None:

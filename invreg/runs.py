@@ -21,12 +21,14 @@ and its checkpoints go inside it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import weakref
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import SaveConfigCallback
 
@@ -105,3 +107,106 @@ class SaveRunConfig(SaveConfigCallback):
             self.save_config(trainer, pl_module, stage)
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+# ------------------------------------------------------------------ the run's final metrics
+SUMMARY_FILENAME = "summary.json"
+
+
+def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    """Every scalar metric the run ended with, ``name → float``, sorted by name.
+
+    Read from ``trainer.logged_metrics`` and ``trainer.callback_metrics`` (the latter wins
+    where both hold a name): the module's ``train/…``, ``val/…``, ``test/…`` keys and the
+    callbacks' ``orbit/…``, ``spectral/…``, ``drift/…`` keys, whatever the logger. A tensor
+    with more than one element is not a scalar and is left out.
+    """
+    merged = {**trainer.logged_metrics, **trainer.callback_metrics}
+    metrics: dict[str, float] = {}
+    for name, value in merged.items():
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                continue
+            value = value.item()
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            metrics[name] = float(value)
+    return dict(sorted(metrics.items()))
+
+
+def checkpoint_paths(trainer: pl.Trainer) -> dict[str, str]:
+    """The checkpoints of this run: ``best`` and ``last`` of its ``ModelCheckpoint`` (the
+    first one with a file), and ``loaded``, the file a ``validate``/``test`` run evaluated."""
+    paths: dict[str, str] = {}
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            if callback.best_model_path and "best" not in paths:
+                paths["best"] = callback.best_model_path
+            if callback.last_model_path and "last" not in paths:
+                paths["last"] = callback.last_model_path
+    if trainer.ckpt_path:
+        paths["loaded"] = str(trainer.ckpt_path)
+    return paths
+
+
+def headline_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The metrics worth a line on the console: names of at most three parts
+    (``orbit/val/DI``, ``val/acc``, ``spectral/val/jacobian_sigma_max``), without Lightning's
+    ``_step``/``_epoch`` copies. Per-β drift values and per-layer singular values
+    (``drift/val/DI/beta_0.10``, ``spectral/weights/<layer>/sigma_1``) stay in summary.json."""
+    return {name: value for name, value in metrics.items()
+            if name.count("/") <= 2 and not name.endswith(("_step", "_epoch"))}
+
+
+def format_summary(metrics: dict[str, float], title: str) -> str:
+    """A two-column text table, ``title`` above it, one metric per line:
+
+    >>> print(format_summary({"val/acc": 0.5, "orbit/val/DI": 1.25e-05}, "fit"))
+    fit
+      metric        value
+      ------------  -----------
+      val/acc       0.5
+      orbit/val/DI  1.25e-05
+    """
+    width = max([len("metric"), *map(len, metrics)])
+    rows = [f"  {'metric':<{width}}  value", f"  {'-' * width}  {'-' * 11}"]
+    rows += [f"  {name:<{width}}  {value:.6g}" for name, value in metrics.items()]
+    if not metrics:
+        rows.append("  (no metrics were logged)")
+    return "\n".join([title, *rows])
+
+
+def write_summary(trainer: pl.Trainer, stage: str) -> Path:
+    """Write ``summary.json`` into :func:`run_directory` and return its path.
+
+    Contents: ``{"stage", "run_directory", "checkpoints": {best, last, loaded},
+    "metrics": {name: float}}`` (:func:`final_metrics`, :func:`checkpoint_paths`). An existing
+    file is never overwritten: a second stage in the same folder writes ``summary-v1.json``.
+    Call it on every process (:func:`run_directory` is collective); rank 0 writes.
+    """
+    folder = run_directory(trainer)
+    path = folder / SUMMARY_FILENAME
+    if trainer.is_global_zero:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = free_path(path)
+        summary = {"stage": stage, "run_directory": str(folder),
+                   "checkpoints": checkpoint_paths(trainer), "metrics": final_metrics(trainer)}
+        path.write_text(json.dumps(summary, indent=2) + "\n")
+    return path
+
+
+def report_run(trainer: pl.Trainer, stage: str) -> Path:
+    """End of an ``invreg`` run: write ``summary.json`` (:func:`write_summary`, every metric)
+    and print one table of the headline metrics (:func:`headline_metrics`; rank 0 only), the
+    run folder, the checkpoints and the summary file."""
+    path = write_summary(trainer, stage)
+    if trainer.is_global_zero:
+        title = f"invreg {stage}: final metrics of the run in {run_directory(trainer)}"
+        metrics = final_metrics(trainer)
+        shown = headline_metrics(metrics)
+        print(format_summary(shown, title))
+        if len(shown) < len(metrics):
+            print(f"  ({len(metrics) - len(shown)} more metrics in summary.json)")
+        for name, checkpoint in checkpoint_paths(trainer).items():
+            print(f"  checkpoint ({name}): {checkpoint}")
+        print(f"  summary: {path}", flush=True)
+    return path
