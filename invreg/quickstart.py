@@ -1,9 +1,13 @@
 """``make quickstart``: train on bundled digits with and without the invariance term, compare.
 
-Trains three models with ``configs/quickstart.yaml`` through the ``invreg`` CLI (in-process):
-a plain data-augmentation MLP (DA, ``invariance_weight=0``), the same MLP with the logit
-invariance error (IR), and the weight-tied, exactly invariant MLP (WT). Each is restored to its
-best validation epoch and evaluated on the held-out test split over full C4 orbits.
+Trains three models with ``configs/quickstart.yaml`` (or ``--config``) through the ``invreg``
+CLI (in-process): the config's backbone with plain data augmentation (DA,
+``invariance_weight=0``), the same backbone with the config's invariance error (IR), and the
+weight-tied, exactly invariant MLP (WT), tied over the config's group. Each is restored to its
+best validation epoch and evaluated on the held-out test split over the group's orbits.
+
+A model that does not apply to the config is skipped with a printed reason: WT needs a finite
+group; IR needs ``invariance_weight > 0``.
 
     python -m invreg.quickstart [--max-epochs N] [--config PATH] [--out DIR]
 """
@@ -11,6 +15,7 @@ best validation epoch and evaluated on the held-out test split over full C4 orbi
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -22,18 +27,60 @@ from invreg.evaluation import evaluate_invariance
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
 
+#: orbit elements (identity included) evaluated for a continuous group without ``orbit_size``
+CONTINUOUS_ORBIT_SIZE = 8
+
 RUNS = {
     "DA": ("data augmentation", ["--model.init_args.invariance_weight", "0"]),
     "IR": ("invariance-regularised", []),
-    "WT": (
-        "weight-tied (exact)",
-        [
-            "--model.init_args.backbone.class_path", "invreg.models.TiedMLP",
-            "--model.init_args.backbone.init_args.group", "c4",
-            "--model.init_args.invariance_weight", "0",
-        ],
-    ),
+    # the backbone gets the run's group (model.init_args.group) from the CLI; input_shape is
+    # added from the data module by plan_runs, since the config's backbone may not take one
+    "WT": ("weight-tied (exact)", ["--model.init_args.invariance_weight", "0"]),
 }
+
+
+def eval_orbit_size(model) -> int | None:
+    """Orbit elements evaluated per sample: all of a finite group; the module's ``orbit_size``
+    (else :data:`CONTINUOUS_ORBIT_SIZE`) for a continuous one."""
+    if model.group.is_finite:
+        return None
+    return model.orbit_size or CONTINUOUS_ORBIT_SIZE
+
+
+def plan_runs(config: Path, models: tuple[str, ...]) -> tuple[dict[str, list[str]], str]:
+    """The CLI arguments of each model that applies to ``config``, and the group's description.
+
+    Builds the config once without training to read its group, its data module's
+    ``input_shape`` and its ``invariance_weight``; prints why a model is skipped.
+    """
+    unknown = [name for name in models if name not in RUNS]
+    if unknown:
+        raise ValueError(f"models: expected names among {list(RUNS)}, got {unknown}")
+    cli = cli_main(["--config", str(config), "--trainer.logger", "false",
+                    "--trainer.callbacks", "[]"], run=False)
+    group, input_shape = cli.model.group, tuple(cli.datamodule.input_shape)
+    skipped = {}
+    if "IR" in models and not cli.model.invariance_weight > 0:
+        skipped["IR"] = "the config's invariance_weight is 0; set it > 0 to regularise"
+    if "WT" in models and not group.is_finite:
+        skipped["WT"] = f"{group!r} is continuous; weight tying needs a finite group (c4, t3...)"
+    runs = {}
+    for name in models:
+        if name in skipped:
+            print(f"{name} ({RUNS[name][0]}): skipped: {skipped[name]}")
+            continue
+        runs[name] = list(RUNS[name][1])
+        if name == "WT":
+            runs[name] = [
+                "--model.init_args.backbone.class_path", "invreg.models.TiedMLP",
+                "--model.init_args.backbone.init_args.input_shape", json.dumps(list(input_shape)),
+                *runs[name],
+            ]
+    if group.is_finite:
+        described = f"full orbits of {group!r}"
+    else:
+        described = f"{eval_orbit_size(cli.model)} sampled elements of {group!r}"
+    return runs, described
 
 
 def train_and_evaluate(
@@ -50,7 +97,11 @@ def train_and_evaluate(
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         cli.model.load_state_dict(state)
     cli.datamodule.setup("test")
-    result = evaluate_invariance(cli.model, cli.datamodule.test_dataloader(), cli.model.group)
+    group = cli.model.group
+    result = evaluate_invariance(
+        cli.model, cli.datamodule.test_dataloader(), group,
+        num_samples=eval_orbit_size(cli.model),
+    )
     logger = cli.trainer.logger
     if logger is not None:
         logger.log_metrics({f"test_orbit/{k}": v for k, v in result.items()})
@@ -78,11 +129,13 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
 def run(config: Path = DEFAULT_CONFIG, out: Path = Path("runs/quickstart"),
         max_epochs: int | None = None, models: tuple[str, ...] = ("DA", "IR", "WT")) -> dict:
     start = time.perf_counter()
+    runs, orbits = plan_runs(config, models)
     results = {
-        name: train_and_evaluate(name, RUNS[name][1], config, out, max_epochs) for name in models
+        name: train_and_evaluate(name, extra, config, out, max_epochs)
+        for name, extra in runs.items()
     }
     elapsed = time.perf_counter() - start
-    print("\nTest split, full C4 orbits (DI, LI: means over samples and non-identity rotations)")
+    print(f"\nTest split, {orbits} (DI, LI: means over samples and non-identity elements)")
     print(format_table(results))
     print(f"\ntrained and evaluated in {elapsed:.1f} s; runs in {out}/")
     return results
