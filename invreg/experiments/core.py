@@ -244,14 +244,15 @@ def invariance_report(
     report = {"acc": 100 * scores["acc"], "orbit_acc": 100 * scores["orbit_acc"],
               "LI": scores["LI"], "DI": scores["DI"], "consistency": scores["consistency"]}
     xs, ys = x[:saliency_samples], y[:saliency_samples]
-    for key, baseline in (("SI", background), ("SI_grey", 0.0)):
-        if key == "SI_grey" and baseline == background:
-            report[key] = report["SI"]
-            continue
-        report[key] = IF.saliency_invariance(
+
+    def si(baseline: float) -> float:
+        return IF.saliency_invariance(
             model, xs, ys, group, "integrated_gradients", steps=ig_steps, baseline=baseline,
             max_batch_size=1024,
         ).item()
+
+    report["SI"] = si(background)
+    report["SI_grey"] = report["SI"] if background == 0.0 else si(0.0)
     return report
 
 

@@ -277,6 +277,18 @@ def choose_weight(group_name: str, settings: Settings, seed: int, loss: str = "l
     return choice, models[choice.weight], table
 
 
+def choice_note(label: str, choice: WeightChoice, tried: Sequence[dict], seed: int,
+                search: str = "coarse-to-fine") -> str:
+    """One line of ``results.md`` on a ν search: the ν chosen, every (ν, validation SI)
+    measured, and whether the target was reached (:func:`choose_weight`'s ``rows``)."""
+    how = "" if search == "coarse-to-fine" else f"{search} search, "
+    return (f"{label}: ν = {choice.weight:g} ({how}validation SI by ν, seed {seed}: "
+            + ", ".join(f"{r['nu']:g}→{r['val_SI']:.3f}" for r in tried)
+            + ("" if choice.reached else
+               f"; no ν reached SI ≥ {SI_TARGET}, the highest SI is used")
+            + ")")
+
+
 def selected_groups(settings: Settings) -> dict[str, str]:
     names = settings.extra.get("groups") or list(GROUPS)
     unknown = [n for n in names if n not in GROUPS]
@@ -346,13 +358,7 @@ def table1(settings: Settings) -> Results:
 
         def record(choice, tried, seed, group_name=group_name):
             weight_rows.extend(tried)
-            notes.append(
-                f"{group_name}: ν = {choice.weight:g} (validation SI by ν, seed {seed}: "
-                + ", ".join(f"{r['nu']:g}→{r['val_SI']:.3f}" for r in tried)
-                + ("" if choice.reached else
-                   f"; no ν reached SI ≥ {SI_TARGET}, the highest SI is used")
-                + ")"
-            )
+            notes.append(choice_note(group_name, choice, tried, seed))
 
         for seed, data, kind, nu, model in table1_models(group_name, settings, record):
             x, y = held_out_tensors(data)
@@ -397,7 +403,7 @@ def drift(settings: Settings) -> Results:
             for beta in betas:
                 with torch.no_grad():
                     orbit = IF.orbit_logits(model, blend(x, x_drift, beta), get_group(group))
-                acc = (orbit[:, 0].argmax(-1) == y).float().mean().item()
+                acc = IF.accuracy(orbit, y).item()
                 base_acc = acc if base_acc is None else base_acc
                 rows.append({"group": group_name, "model": kind, "seed": seed, "beta": beta,
                              "DI": IF.predictive_kl_invariance(orbit).item(),

@@ -20,6 +20,7 @@ from invreg.experiments.core import Results, Settings, Table, held_out_tensors, 
 from invreg.experiments.genuine import (
     WEIGHT_LEGEND,
     build,
+    choice_note,
     choose_weight,
     selected_groups,
 )
@@ -71,11 +72,7 @@ def spectral_decay(settings: Settings) -> Results:
                 choice, _, tried = choose_weight(group_name, settings, 0, loss, search)
                 nu = choice.weight
                 weight_rows += [{"regulariser": name, **row} for row in tried]
-                notes.append(f"{group_name} {name}: ν = {nu:g} ({search} search; validation "
-                             "SI by ν: " + ", ".join(f"{r['nu']:g}→{r['val_SI']:.3f}"
-                                                     for r in tried)
-                             + ("" if choice.reached else "; none reached 0.95, best SI used")
-                             + ")")
+                notes.append(choice_note(f"{group_name} {name}", choice, tried, 0, search))
             for seed in range(settings.seeds):
                 kind = "DA" if search is None else "IR"
                 module, data = build(kind, group, settings, seed, nu, loss)
@@ -110,7 +107,7 @@ def measure(model, data, group: str, settings: Settings) -> dict[str, float]:
     xs = x[: settings.scale.eval_samples]
     sigma = jacobian_spectral_norm(model, xs, generator=torch.Generator().manual_seed(0)).mean()
     first = next(iter(weight_singular_values(model.backbone, k=1).values()))[0]
-    return {"acc": 100 * (orbit[:, 0].argmax(-1) == y).float().mean().item(),
+    return {"acc": 100 * IF.accuracy(orbit, y).item(),
             "jacobian_sigma_max": sigma.item(), "jacobian_sigma_max_raw": sigma.item() / data.std,
             "first_layer_sigma_max": first.item(), "first_layer_sigma_max_raw":
             first.item() / data.std, "LI": IF.logit_invariance(orbit).item()}
