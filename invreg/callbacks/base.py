@@ -1,9 +1,19 @@
 """What every invreg callback shares: when it runs, on which samples, and how results travel.
 
-**When.** During ``fit``: at the end of every ``every_n_epochs``-th training epoch (after that
-epoch's validation) and once more at the end of training (``on_train_end``, while the model is
-still on its device) unless that step was just evaluated; during ``validate`` and ``test``:
-once, at the end. Never during the sanity check.
+**When.** During ``fit``: at the end of the validation that closes every
+``every_n_epochs``-th training epoch (at the end of the epoch itself when it has no
+validation), and at the end of the last epoch (``at_end``; when training stops early, in
+``on_train_end``, unless that step was just evaluated); during ``validate`` and ``test``: once,
+at the end of the epoch. Never during the sanity check.
+
+**Where the numbers go.** Every value is logged at the step of the module's own epoch-end
+metrics (:func:`logging_step`). The headline scalars (``orbit/val/DI``, ``spectral/val/...``)
+go through ``LightningModule.log`` whenever Lightning allows it (the ``*_epoch_end`` hooks
+above), so they are logged in the same call as the module's metrics: ``orbit/val/DI`` shares
+its row of ``metrics.csv`` with ``val/acc``, ``ModelCheckpoint``/``EarlyStopping`` can monitor
+them in the same epoch, and ``invreg validate``/``test`` print them in Lightning's results
+table. Per-β and per-layer values, media, and an evaluation in ``on_train_end`` go to the
+loggers directly.
 
 **On what.** A fixed, seeded subset of ``num_samples`` samples of one split, drawn once per
 split from the data module's loader (``trainer.datamodule.<split>_dataloader()``, else the
@@ -46,7 +56,8 @@ from torch.utils.data import DataLoader, default_collate
 
 from invreg.evaluation import eval_mode
 from invreg.groups import Group, get_group
-from invreg.plotting import run_directory
+from invreg.plotting import log_scalars, run_directory
+from invreg.runs import headline_metrics
 
 Split = Literal["auto", "train", "val", "test"]
 SPLITS = ("auto", "train", "val", "test")
@@ -115,6 +126,7 @@ class InvarianceCallback(pl.Callback):
         self._last_evaluated: tuple[str, int] | None = None
         self._subsets: dict[str, tuple[Tensor, Tensor | None]] = {}
         self._run_dir: Path | None = None
+        self._through_lightning = False
 
     # ------------------------------------------------------------------ subclass API
     def evaluate(
@@ -137,21 +149,37 @@ class InvarianceCallback(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._run_dir = run_directory(trainer)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not self.every_n_epochs:
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
             return
-        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._invoke(trainer, pl_module, "fit")
+        if trainer.state.fn == TrainerFn.FITTING:
+            if _closes_epoch(trainer) and self._scheduled(trainer):
+                self._invoke(trainer, pl_module, "fit", through_lightning=True,
+                             at_end=self._only_at_end(trainer))
+        elif trainer.state.fn == TrainerFn.VALIDATING:
+            self._invoke(trainer, pl_module, "validate", through_lightning=True, at_end=True)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._invoke(trainer, pl_module, "test", through_lightning=True, at_end=True)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # an epoch without validation (no val loader, check_val_every_n_epoch > 1, ...)
+        if not trainer.sanity_checking and self._scheduled(trainer):
+            self._invoke(trainer, pl_module, "fit", through_lightning=True,
+                         at_end=self._only_at_end(trainer))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._at_end(trainer, pl_module, "fit", evaluate=self.at_end)
+        # training stopped before its last epoch (early stopping, max_steps, max_time)
+        if self.at_end:
+            self._invoke(trainer, pl_module, "fit", through_lightning=False, at_end=True)
+        self._finalize(trainer, pl_module, "fit")
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.VALIDATING and not trainer.sanity_checking:
-            self._at_end(trainer, pl_module, "validate")
+            self._finalize(trainer, pl_module, "validate")
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._at_end(trainer, pl_module, "test")
+        self._finalize(trainer, pl_module, "test")
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history), "last_evaluated": self._last_evaluated}
@@ -175,6 +203,30 @@ class InvarianceCallback(pl.Callback):
 
     def key(self, split: str, *parts: str) -> str:
         return "/".join((self.prefix, split, *parts))
+
+    def step(self, trainer: pl.Trainer) -> int:
+        """The step this evaluation is logged at (:func:`logging_step`): the step of the
+        module's own epoch-end metrics, so files and plots name the same step as the loggers."""
+        return logging_step(trainer)
+
+    def log_scalars(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+        """Log scalar results at :meth:`step`.
+
+        Inside an ``*_epoch_end`` hook the headline values (names of at most three parts, such
+        as ``orbit/val/DI``) go through ``pl_module.log``: one row with the module's epoch-end
+        metrics, visible to ``ModelCheckpoint`` and printed in Lightning's results table. The
+        detail (per-β, per-layer values such as ``drift/val/DI/beta_0.50``) and every value
+        outside those hooks go to the loggers directly (:func:`~invreg.plotting.log_scalars`).
+        """
+        headline = headline_metrics(metrics) if self._through_lightning else {}
+        detail = {key: value for key, value in metrics.items() if key not in headline}
+        if detail:
+            log_scalars(trainer, detail, self.step(trainer))
+        module = trainer.lightning_module
+        for key, value in headline.items():
+            # identical on every rank (reduced by the metric states): no second reduction
+            module.log(key, float(value), on_step=False, on_epoch=True, batch_size=1,
+                       add_dataloader_idx=False, sync_dist=False)
 
     def resolve_split(self, stage: str) -> str:
         if self.split != "auto":
@@ -204,35 +256,46 @@ class InvarianceCallback(pl.Callback):
         return ordered[: subset.total]
 
     # ------------------------------------------------------------------ machinery
-    def _invoke(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def _scheduled(self, trainer: pl.Trainer) -> bool:
+        """Whether the epoch that just ended is evaluated (``every_n_epochs`` or the last one)."""
+        return not self._only_at_end(trainer) or (self.at_end and _last_epoch(trainer))
+
+    def _only_at_end(self, trainer: pl.Trainer) -> bool:
+        """Whether ``every_n_epochs`` leaves out the epoch that just ended (evaluating it anyway,
+        as the last one, counts as end-of-run time, :attr:`end_seconds`)."""
+        epoch = trainer.current_epoch + 1
+        return not (self.every_n_epochs and epoch % self.every_n_epochs == 0)
+
+    def _invoke(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str,
+                through_lightning: bool, at_end: bool) -> None:
         split = self.resolve_split(stage)
-        marker = (split, int(trainer.global_step))
+        marker = (split, self.step(trainer))
         if stage == "fit" and self._last_evaluated == marker:
-            return  # the end of fit right after an epoch-end evaluation
+            return  # evaluated at this epoch's validation, or the end of fit right after it
         start = time.perf_counter()
-        with _evaluation_mode(pl_module):
-            subset = self._subset(trainer, pl_module, split)
-            record = self.evaluate(trainer, pl_module, subset, split)
+        self._through_lightning = through_lightning
+        try:
+            with _evaluation_mode(pl_module):
+                subset = self._subset(trainer, pl_module, split)
+                record = self.evaluate(trainer, pl_module, subset, split)
+        finally:
+            self._through_lightning = False
         elapsed = time.perf_counter() - start
         self.seconds += elapsed
+        if at_end:
+            self.end_seconds += elapsed
         self._last_evaluated = marker
         self.history.append(
             {"step": marker[1], "split": split, "stage": stage, **record, "seconds": elapsed}
         )
 
-    def _at_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str,
-                evaluate: bool = True) -> None:
-        before = self.seconds
-        if evaluate:
-            self._invoke(trainer, pl_module, stage)
-        self._finalize(trainer, pl_module, stage)
-        self.end_seconds += self.seconds - before
-
     def _finalize(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         start = time.perf_counter()
         with _evaluation_mode(pl_module):
             self.finalize(trainer, pl_module, self.resolve_split(stage))
-        self.seconds += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
+        self.end_seconds += elapsed
 
     def _subset(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> Subset:
         if split not in self._subsets:
@@ -272,6 +335,32 @@ class InvarianceCallback(pl.Callback):
 
 
 # --------------------------------------------------------------------------- functions
+def logging_step(trainer: pl.Trainer) -> int:
+    """The step Lightning logs epoch-end metrics at (``val/acc``, ``train/loss_epoch``, ...).
+
+    Lightning counts the batches that stepped and logs an epoch's end (its validation
+    included) at the index of its last batch: the count minus one once the epoch's batches are
+    done, the count itself while validation runs inside the epoch and in ``validate``/``test``
+    (0 for a trainer that has not trained).
+    """
+    stepped = int(getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped",
+                          trainer.global_step))
+    if trainer.state.fn == TrainerFn.FITTING and not trainer.validating:
+        return max(stepped - 1, 0)
+    return stepped
+
+
+def _closes_epoch(trainer: pl.Trainer) -> bool:
+    """Whether the validation running now is the one at the end of the training epoch (not one
+    of ``val_check_interval``'s mid-epoch validations)."""
+    return bool(getattr(trainer.fit_loop.epoch_loop.batch_progress, "is_last_batch", True))
+
+
+def _last_epoch(trainer: pl.Trainer) -> bool:
+    """Whether the epoch that just ended is the last one ``max_epochs`` allows."""
+    return trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1
+
+
 @contextmanager
 def _evaluation_mode(module: torch.nn.Module) -> Iterator[None]:
     """:func:`~invreg.evaluation.eval_mode`, gradients on (also inside validate/test), global

@@ -22,7 +22,6 @@ from invreg.metrics.orbit import OrbitMetrics
 from invreg.plotting import (
     log_figure,
     log_line_series,
-    log_scalars,
     log_table,
     new_figure,
 )
@@ -49,7 +48,8 @@ class DriftCallback(InvarianceCallback):
     :class:`~invreg.data.drift.DriftSource`; with ``match_stats`` the drift samples get the
     subset's scalar mean and std first.
 
-    Logged with ``step=trainer.global_step``: scalars ``drift/<split>/DI/beta_0.50`` and
+    Logged at the step of the module's epoch-end metrics: scalars ``drift/<split>/DI/beta_0.50``
+    and
     ``drift/<split>/accuracy_ratio/beta_0.50``; a table ``drift/<split>/table`` (columns
     ``beta, DI, LI, accuracy, accuracy_ratio, consistency``); a line plot
     ``drift/<split>/curve`` (``wandb.plot.line_series`` on W&B, else a matplotlib image).
@@ -130,12 +130,12 @@ class DriftCallback(InvarianceCallback):
         return self._drift[split]
 
     def _log(self, trainer: pl.Trainer, split: str, rows: list[list[float]]) -> None:
-        step = trainer.global_step
+        step = self.step(trainer)
         scalars = {}
         for beta, di, _, _, ratio, _ in rows:
             scalars[self.key(split, "DI", f"beta_{beta:.2f}")] = di
             scalars[self.key(split, "accuracy_ratio", f"beta_{beta:.2f}")] = ratio
-        log_scalars(trainer, scalars, step)
+        self.log_scalars(trainer, scalars)
         stem = f"{split}_step{step:06d}"
         log_table(trainer, self.key(split, "table"), COLUMNS, rows, step,
                   self.local_path(trainer, f"{stem}.csv"))

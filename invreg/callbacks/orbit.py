@@ -22,7 +22,6 @@ from invreg.metrics.saliency import (
     check_baseline,
     resolve_baseline,
 )
-from invreg.plotting import log_scalars
 
 #: the :class:`~invreg.metrics.OrbitMetrics` values logged (``LI_normalized`` is not)
 LOGGED = ("DI", "LI", "consistency", "orbit_accuracy", "accuracy")
@@ -47,7 +46,7 @@ class OrbitConsistencyCallback(InvarianceCallback):
     * ``orbit/<split>/accuracy`` — plain accuracy on the untransformed samples.
 
     ``<split>`` is ``val`` during ``fit``/``validate`` and ``test`` during ``test`` (``split``).
-    Values are logged with ``step=trainer.global_step`` to every logger and put in
+    Values are logged with the step of the module's epoch-end metrics to every logger and put in
     ``trainer.callback_metrics`` (so ``ModelCheckpoint(monitor="orbit/val/SI")`` works).
 
     Args:
@@ -137,6 +136,5 @@ class OrbitConsistencyCallback(InvarianceCallback):
                 similarity.update(pl_module, part.x, part.y, elements=elements)
             record["SI"] = similarity.compute().item()
             record["SI_baseline"] = float(baseline)
-        log_scalars(trainer, {self.key(split, k): v for k, v in record.items()},
-                    trainer.global_step)
+        self.log_scalars(trainer, {self.key(split, k): v for k, v in record.items()})
         return record

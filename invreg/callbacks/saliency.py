@@ -102,7 +102,7 @@ class SaliencyCallback(InvarianceCallback):
         similarity = saliency_similarity(maps, reduction="none")
         elems = elements if elements is not None else torch.arange(group.order)
         figure = grid_figure(x, maps, similarity.mean(dim=1), _element_labels(group, elems))
-        step = trainer.global_step
+        step = self.step(trainer)
         path = self.local_path(trainer, f"{split}_step{step:06d}.png")
         caption = (
             f"rows: samples; columns: input, then g⁻¹·m(g·x) per orbit element ({group!r}); "

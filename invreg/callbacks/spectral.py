@@ -18,7 +18,6 @@ from invreg.plotting import (
     log_figure,
     log_histogram,
     log_line_series,
-    log_scalars,
     new_figure,
     write_csv,
 )
@@ -103,14 +102,14 @@ class SpectralDecayCallback(InvarianceCallback):
         weights = weight_singular_values(pl_module, self.top_k)
         if weights:
             record["first_layer_sigma_max"] = next(iter(weights.values()))[0].item()
-        step = trainer.global_step
+        step = self.step(trainer)
         scalars = {self.key(split, k): v for k, v in record.items() if k.startswith("jacobian")}
         if "first_layer_sigma_max" in record:
             scalars[f"{self.prefix}/first_layer_sigma_max"] = record["first_layer_sigma_max"]
         for name, values in weights.items():
             for i, value in enumerate(values.tolist(), start=1):
                 scalars[f"{self.prefix}/weights/{name}/sigma_{i}"] = value
-        log_scalars(trainer, scalars, step)
+        self.log_scalars(trainer, scalars)
         log_histogram(trainer, self.key(split, "jacobian_sigma_max_hist"), distribution, step)
         self._last_distribution = distribution
         curve = self._curve(split) + [record | {"step": step}]
@@ -149,7 +148,7 @@ class SpectralDecayCallback(InvarianceCallback):
             right.hist(self._last_distribution.numpy(), bins=30)
         right.set(xlabel="σ_max(J) per sample", ylabel="samples",
                   title=f"{split}, step {curve[-1]['step']}")
-        log_figure(trainer, self.key(split, "summary"), figure, trainer.global_step, path)
+        log_figure(trainer, self.key(split, "summary"), figure, self.step(trainer), path)
 
     def _curve(self, split: str) -> list[dict[str, Any]]:
         """This split's evaluations in step order, one per step (the latest)."""

@@ -85,7 +85,7 @@ def test_works_without_wandb_installed(tmp_path, data, monkeypatch):
     trainer.fit(module, data)
     trainer.test(module, data)
     run = tmp_path / "lightning_logs" / "version_0"
-    assert (run / "saliency" / "val_step000001.png").exists()
+    assert (run / "saliency" / "val_step000000.png").exists()
     assert (run / "spectral" / "spectral_decay_val.png").exists()
     assert (run / "drift" / "test_step000001.csv").exists()
     assert "orbit/val/DI" in (run / "metrics.csv").read_text()

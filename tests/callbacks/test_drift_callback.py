@@ -30,11 +30,11 @@ def test_drift_curve_matches_a_direct_computation(tmp_path, data):
         orbit = orbit_logits(module, blend(x, drift, 0.5), Rotations(4))
     assert rows[2][1] == pytest.approx(predictive_kl_invariance(orbit).item(), rel=1e-5)
     run = tmp_path / "lightning_logs" / "version_0"
-    with open(run / "drift" / "val_step000001.csv") as handle:
+    with open(run / "drift" / "val_step000000.csv") as handle:
         table = list(csv.DictReader(handle))
     assert list(table[0]) == ["beta", "DI", "LI", "accuracy", "accuracy_ratio", "consistency"]
     assert len(table) == 3
-    assert (run / "drift" / "val_step000001.png").stat().st_size > 0
+    assert (run / "drift" / "val_step000000.png").stat().st_size > 0
     with open(run / "metrics.csv") as handle:
         logged = [r for r in csv.DictReader(handle) if r.get("drift/val/DI/beta_0.50")]
     assert len(logged) == 1 and float(logged[0]["drift/val/accuracy_ratio/beta_0.00"]) == 1.0
@@ -54,7 +54,7 @@ def test_weight_tied_model_stays_invariant_under_drift(tmp_path, data):
 def test_only_at_the_end_by_default(tmp_path, data):
     callback = DriftCallback(betas=(0.0, 1.0), source="noise", num_samples=8)
     make_trainer(tmp_path, [callback], max_epochs=3).fit(tiny_module(), data)
-    assert [h["step"] for h in callback.history] == [3]
+    assert [h["step"] for h in callback.history] == [2]  # the last epoch (one batch each)
 
 
 def test_invalid_betas():

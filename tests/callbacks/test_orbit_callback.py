@@ -45,10 +45,10 @@ def test_values_match_the_functional_formulas_on_the_fixed_subset(tmp_path, data
         "SI": saliency_invariance(module, x[:5], y[:5], Rotations(4), steps=4).item(),
     }
     last = callback.history[-1]
-    assert last["step"] == trainer.global_step and last["split"] == "val"
+    assert last["step"] == trainer.global_step - 1 and last["split"] == "val"
     for name, value in expected.items():
         assert last[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
-    assert [h["step"] for h in callback.history] == [1, 2]  # end of fit == last epoch: once
+    assert [h["step"] for h in callback.history] == [0, 1]  # end of fit == last epoch: once
     assert trainer.callback_metrics["orbit/val/SI"].item() == pytest.approx(expected["SI"])
 
 
@@ -62,7 +62,7 @@ def test_weight_tied_model_is_exactly_invariant(tmp_path, data):
     assert last["SI"] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_logged_under_orbit_with_global_step_in_fit_validate_and_test(tmp_path, data):
+def test_logged_in_the_same_row_and_step_as_the_modules_epoch_end_metrics(tmp_path, data):
     callback = OrbitConsistencyCallback(num_samples=16, every_n_epochs=1, saliency_samples=0)
     logger = CSVLogger(tmp_path)
     module = tiny_module()
@@ -71,18 +71,44 @@ def test_logged_under_orbit_with_global_step_in_fit_validate_and_test(tmp_path, 
     trainer.validate(module, data)
     trainer.test(module, data)
     rows = read_metrics(logger)
-    val_steps = [int(r["step"]) for r in rows if r.get("orbit/val/DI")]
-    assert val_steps == [1, 2, 2]  # two epochs, then validate (end of fit was not repeated)
+    val_rows = [r for r in rows if r.get("orbit/val/DI")]
+    # two epochs of one batch (Lightning logs an epoch's end at its last batch: 0, 1), then
+    # validate after two optimizer steps; each time in the row that holds val/acc
+    assert [int(r["step"]) for r in val_rows] == [0, 1, 2]
+    assert all(r["val/acc"] for r in val_rows)
+    assert len([r for r in rows if r.get("val/acc")]) == 3  # no row with val/acc alone
     test_rows = [r for r in rows if r.get("orbit/test/consistency")]
-    assert len(test_rows) == 1 and int(test_rows[0]["step"]) == 2
+    assert len(test_rows) == 1 and int(test_rows[0]["step"]) == 2 and test_rows[0]["test/acc"]
     assert "orbit/val/SI" not in rows[0]  # saliency_samples=0 turns SI off
     assert [h["stage"] for h in callback.history] == ["fit", "fit", "validate", "test"]
+    assert [h["step"] for h in callback.history] == [0, 1, 2, 2]
+
+
+def test_checkpoint_can_monitor_the_epochs_own_orbit_metric(tmp_path, data):
+    # the value ModelCheckpoint sees at the end of an epoch is that epoch's, not the previous
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    callback = OrbitConsistencyCallback(num_samples=16, saliency_samples=0)
+    seen = []
+
+    class Record(ModelCheckpoint):
+        def on_validation_end(self, trainer, pl_module):
+            seen.append(trainer.callback_metrics["orbit/val/LI"].item())
+            super().on_validation_end(trainer, pl_module)
+
+    checkpoint = Record(dirpath=tmp_path / "ckpt", monitor="orbit/val/LI", mode="min")
+    trainer = make_trainer(tmp_path, [callback, checkpoint], max_epochs=3,
+                           enable_checkpointing=True)
+    trainer.fit(tiny_module(), data)
+    assert seen == pytest.approx([h["LI"] for h in callback.history])
+    best = min(range(3), key=lambda i: seen[i])
+    assert checkpoint.best_model_score.item() == pytest.approx(seen[best])
 
 
 def test_every_n_epochs_zero_runs_only_at_the_end(tmp_path, data):
     callback = OrbitConsistencyCallback(num_samples=8, every_n_epochs=0, saliency_samples=0)
     make_trainer(tmp_path, [callback], max_epochs=3).fit(tiny_module(), data)
-    assert [h["step"] for h in callback.history] == [3]
+    assert [h["step"] for h in callback.history] == [2]  # the last epoch's (of one batch)
 
 
 def test_without_labels_accuracies_are_skipped(tmp_path):
@@ -184,3 +210,16 @@ def test_si_baseline_falls_back_to_zero_with_one_warning(tmp_path, data):
     assert [h["SI_baseline"] for h in callback.history] == [0.0, 0.0]
     with pytest.raises(ValueError, match="baseline: expected a number or 'background'"):
         OrbitConsistencyCallback(saliency_baseline="mean")
+
+
+def test_training_that_stops_early_is_evaluated_at_its_last_step(tmp_path, data):
+    # max_steps ends fit after the third epoch of five: not an every_n_epochs epoch, not the
+    # last by max_epochs, so on_train_end evaluates, at the step of that epoch's val/acc
+    callback = OrbitConsistencyCallback(num_samples=8, every_n_epochs=2, saliency_samples=0)
+    logger = CSVLogger(tmp_path)
+    trainer = make_trainer(tmp_path, [callback], logger=logger, max_epochs=5, max_steps=3)
+    trainer.fit(tiny_module(), data)
+    assert [h["step"] for h in callback.history] == [1, 2]
+    rows = read_metrics(logger)
+    assert [int(r["step"]) for r in rows if r.get("orbit/val/DI")] == [1, 2]
+    assert [int(r["step"]) for r in rows if r.get("val/acc")] == [0, 1, 2]

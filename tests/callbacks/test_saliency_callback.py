@@ -24,7 +24,7 @@ def test_a_png_grid_per_logged_step_in_the_run_directory(tmp_path, data):
     trainer.test(module, data)
     folder = tmp_path / "lightning_logs" / "version_0" / "saliency"
     names = sorted(p.name for p in folder.glob("*.png"))
-    assert names == ["test_step000003.png", "val_step000002.png", "val_step000003.png"]
+    assert names == ["test_step000003.png", "val_step000001.png", "val_step000002.png"]
     assert all((folder / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
     # the SI of the figure's rows is the functional SI of those samples
     x, y = callback._subsets["val"]

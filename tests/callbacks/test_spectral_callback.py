@@ -26,11 +26,16 @@ def test_linear_model_jacobian_sigma_is_the_weight_sigma(tmp_path, data):
     assert last["jacobian_sigma_max_std"] == pytest.approx(0.0, abs=1e-4)
     assert last["first_layer_sigma_max"] == pytest.approx(sigma[0].item(), rel=1e-6)
     with open(f"{logger.log_dir}/metrics.csv") as handle:
-        row = [r for r in csv.DictReader(handle) if r.get("spectral/val/jacobian_sigma_max")][-1]
-    assert float(row["spectral/weights/backbone.head.weight/sigma_2"]) == pytest.approx(
+        rows = list(csv.DictReader(handle))
+    row = [r for r in rows if r.get("spectral/val/jacobian_sigma_max")][-1]
+    assert row["val/acc"]  # the headline in the row of the module's epoch-end metrics
+    assert float(row["spectral/first_layer_sigma_max"]) == pytest.approx(sigma[0].item())
+    # per-layer detail: its own row, at the same step
+    detail = [r for r in rows if r.get("spectral/weights/backbone.head.weight/sigma_2")][-1]
+    assert detail["step"] == row["step"]
+    assert float(detail["spectral/weights/backbone.head.weight/sigma_2"]) == pytest.approx(
         sigma[1].item(), rel=1e-6
     )
-    assert float(row["spectral/first_layer_sigma_max"]) == pytest.approx(sigma[0].item())
     # every sample's value, per evaluation, is kept on disk
     with open(f"{logger.log_dir}/spectral/jacobian_sigma_max.csv") as handle:
         samples = list(csv.DictReader(handle))
@@ -42,7 +47,7 @@ def test_history_follows_training_and_quantiles_are_ordered(tmp_path, data):
     callback = SpectralDecayCallback(num_samples=12, iters=3)
     trainer = make_trainer(tmp_path, [callback], max_epochs=3)
     trainer.fit(tiny_module(), data)
-    assert [h["step"] for h in callback.history] == [1, 2, 3]
+    assert [h["step"] for h in callback.history] == [0, 1, 2]
     for h in callback.history:
         assert (h["jacobian_sigma_max_p10"] <= h["jacobian_sigma_max_median"]
                 <= h["jacobian_sigma_max_p90"] <= h["jacobian_sigma_max_max"])
