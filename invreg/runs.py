@@ -13,7 +13,10 @@ W&B (``WandbLogger``)                       ``save_dir/project/<run id>``
 none (``logger: false``)                    ``default_root_dir/version_N``, a fresh ``N``
 ==========================================  ================================================
 
-With a logger this is exactly where Lightning puts ``checkpoints/``. Without one, Lightning
+With a logger this is exactly where Lightning puts ``checkpoints/``. W&B keeps its own files
+(the offline run, its media) in ``save_dir/wandb/<offline-run-...>``, where ``wandb sync``
+finds them; the run directory links to that folder as ``wandb/`` so everything of a run is
+reached from one place. Without one, Lightning
 would put every run's checkpoints in ``default_root_dir/checkpoints``; here each run claims the
 next free ``version_N`` (created at once, so two runs started together get different folders)
 and its checkpoints go inside it.
@@ -31,6 +34,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import SaveConfigCallback
+from pytorch_lightning.loggers import WandbLogger
 
 _RUN_DIRECTORIES: weakref.WeakKeyDictionary[pl.Trainer, Path] = weakref.WeakKeyDictionary()
 _VERSION = re.compile(r"version_(\d+)")
@@ -60,10 +64,42 @@ def run_directory(trainer: pl.Trainer) -> Path:
         path = str(_claim_version(Path(trainer.default_root_dir))) if trainer.is_global_zero else ""
     path = Path(trainer.strategy.broadcast(path))
     _RUN_DIRECTORIES[trainer] = path
+    if trainer.is_global_zero and trainer.loggers:
+        _link_wandb_folder(trainer.loggers[0], path)
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
             callback.dirpath = str(path / "checkpoints")
     return path
+
+
+def wandb_folder(trainer: pl.Trainer) -> Path | None:
+    """The W&B run's own folder (``.../wandb/offline-run-<time>-<id>``) when the trainer's
+    first logger is a ``WandbLogger`` whose run has started, else ``None``."""
+    if not trainer.loggers or not isinstance(trainer.loggers[0], WandbLogger):
+        return None
+    files = getattr(trainer.loggers[0].experiment, "dir", None)  # <run folder>/files
+    return Path(files).parent if files else None
+
+
+def _link_wandb_folder(logger: object, run: Path) -> None:
+    """Link ``run/wandb`` to the W&B run's folder (relative, so the tree can move); a run
+    resumed in a new process (a second W&B folder) gets ``wandb-v1``. Where links cannot be
+    made, ``summary.json`` still names the folder."""
+    if not isinstance(logger, WandbLogger):
+        return
+    files = getattr(logger.experiment, "dir", None)
+    if not files:
+        return
+    target = Path(files).parent.resolve()
+    run.mkdir(parents=True, exist_ok=True)
+    for existing in [run / "wandb", *run.glob("wandb-v*")]:
+        if existing.is_symlink() and existing.resolve() == target:
+            return
+    link = free_path(run / "wandb")
+    try:
+        link.symlink_to(os.path.relpath(target, run.resolve()), target_is_directory=True)
+    except OSError:
+        pass
 
 
 def _claim_version(root: Path) -> Path:
@@ -179,8 +215,9 @@ def write_summary(trainer: pl.Trainer, stage: str) -> Path:
     """Write ``summary.json`` into :func:`run_directory` and return its path.
 
     Contents: ``{"stage", "run_directory", "checkpoints": {best, last, loaded},
-    "metrics": {name: float}}`` (:func:`final_metrics`, :func:`checkpoint_paths`). An existing
-    file is never overwritten: a second stage in the same folder writes ``summary-v1.json``.
+    "metrics": {name: float}}`` (:func:`final_metrics`, :func:`checkpoint_paths`), and
+    ``"wandb_directory"`` (:func:`wandb_folder`) with a W&B logger. An existing file is never
+    overwritten: a second stage in the same folder writes ``summary-v1.json``.
     Call it on every process (:func:`run_directory` is collective); rank 0 writes.
     """
     folder = run_directory(trainer)
@@ -190,6 +227,9 @@ def write_summary(trainer: pl.Trainer, stage: str) -> Path:
         path = free_path(path)
         summary = {"stage": stage, "run_directory": str(folder),
                    "checkpoints": checkpoint_paths(trainer), "metrics": final_metrics(trainer)}
+        wandb = wandb_folder(trainer)
+        if wandb is not None:
+            summary["wandb_directory"] = str(wandb)
         path.write_text(json.dumps(summary, indent=2) + "\n")
     return path
 

@@ -53,6 +53,10 @@ def test_quickstart_fit_then_test_print_the_invariance_metrics_and_write_summari
     assert saved["metrics"]["orbit/val/DI"] >= 0.0 and "val/acc" in saved["metrics"]
     best = Path(saved["checkpoints"]["best"])
     assert best == run_folder / "checkpoints" / "best.ckpt" and best.exists()
+    # the W&B files are reached from the run folder too: wandb/ links to W&B's own folder
+    link = run_folder / "wandb"
+    assert link.is_symlink() and link.resolve() == Path(saved["wandb_directory"]).resolve()
+    assert list(link.glob("run-*.wandb")) and run_folder.name in link.resolve().name
     fit_text = fit_summary.read_text()
 
     # the README's command, with the checkpoint's path: the test metrics, orbit/test included

@@ -65,6 +65,10 @@ def test_two_runs_in_one_root_keep_separate_folders(tmp_path, monkeypatch, logge
     assert first.parent == second.parent == expected_parent
     if logger != "wandb":  # W&B names the folder by its run id
         assert (first.name, second.name) == ("version_0", "version_1")
+    else:  # each run folder links to its own W&B folder
+        targets = [(folder / "wandb").resolve() for folder in (first, second)]
+        assert targets[0] != targets[1]
+        assert targets[0].name.endswith(first.name) and targets[1].name.endswith(second.name)
     for folder, weight in ((first, 1.0), (second, 0.0)):
         config = yaml.safe_load((folder / "config.yaml").read_text())
         assert config["model"]["init_args"]["invariance_weight"] == weight
