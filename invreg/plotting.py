@@ -66,6 +66,29 @@ def log_scalars(trainer: pl.Trainer, metrics: Mapping[str, float], step: int) ->
 
 
 # --------------------------------------------------------------------------- media
+#: file formats of the local figure files (``figure_format=`` of the figure-producing callbacks,
+#: ``--figure-format`` of ``invreg-experiment``); the loggers always get a PNG array
+FIGURE_FORMATS = ("png", "pdf", "svg")
+#: resolution of saved raster figures: 150 dpi makes a 6-inch figure 900 px wide
+DEFAULT_DPI = 150
+
+
+def check_figure_format(figure_format: str) -> str:
+    """``figure_format`` if it is one of :data:`FIGURE_FORMATS`, else ``ValueError``."""
+    if not isinstance(figure_format, str) or figure_format.lower() not in FIGURE_FORMATS:
+        raise ValueError(
+            f"figure_format must be one of {FIGURE_FORMATS}, got {figure_format!r}"
+        )
+    return figure_format.lower()
+
+
+def check_dpi(dpi: int) -> int:
+    """``dpi`` if it is an integer in ``[20, 1200]``, else ``ValueError``."""
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or not 20 <= dpi <= 1200:
+        raise ValueError(f"dpi must be an integer in [20, 1200] (e.g. 150), got {dpi!r}")
+    return dpi
+
+
 def new_figure(width: float, height: float, layout: str | None = "constrained") -> Any:
     """A matplotlib ``Figure`` on an Agg canvas, outside pyplot (freed with its last reference)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -82,6 +105,64 @@ def figure_to_array(figure: Any) -> np.ndarray:
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
+def save_figure(
+    figure: Any, path: Path, dpi: int = DEFAULT_DPI, figure_format: str | None = None
+) -> Path:
+    """Save ``figure`` to ``path`` with a tight bounding box (no label is clipped).
+
+    ``figure_format`` (one of :data:`FIGURE_FORMATS`) replaces ``path``'s suffix; ``None``
+    keeps the suffix (which must then be one of them). ``dpi`` sets the pixel size of a PNG
+    (a ``w × h`` inch figure is about ``w·dpi × h·dpi`` px) and of raster parts of a PDF/SVG.
+    Returns the path written.
+    """
+    path = Path(path)
+    figure_format = check_figure_format(figure_format or path.suffix.lstrip(".") or "png")
+    path = path.with_suffix(f".{figure_format}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=check_dpi(dpi), format=figure_format, bbox_inches="tight",
+                   pad_inches=0.05)
+    return path
+
+
+def model_title(module: Any, group: Any = None) -> str:
+    """``"<backbone class>, <repr(group)>"`` for a figure title: the module's ``backbone``
+    class (else the module's own class) and ``group`` (default ``module.group`` if any)."""
+    backbone = getattr(module, "backbone", None)
+    name = type(backbone if isinstance(backbone, torch.nn.Module) else module).__name__
+    group = getattr(module, "group", None) if group is None else group
+    return name if group is None else f"{name}, {group!r}"
+
+
+def scale_for(axis: Any, values: Sequence[float], which: str = "y", decades: float = 2.0) -> str:
+    """A log axis when the finite ``values`` span more than ``decades`` decades; symlog (linear
+    within the smallest non-zero magnitude) when they also hold zeros or negatives; else a
+    linear axis from 0 (for non-negative values). Returns the scale set."""
+    array = np.asarray([v for v in values if v is not None], dtype=float)
+    array = array[np.isfinite(array)]
+    set_scale = axis.set_yscale if which == "y" else axis.set_xscale
+    set_lim = axis.set_ylim if which == "y" else axis.set_xlim
+    magnitude = np.abs(array[array != 0])
+    spans = magnitude.size > 0 and magnitude.max() / magnitude.min() > 10**decades
+    if spans and (array > 0).all():
+        set_scale("log")
+        return "log"
+    if spans:
+        threshold = 10 ** np.floor(np.log10(np.quantile(magnitude, 0.05)))
+        set_scale("symlog", linthresh=float(threshold))
+        return "symlog"
+    if array.size and array.min() >= 0:
+        set_lim(bottom=0) if which == "y" else set_lim(left=0)
+    return "linear"
+
+
+def integer_ticks(axis: Any, which: str = "x") -> None:
+    """Ticks at integers only (steps, epochs, layer indices)."""
+    from matplotlib.ticker import MaxNLocator
+
+    target = axis.xaxis if which == "x" else axis.yaxis
+    target.set_major_locator(MaxNLocator(integer=True))
+
+
 def log_figure(
     trainer: pl.Trainer,
     key: str,
@@ -90,14 +171,17 @@ def log_figure(
     path: Path | None = None,
     caption: str | None = None,
     to_wandb: bool = True,
+    *,
+    dpi: int = DEFAULT_DPI,
+    figure_format: str | None = None,
 ) -> None:
     """A figure as ``wandb.Image`` (W&B, unless ``to_wandb=False``), ``add_image``
-    (TensorBoard) and a PNG at ``path``."""
+    (TensorBoard) and a file at ``path`` (:func:`save_figure`: ``figure_format`` replaces its
+    suffix, ``dpi`` its resolution; the loggers always get the PNG array)."""
     if not trainer.is_global_zero:
         return
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path)
+        save_figure(figure, path, dpi, figure_format)
     targets_wandb = wandb_loggers(trainer) if to_wandb else []
     writers = tensorboard_writers(trainer)
     if not (targets_wandb or writers):

@@ -20,10 +20,15 @@ from invreg.data.drift import DriftSource, blend, get_drift_source, match_statis
 from invreg.groups import Group
 from invreg.metrics.orbit import OrbitMetrics
 from invreg.plotting import (
+    DEFAULT_DPI,
+    check_dpi,
+    check_figure_format,
     log_figure,
     log_line_series,
     log_table,
+    model_title,
     new_figure,
+    scale_for,
 )
 
 COLUMNS = ("beta", "DI", "LI", "accuracy", "accuracy_ratio", "consistency")
@@ -53,7 +58,8 @@ class DriftCallback(InvarianceCallback):
     ``drift/<split>/accuracy_ratio/beta_0.50``; a table ``drift/<split>/table`` (columns
     ``beta, DI, LI, accuracy, accuracy_ratio, consistency``); a line plot
     ``drift/<split>/curve`` (``wandb.plot.line_series`` on W&B, else a matplotlib image).
-    Local files (``save_local``): ``drift/<split>_step<step>.csv`` and ``.png``.
+    Local files (``save_local``): ``drift/<split>_step<step>.csv`` and the figure
+    (``.png``, or ``figure_format``).
 
     Args:
         betas: blending weights in ``[0, 1]``.
@@ -62,6 +68,8 @@ class DriftCallback(InvarianceCallback):
         group: the group (or its name); default: ``pl_module.group``.
         orbit_size: orbit elements for a continuous group (drawn once).
         chunk_size: samples (whole orbits) per forward pass.
+        dpi, figure_format: resolution and file format (``"png"``, ``"pdf"``, ``"svg"``) of
+            the local figure file; the loggers always get a PNG image.
         num_samples, every_n_epochs, split, seed, at_end, save_local: see
             :class:`~invreg.callbacks.base.InvarianceCallback` (``every_n_epochs=0``: only at
             the end).
@@ -83,8 +91,11 @@ class DriftCallback(InvarianceCallback):
         chunk_size: int | None = None,
         at_end: bool = True,
         save_local: bool = True,
+        dpi: int = DEFAULT_DPI,
+        figure_format: str = "png",
     ) -> None:
         super().__init__(num_samples, every_n_epochs, split, seed, at_end, save_local)
+        self.dpi, self.figure_format = check_dpi(dpi), check_figure_format(figure_format)
         values = sorted({float(b) for b in betas})
         if not values or any(not 0.0 <= b <= 1.0 for b in values):
             raise ValueError(f"betas: expected values in [0, 1], got {list(betas)!r}")
@@ -143,16 +154,35 @@ class DriftCallback(InvarianceCallback):
         series = {"DI": [r[1] for r in rows], "Acc(β)/Acc(0)": [r[4] for r in rows]}
         sent = log_line_series(trainer, self.key(split, "curve"), betas, series, step,
                                title=f"Drift ({self.source!r})", xname="beta")
-        path = self.local_path(trainer, f"{stem}.png")
+        path = self.local_path(trainer, f"{stem}.{self.figure_format}")
         if trainer.is_global_zero:
-            figure = new_figure(4.5, 3.0, layout=None)  # fixed margins: faster rendering
-            figure.subplots_adjust(left=0.16, right=0.84, bottom=0.16, top=0.86)
-            axis = figure.subplots()
-            axis.plot(betas, series["DI"], "o-", color="C0", label="DI")
-            axis.set(xlabel="β (drift weight)", ylabel="DI")
-            twin = axis.twinx()
-            twin.plot(betas, series["Acc(β)/Acc(0)"], "s--", color="C1", label="Acc(β)/Acc(0)")
-            twin.set_ylabel("Acc(β)/Acc(0)")
-            figure.legend(loc="upper center", fontsize=7, ncols=2, frameon=False)
+            module = trainer.lightning_module
+            group = resolve_group(self.group, module, type(self).__name__)
+            figure = drift_figure(betas, series["DI"], series["Acc(β)/Acc(0)"],
+                                  f"Drift ({self.source!r}), {split}: {model_title(module, group)}")
             # W&B already has the interactive plot; the other loggers get the image
-            log_figure(trainer, self.key(split, "curve"), figure, step, path, to_wandb=not sent)
+            log_figure(trainer, self.key(split, "curve"), figure, step, path, to_wandb=not sent,
+                       dpi=self.dpi, figure_format=self.figure_format)
+
+
+def drift_figure(
+    betas: Sequence[float], di: Sequence[float], accuracy_ratio: Sequence[float], title: str
+) -> Any:
+    """DI (left axis; log or symlog when it spans decades, else linear from 0) and
+    ``Acc(β)/Acc(0)`` (right axis, from 0) against ``β``; the legend below the axes."""
+    figure = new_figure(5.5, 3.6)
+    axis = figure.subplots()
+    first = axis.plot(betas, di, "o-", color="C0", label="DI = mean KL(p(x) ‖ p(g·x))")
+    axis.set_xlabel("β (weight of the drift sample)")
+    axis.set_ylabel("DI", color="C0")
+    scale_for(axis, di)
+    twin = axis.twinx()
+    second = twin.plot(betas, accuracy_ratio, "s--", color="C1", label="Acc(β) / Acc(0)")
+    twin.set_ylabel("Acc(β) / Acc(0)", color="C1")
+    finite = [v for v in accuracy_ratio if v == v]
+    twin.set_ylim(0.0, max([1.0, *finite]) * 1.05)
+    axis.set_xticks(list(betas), [f"{b:g}" for b in betas])
+    axis.set_title(title, fontsize=9)
+    figure.legend(handles=first + second, loc="outside lower center", ncols=2, fontsize=8,
+                  frameon=False)
+    return figure

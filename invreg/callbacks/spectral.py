@@ -15,10 +15,16 @@ from invreg.functional.spectral import (
     weight_singular_values,
 )
 from invreg.plotting import (
+    DEFAULT_DPI,
+    check_dpi,
+    check_figure_format,
+    integer_ticks,
     log_figure,
     log_histogram,
     log_line_series,
+    model_title,
     new_figure,
+    scale_for,
     write_csv,
 )
 
@@ -43,13 +49,16 @@ class SpectralDecayCallback(InvarianceCallback):
 
     Local files (``save_local``, any logger): ``spectral/jacobian_sigma_max.csv`` (every sample's
     value at every evaluation) and, at the end of each run, ``spectral/spectral_decay_<split>.png``
-    (both curves over training and the last distribution).
+    (both curves over training and the last distribution; ``.pdf``/``.svg`` with
+    ``figure_format``).
 
     Args:
         iters: iteration steps; Lanczos is exact for ``iters ≥`` the number of logits.
         method: ``"lanczos"`` or ``"power"``.
         top_k: singular values kept per weight matrix.
         chunk_size: samples per jvp/vjp pass (bounds memory); ``None`` all at once.
+        dpi, figure_format: resolution and file format (``"png"``, ``"pdf"``, ``"svg"``) of
+            the local figure file; the loggers always get a PNG image.
         num_samples, every_n_epochs, split, seed, at_end, save_local: see
             :class:`~invreg.callbacks.base.InvarianceCallback`.
     """
@@ -68,8 +77,11 @@ class SpectralDecayCallback(InvarianceCallback):
         chunk_size: int | None = None,
         at_end: bool = True,
         save_local: bool = True,
+        dpi: int = DEFAULT_DPI,
+        figure_format: str = "png",
     ) -> None:
         super().__init__(num_samples, every_n_epochs, split, seed, at_end, save_local)
+        self.dpi, self.figure_format = check_dpi(dpi), check_figure_format(figure_format)
         if method not in SPECTRAL_METHODS:
             raise ValueError(f"method must be one of {SPECTRAL_METHODS}, got {method!r}")
         if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
@@ -126,31 +138,56 @@ class SpectralDecayCallback(InvarianceCallback):
         return record
 
     def finalize(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> None:
-        path = self.local_path(trainer, f"spectral_decay_{split}.png")
+        path = self.local_path(trainer, f"spectral_decay_{split}.{self.figure_format}")
         curve = self._curve(split)
         if path is None or not curve:
             return
-        figure = new_figure(8.0, 3.2, layout=None)  # fixed margins: half the rendering time
-        figure.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.9, wspace=0.22)
-        left, right = figure.subplots(1, 2)
-        steps = [h["step"] for h in curve]
-        left.plot(steps, [h["jacobian_sigma_max"] for h in curve], "o-",
-                  label="input→logit Jacobian σ_max (mean)")
-        left.fill_between(steps, [h["jacobian_sigma_max_p10"] for h in curve],
-                          [h["jacobian_sigma_max_p90"] for h in curve], alpha=0.2,
-                          label="10–90 % of samples")
-        if "first_layer_sigma_max" in curve[-1]:
-            left.plot(steps, [h.get("first_layer_sigma_max") for h in curve], "s--",
-                      label="first layer σ_max")
-        left.set(xlabel="step", ylabel="σ_max", title="Spectral decay")
-        left.legend(fontsize=7)
-        if self._last_distribution is not None:
-            right.hist(self._last_distribution.numpy(), bins=30)
-        right.set(xlabel="σ_max(J) per sample", ylabel="samples",
-                  title=f"{split}, step {curve[-1]['step']}")
-        log_figure(trainer, self.key(split, "summary"), figure, self.step(trainer), path)
+        figure = summary_figure(curve, self._last_distribution,
+                                f"Spectral decay ({split}): {model_title(pl_module)}")
+        log_figure(trainer, self.key(split, "summary"), figure, self.step(trainer), path,
+                   dpi=self.dpi, figure_format=self.figure_format)
 
     def _curve(self, split: str) -> list[dict[str, Any]]:
         """This split's evaluations in step order, one per step (the latest)."""
         by_step = {h["step"]: h for h in self.history if h.get("split") == split}
         return [by_step[s] for s in sorted(by_step)]
+
+
+def summary_figure(curve: list[dict[str, Any]], distribution: Tensor | None, title: str) -> Any:
+    """Left: mean ``σ_max(J)`` over the steps of ``curve`` (its records: ``step``,
+    ``jacobian_sigma_max`` and its ``_p10``/``_p90``, optionally ``first_layer_sigma_max``)
+    with the 10–90 % band of the samples (error bars when there is a single step); right: the
+    last per-sample distribution. Legend below the axes, integer step ticks, a log axis when
+    the values span decades."""
+    figure = new_figure(9.0, 3.9)
+    left, right = figure.subplots(1, 2)
+    steps = [h["step"] for h in curve]
+    mean = [h["jacobian_sigma_max"] for h in curve]
+    low = [h["jacobian_sigma_max_p10"] for h in curve]
+    high = [h["jacobian_sigma_max_p90"] for h in curve]
+    left.plot(steps, mean, "o-", label="input→logit Jacobian σ_max (mean over samples)")
+    if len(steps) > 1:
+        left.fill_between(steps, low, high, alpha=0.2, label="10–90 % of samples")
+    else:
+        left.errorbar(steps, mean, yerr=[[m - lo for m, lo in zip(mean, low, strict=True)],
+                                         [hi - m for m, hi in zip(mean, high, strict=True)]],
+                      fmt="none", capsize=5, color="C0", alpha=0.6, label="10–90 % of samples")
+        left.set_xlim(steps[0] - 1, steps[0] + 1)
+    values = mean + low + high
+    if "first_layer_sigma_max" in curve[-1]:
+        first = [h.get("first_layer_sigma_max", float("nan")) for h in curve]
+        left.plot(steps, first, "s--", label="first weight matrix σ_max")
+        values += first
+    scale_for(left, values)
+    if len(steps) <= 8:  # few evaluations: a tick at each
+        left.set_xticks(steps)
+    else:
+        integer_ticks(left)
+    left.set(xlabel="training step", ylabel="σ_max", title="over training")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8, frameon=False)
+    if distribution is not None and distribution.numel():
+        right.hist(distribution.numpy(), bins=min(30, max(5, distribution.numel() // 4)))
+    right.set(xlabel="σ_max(J) per sample", ylabel="samples",
+              title=f"distribution at step {curve[-1]['step']}")
+    figure.suptitle(title, fontsize=10)
+    return figure

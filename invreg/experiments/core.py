@@ -21,6 +21,7 @@ from pytorch_lightning.loggers import CSVLogger
 from invreg import functional as IF
 from invreg.evaluation import evaluate_invariance
 from invreg.modules import InvarianceModule
+from invreg.plotting import save_figure
 
 
 @dataclass(frozen=True)
@@ -273,8 +274,10 @@ def mean_std(rows: Sequence[dict[str, Any]], keys: Sequence[str], by: Sequence[s
     return summary
 
 
-def write_results(results: Results, out: Path, title: str, header: str = "") -> None:
-    """``results.csv``, ``results.md`` and one PNG per figure in ``out``."""
+def write_results(results: Results, out: Path, title: str, header: str = "",
+                  figure_format: str = "png", dpi: int = 150) -> None:
+    """``results.csv``, ``results.md`` and one file per figure in ``out`` (``figure_format``:
+    png, pdf or svg, at ``dpi``; :func:`invreg.plotting.save_figure`)."""
     out.mkdir(parents=True, exist_ok=True)
     columns = write_csv(out / "results.csv", results.rows)
     if results.per_seed:
@@ -292,8 +295,8 @@ def write_results(results: Results, out: Path, title: str, header: str = "") -> 
     for note in results.notes:
         lines += ["", note]
     for name, figure in results.figures.items():
-        figure.savefig(out / f"{name}.png", dpi=120)
-        lines += ["", f"![{name}]({name}.png)"]
+        saved = save_figure(figure, out / name, dpi, figure_format)
+        lines += ["", f"![{name}]({saved.name})"]
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 

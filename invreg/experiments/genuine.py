@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from invreg import functional as IF
@@ -421,23 +422,42 @@ def drift(settings: Settings) -> Results:
 
 def drift_figure(summary):
     """DI (symmetric-log scale: WT's exact 0 prints as ±1e-10, IR sits 2–3 decades below DA)
-    and Acc(β)/Acc(0) against β, one column per group in ``summary``."""
+    and Acc(β)/Acc(0) against β, one column per group in ``summary`` (rows of
+    :func:`~invreg.experiments.core.mean_std`: ``group``, ``model``, ``beta``, ``seeds``,
+    ``DI``, ``DI_std``, ``acc_ratio``, ``acc_ratio_std``); a shaded band of mean ± std over
+    the seeds where a row has more than one seed."""
     from invreg.plotting import new_figure
 
     groups = list(dict.fromkeys(e["group"] for e in summary))
-    figure = new_figure(5 * len(groups), 7)
+    figure = new_figure(5 * len(groups), 7.2)
     axes = figure.subplots(2, len(groups), sharex=True, squeeze=False)
+    seeds = max(int(e.get("seeds", 1)) for e in summary)
     for col, group_name in enumerate(groups):
-        for kind in ("WT", "DA", "IR"):
+        for index, kind in enumerate(("WT", "DA", "IR")):
             pts = [e for e in summary if e["group"] == group_name and e["model"] == kind]
+            if not pts:
+                continue
             betas = [e["beta"] for e in pts]
-            axes[0, col].plot(betas, [e["DI"] for e in pts], marker="o", label=kind)
-            axes[1, col].plot(betas, [e["acc_ratio"] for e in pts], marker="o", label=kind)
+            for row, key in enumerate(("DI", "acc_ratio")):
+                mean = np.array([e[key] for e in pts], dtype=float)
+                axes[row, col].plot(betas, mean, marker="o", color=f"C{index}", label=kind)
+                if any(int(e.get("seeds", 1)) > 1 for e in pts):
+                    std = np.array([e.get(f"{key}_std", 0.0) for e in pts], dtype=float)
+                    axes[row, col].fill_between(betas, mean - std, mean + std, alpha=0.2,
+                                                color=f"C{index}", linewidth=0)
         axes[0, col].set_yscale("symlog", linthresh=1e-4)
-        axes[0, col].set_title(f"{group_name}: DI under drift (symlog)")
+        # DI ≥ 0: no empty negative decades (WT's ±1e-10 sits on the lower edge)
+        axes[0, col].set_ylim(bottom=-3e-5)
+        axes[0, col].set_title(f"{group_name}: DI under drift (symlog below 1e-4)")
         axes[1, col].set_title(f"{group_name}: Acc(β) / Acc(0)")
         axes[1, col].set_xlabel("β (weight of the drift image)")
         axes[0, col].set_ylabel("DI, mean KL(p(x) ‖ p(g·x))")
         axes[1, col].set_ylabel("accuracy relative to β = 0")
-        axes[0, col].legend()
+        axes[1, col].set_ylim(0.0, 1.05)
+    spread = f"\nbands: mean ± std over {seeds} seeds" if seeds > 1 else ""
+    figure.suptitle(f"MNIST MLPs (WT / DA / IR) under input drift, group{'s' * (len(groups) > 1)} "
+                    f"{', '.join(groups)}{spread}")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(labels),
+                  title="model")
     return figure

@@ -152,21 +152,37 @@ def ratio(deviation: float, normalised: float) -> float:
 
 
 def figure(summary):
-    """One panel per split: normalised G-EED against the named stages (:data:`STAGES`)."""
+    """One panel per split: normalised G-EED against the named stages (:data:`STAGES`, one
+    categorical tick each); a shaded band of mean ± std over the seeds where a row of
+    ``summary`` has more than one seed (``seeds``, ``geed_std``)."""
+    import numpy as np
+
     from invreg.plotting import new_figure
 
-    fig = new_figure(10, 3.8)
-    axes = fig.subplots(1, 2, sharey=True)
+    fig = new_figure(10, 4.3)
     splits = list(dict.fromkeys(e["split"] for e in summary))
+    axes = fig.subplots(1, len(splits), sharey=True, squeeze=False)[0]
+    seeds = max(int(e.get("seeds", 1)) for e in summary)
     for ax, split in zip(axes, splits, strict=True):
-        for name in dict.fromkeys(e["model"] for e in summary):
+        for index, name in enumerate(dict.fromkeys(e["model"] for e in summary)):
             pts = [e for e in summary if e["model"] == name and e["split"] == split]
             pts.sort(key=lambda e: STAGES.index(e["stage"]))
             xs = [STAGES.index(e["stage"]) for e in pts]
-            ax.plot(xs, [e["geed"] for e in pts], marker="o", label=name)
+            mean = np.array([e["geed"] for e in pts], dtype=float)
+            ax.plot(xs, mean, marker="o", color=f"C{index}", label=name)
+            if any(int(e.get("seeds", 1)) > 1 for e in pts):
+                std = np.array([e.get("geed_std", 0.0) for e in pts], dtype=float)
+                ax.fill_between(xs, mean - std, mean + std, alpha=0.2, color=f"C{index}",
+                                linewidth=0)
         ax.set_xticks(range(len(STAGES)), STAGES, rotation=20)
-        ax.set_title(f"normalised invariance G-EED, {split}")
+        ax.set_xlim(-0.3, len(STAGES) - 0.7)
+        ax.set_title(f"{split}")
         ax.set_xlabel("stage (input → output)")
-        ax.legend()
-    axes[0].set_ylabel("D / R  (0 = invariant)")
+        ax.set_ylim(bottom=0.0)
+    axes[0].set_ylabel("normalised G-EED D / R  (0 = invariant)")
+    spread = f"; bands: mean ± std over {seeds} seeds" if seeds > 1 else f" ({seeds} seed)"
+    fig.suptitle(f"Layer-wise invariance G-EED (cosine) of C4-augmented CNNs on rotated digits, "
+                 f"group C4{spread}")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), title="model")
     return fig

