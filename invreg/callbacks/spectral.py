@@ -54,7 +54,8 @@ class SpectralDecayCallback(InvarianceCallback):
 
     Args:
         iters: iteration steps; Lanczos is exact for ``iters ≥`` the number of logits.
-        method: ``"lanczos"`` or ``"power"``.
+        method: ``"auto"`` (exact Jacobian for ``C ≤ iters`` outputs, else Lanczos),
+            ``"exact"``, ``"lanczos"`` or ``"power"``.
         top_k: singular values kept per weight matrix.
         chunk_size: samples per jvp/vjp pass (bounds memory); ``None`` all at once.
         dpi, figure_format: resolution and file format (``"png"``, ``"pdf"``, ``"svg"``) of
@@ -72,7 +73,7 @@ class SpectralDecayCallback(InvarianceCallback):
         split: Split = "auto",
         seed: int = 0,
         iters: int = 20,
-        method: str = "lanczos",
+        method: str = "auto",
         top_k: int = 3,
         chunk_size: int | None = None,
         at_end: bool = True,
