@@ -5,8 +5,9 @@
   ``wandb.Table``, logged with ``step=trainer.global_step`` as ``trainer/global_step``;
 * TensorBoard: ``add_image`` (figures), ``add_histogram`` and ``add_text`` (tables);
 * the run directory (:func:`invreg.runs.run_directory`: one folder per run, next to its
-  ``checkpoints/`` and ``config.yaml``), with any logger or none: PNG figures and CSV tables,
-  so a run without W&B keeps the same information on disk.
+  ``checkpoints/`` and ``config.yaml``), with any logger or none: figures (PNG, PDF or SVG,
+  :func:`save_figure`, tight bounding box) and CSV tables, so a run without W&B keeps the same
+  information on disk.
 
 ``wandb`` is imported lazily, only when a ``WandbLogger`` is attached; without the package,
 W&B media are skipped (once, with a warning) and the local files are still written.
