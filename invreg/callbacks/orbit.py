@@ -60,7 +60,7 @@ class OrbitConsistencyCallback(InvarianceCallback):
             standardisation (0.0, with a one-time warning, when the data module has none); a
             number is a constant image in the units of the model's inputs (0.0 is a grey image
             on standardised data, so every background pixel gets attribution).
-        chunk_size: samples (whole orbits) per forward pass; ``None`` all at once.
+        chunk_size: samples (whole orbits) per forward pass; ``None`` chosen automatically.
         num_samples, every_n_epochs, split, seed, at_end, save_local: see
             :class:`~invreg.callbacks.base.InvarianceCallback`.
 

@@ -173,6 +173,59 @@ def tensor_of(output: Any, what: str) -> Tensor:
     )
 
 
+#: activation bytes per forward that ``chunk_size=None`` aims at, per device type. CPU: about a
+#: last-level cache (measured, ``benchmarks/bench_metrics.py``: a small CNN ran 2.3× slower on
+#: 2048 orbit inputs at once than on ~64–128 inputs, 27–53 MiB of activations, per forward; an
+#: MLP's forward at 10 KiB per input stays one batch). Other devices (CUDA): wide batches fill
+#: the device, so the bound only caps memory.
+AUTO_CHUNK_BYTES = {"cpu": 32 * 2**20}
+AUTO_CHUNK_BYTES_DEFAULT = 2**30
+
+
+def auto_chunk_size(bytes_per_sample: int, device: torch.device | str = "cpu") -> int:
+    """Samples (whole orbits) per forward for ``chunk_size=None``: ``budget // bytes_per_sample``
+    (at least 1), the budget :data:`AUTO_CHUNK_BYTES` of ``device``'s type.
+
+    ``bytes_per_sample``: the bytes of every module output in the forward of one sample's orbit
+    (measured by :func:`orbit_forward` on its first sample).
+
+    >>> auto_chunk_size(4 * 427 * 2**10), auto_chunk_size(4 * 10 * 2**10)
+    (19, 819)
+    """
+    kind = torch.device(device).type
+    budget = AUTO_CHUNK_BYTES.get(kind, AUTO_CHUNK_BYTES_DEFAULT)
+    return max(1, budget // max(int(bytes_per_sample), 1))
+
+
+def couples_samples(model: nn.Module) -> bool:
+    """Whether a forward of ``model`` mixes the samples of its batch: a BatchNorm in training
+    mode normalises with batch statistics, so chunking the batch would change its outputs."""
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules()
+    )
+
+
+@contextmanager
+def count_output_bytes(model: nn.Module) -> Iterator[list[int]]:
+    """Forward hooks on every module of ``model``: yields a one-item list that sums the bytes
+    of their tensor outputs (e2cnn ``GeometricTensor``s included) while the block runs."""
+    total = [0]
+
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        items = output if isinstance(output, (tuple, list)) else (output,)
+        for item in items:
+            tensor = item if isinstance(item, Tensor) else getattr(item, "tensor", None)
+            if isinstance(tensor, Tensor):
+                total[0] += tensor.numel() * tensor.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        yield total
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def orbit_forward(
     model: nn.Module,
     x: Tensor,
@@ -184,15 +237,21 @@ def orbit_forward(
     num_samples: int | None = None,
     generator: torch.Generator | None = None,
 ) -> OrbitFeatures:
-    """ONE forward of every orbit element of every sample, with the outputs of ``layers``.
+    """Batched forwards of every orbit element of every sample, with the outputs of ``layers``.
 
-    All ``B·N`` transformed inputs go through ``model`` in one batched forward, or in forwards
-    of at most ``chunk_size`` samples' orbits (``chunk_size·N`` inputs) when ``chunk_size`` is
-    set. The named ``layers`` (``dict(model.named_modules())``; ``""`` is the model itself) are
-    captured with forward hooks during that same forward, so hidden orbits use exactly the
-    input orbit's elements; each must run once per forward. An empty batch (``B = 0``) runs one
-    forward on the empty ``[0, *D]`` input to learn the output shapes; a model that cannot run
-    on 0 inputs gets a ``ValueError`` ("empty batch").
+    The ``B·N`` transformed inputs go through ``model`` in forwards of at most ``chunk_size``
+    samples' orbits (``chunk_size·N`` inputs); ``chunk_size=B`` is one forward. The default
+    ``None`` chooses the chunk from the model's activation memory: the first sample's orbit runs
+    alone while hooks add up the bytes of every module output, then the others run
+    :func:`auto_chunk_size` samples per forward (a ``32 MiB`` budget on a CPU, where a forward
+    that outgrows the cache runs up to 2× slower per input; ``1 GiB`` elsewhere). A model whose
+    forward couples samples (a BatchNorm in training mode) always runs one forward, so the
+    default never changes an output; chunks change results only by float rounding. The named
+    ``layers`` (``dict(model.named_modules())``; ``""`` is the model itself) are captured with
+    forward hooks during the same forwards, so hidden orbits use exactly the input orbit's
+    elements; each must run once per forward. An empty batch (``B = 0``) runs one forward on the
+    empty ``[0, *D]`` input to learn the output shapes; a model that cannot run on 0 inputs
+    gets a ``ValueError`` ("empty batch").
 
     Args:
         model: any module; its output (or a layer's) may be an e2cnn ``GeometricTensor``.
@@ -202,7 +261,7 @@ def orbit_forward(
             ``group.elements(num_samples, generator)``: the whole group when it is finite,
             identity plus ``num_samples − 1`` sampled elements when it is continuous. Every
             sample sees the same elements.
-        chunk_size: samples (whole orbits) per forward; ``None`` all at once.
+        chunk_size: samples (whole orbits) per forward; ``None`` chosen automatically (above).
         layers: names of submodules whose outputs to keep.
 
     Returns:
@@ -215,19 +274,23 @@ def orbit_forward(
     >>> out.logits.shape, out.features["0"].shape
     (torch.Size([5, 4, 3]), torch.Size([5, 4, 4]))
     """
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(
+            f"chunk_size: expected a positive integer or None (automatic), got {chunk_size!r}"
+        )
     layers = [layers] if isinstance(layers, str) else list(layers)
     group.check_input(x)
     elems = resolve_elements(group, x, num_samples, generator, elements)
     logits: list[Tensor] = []
     features: dict[str, list[Tensor]] = {name: [] for name in layers}
     field_types: dict[str, Any] = dict.fromkeys(layers)
-    step = x.shape[0] if chunk_size is None else chunk_size
+    batch = x.shape[0]
     with capture_layers(model, layers) as captured:
-        # an empty batch still takes one (empty) forward: it tells the output shapes
-        for start in range(0, max(x.shape[0], 1), max(step, 1)):
-            chunk = group.orbit_from_elements(x[start : start + step], elems)
+
+        def forward_chunk(start: int, stop: int) -> None:
+            chunk = group.orbit_from_elements(x[start:stop], elems)
             b, n = chunk.shape[:2]
             for outputs in captured.values():
                 outputs.clear()
@@ -237,6 +300,15 @@ def orbit_forward(
             for name in layers:
                 tensor, field_types[name] = layer_output(captured, name)
                 features[name].append(tensor.reshape(b, n, *tensor.shape[1:]))
+
+        first, step = 0, batch if chunk_size is None else chunk_size
+        if chunk_size is None and batch > 1 and not couples_samples(model):
+            with count_output_bytes(model) as measured:
+                forward_chunk(0, 1)
+            first, step = 1, auto_chunk_size(measured[0], x.device)
+        # an empty batch still takes one (empty) forward: it tells the output shapes
+        for start in range(first, max(batch, first + 1), max(step, 1)):
+            forward_chunk(start, start + step)
     return OrbitFeatures(
         logits=torch.cat(logits, dim=0),
         features={name: torch.cat(chunks, dim=0) for name, chunks in features.items()},
@@ -256,11 +328,11 @@ def orbit_logits(
 ) -> Tensor:
     """Outputs of ``model`` on every orbit element of every sample: ``[B, N, C]``.
 
-    The ``logits`` of :func:`orbit_forward` (one batched forward, or forwards of
-    ``chunk_size`` samples' orbits; an empty batch gives ``[0, N, C]``). ``N`` is the group's
-    order, or ``num_samples`` (identity plus sampled elements) for a continuous group; every
-    sample sees the same elements. ``elements`` (shape ``[N]``, identity first) fixes the
-    elements explicitly and overrides ``num_samples``.
+    The ``logits`` of :func:`orbit_forward` (batched forwards of ``chunk_size`` samples' orbits,
+    chosen from the model's activation memory by default; an empty batch gives ``[0, N, C]``).
+    ``N`` is the group's order, or ``num_samples`` (identity plus sampled elements) for a
+    continuous group; every sample sees the same elements. ``elements`` (shape ``[N]``, identity
+    first) fixes the elements explicitly and overrides ``num_samples``.
 
     >>> from invreg.groups import Rotations
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))

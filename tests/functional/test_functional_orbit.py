@@ -82,11 +82,70 @@ def test_orbit_logits_matches_a_loop_and_chunks():
 
 def test_one_batched_forward_or_chunks():
     counting = CountingModel(MLP((1, 6, 6), 3, hidden_widths=(4,)))
-    orbit_logits(counting, torch.randn(5, 1, 6, 6), C4)
+    orbit_logits(counting, torch.randn(5, 1, 6, 6), C4, chunk_size=5)
     assert counting.batches == [20]
     counting.batches.clear()
     orbit_logits(counting, torch.randn(5, 1, 6, 6), C4, chunk_size=2)
     assert counting.batches == [8, 8, 4]
+
+
+def output_bytes_per_sample(model, x):
+    """Bytes of every module output (the model's own included) for one sample's C4 orbit."""
+    sizes: list[int] = []
+
+    def record(module, args, out):
+        sizes.append(out.numel() * out.element_size())
+
+    hooks = [module.register_forward_hook(record) for module in model.modules()]
+    with torch.no_grad():
+        model(C4.orbit(x[:1]).flatten(0, 1))
+    for hook in hooks:
+        hook.remove()
+    return sum(sizes)
+
+
+def test_default_chunks_by_activation_memory(monkeypatch):
+    import invreg.functional.invariance as invariance
+
+    torch.manual_seed(0)
+    counting = CountingModel(MLP((1, 6, 6), 3, hidden_widths=(32, 32))).eval()
+    x = torch.randn(11, 1, 6, 6)
+    # small activations: the first sample's orbit is measured alone, then the rest at once
+    reference = orbit_logits(counting, x, C4, chunk_size=11)
+    counting.batches.clear()
+    default = orbit_logits(counting, x, C4)
+    assert counting.batches == [4, 40]
+    torch.testing.assert_close(default, reference, rtol=0, atol=rounding(reference, 36 + 64))
+    # a budget of three samples' activations: chunks of 3 orbits after the first sample
+    per_sample = output_bytes_per_sample(counting, x)
+    monkeypatch.setitem(invariance.AUTO_CHUNK_BYTES, "cpu", 3 * per_sample + per_sample // 2)
+    counting.batches.clear()
+    chunked = orbit_logits(counting, x, C4)
+    assert counting.batches == [4, 12, 12, 12, 4]
+    torch.testing.assert_close(chunked, reference, rtol=0, atol=rounding(reference, 36 + 64))
+
+
+def test_default_never_chunks_a_model_that_couples_samples(monkeypatch):
+    import invreg.functional.invariance as invariance
+
+    monkeypatch.setitem(invariance.AUTO_CHUNK_BYTES, "cpu", 1)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(36, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
+    counting = CountingModel(net).train()  # batch statistics: chunks would change the outputs
+    orbit_logits(counting, torch.randn(5, 1, 6, 6), C4)
+    assert counting.batches == [20]
+    counting.eval()  # running statistics: samples are independent again
+    counting.batches.clear()
+    orbit_logits(counting, torch.randn(5, 1, 6, 6), C4)
+    assert counting.batches == [4, 4, 4, 4, 4]
+
+
+def test_auto_chunk_size_rule():
+    from invreg.functional.invariance import AUTO_CHUNK_BYTES, auto_chunk_size
+
+    cpu = AUTO_CHUNK_BYTES["cpu"]
+    assert auto_chunk_size(cpu // 7, "cpu") == 7
+    assert auto_chunk_size(2 * cpu, "cpu") == 1  # one sample's orbit at least
+    assert auto_chunk_size(cpu // 7, "meta") > 7  # accelerators: a wider bound
 
 
 def test_explicit_elements_and_continuous_groups():
