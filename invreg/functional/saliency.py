@@ -60,7 +60,10 @@ from torch import Tensor, nn
 from invreg.functional.invariance import (
     Reduction,
     _reduce,
+    auto_chunk_size,
     check_target,
+    count_output_bytes,
+    couples_samples,
     resolve_elements,
     upcast,
     working_dtype,
@@ -273,8 +276,13 @@ def saliency(
             of ``g·x``). The baseline 0.0 is zero in ``x``'s units (grey, not the background,
             on standardised images; see the module docstring): pass ``datamodule.background``
             for an empty image.
-        max_batch_size: at most this many model inputs per forward + backward pass (``None``:
-            all ``B`` (``B·S`` for integrated gradients) inputs in one pass).
+        max_batch_size: at most this many model inputs per forward + backward pass of the
+            ``B`` (``B·S`` for integrated gradients) inputs. ``None``: chosen from the model's
+            activation memory, as :func:`~invreg.functional.orbit_forward` does: the first
+            input runs alone while hooks add up its activation bytes, then passes of
+            :func:`~invreg.functional.invariance.auto_chunk_size` inputs (a 32 MiB budget on
+            a CPU); one pass for a model that couples samples (BatchNorm in training mode).
+            Path points are built per pass, so memory stays bounded by the pass.
         options: fields of the recipe to replace (``steps=8``, ``baseline=...``, ...).
 
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3, 2, bias=False))
@@ -332,8 +340,9 @@ def orbit_saliency(
     ``out[:, 0]`` is ``P(a(x))``. The orbit elements are ``group.elements(num_samples)`` (or
     ``elements``), identity first.
 
-    All ``B·N`` (``B·N·S`` for integrated gradients) attributions come from ONE batched forward
-    and backward pass, or from passes of at most ``max_batch_size`` inputs.
+    All ``B·N`` (``B·N·S`` for integrated gradients) attributions come from batched forward and
+    backward passes of at most ``max_batch_size`` inputs (``None``: chosen automatically, see
+    :func:`saliency`).
 
     Post-processing is applied *after* mapping back, so both maps of a pair are processed in
     the same frame. For exact actions (rotations by 90°, flips, dihedral groups) this equals
@@ -511,43 +520,74 @@ def _attributions(
     max_batch_size: int | None,
 ) -> Tensor:
     """Raw attributions ``[M, *D]`` of ``inputs`` ``[M, *D]`` (grad mode on, no post-processing)."""
-    steps = recipe.steps
     if recipe.method != "integrated_gradients":
-        grads = upcast(_input_gradients(model, inputs, target, max_batch_size))
+        grads = torch.zeros(inputs.shape, dtype=working_dtype(inputs.dtype), device=inputs.device)
+        _accumulate_gradients(model, lambda rows: inputs[rows], inputs.shape[0], target, grads,
+                              max_batch_size)
         return grads if recipe.method == "gradient" else upcast(inputs) * grads
-    # all S path points of all M inputs in one batch, step-major: [S, M, *D]
+    # the S path points of the M inputs, step-major (row k: step k // M, input k % M), built
+    # pass by pass; their gradients summed per input in at least float32 (S half-precision
+    # gradients would lose bits), then averaged
+    steps, total = recipe.steps, inputs.shape[0]
     delta = inputs - baseline
     alphas = torch.arange(1, steps + 1, dtype=inputs.dtype, device=inputs.device) / steps
-    alphas = alphas.view(steps, *([1] * inputs.ndim))
-    path = (baseline + alphas * delta).reshape(steps * inputs.shape[0], *inputs.shape[1:])
-    grads = upcast(_input_gradients(model, path, target.repeat(steps), max_batch_size))
-    # the path average in at least float32: S half-precision gradients would lose bits
-    return upcast(delta) * grads.reshape(steps, *inputs.shape).mean(dim=0)
+    shape = (-1,) + (1,) * (inputs.ndim - 1)
+
+    def path(rows: Tensor) -> Tensor:
+        index = rows % total
+        base = baseline[index] if baseline.ndim else baseline
+        return base + alphas[rows // total].view(shape) * delta[index]
+
+    sums = torch.zeros(inputs.shape, dtype=working_dtype(inputs.dtype), device=inputs.device)
+    _accumulate_gradients(model, path, steps * total, target, sums, max_batch_size)
+    return upcast(delta) * (sums / steps)
 
 
-def _input_gradients(
-    model: nn.Module, inputs: Tensor, target: Tensor, max_batch_size: int | None
-) -> Tensor:
-    """``∂ f_{target_k}(inputs_k) / ∂ inputs_k`` for every row ``k``, one backward per chunk."""
-    total = inputs.shape[0]
-    step = total if max_batch_size is None else max_batch_size
-    grads = []
-    for start in range(0, total, max(step, 1)):
-        chunk = inputs[start : start + step].detach().requires_grad_(True)
-        logits = model(chunk)
-        _check_logits(logits, chunk.shape[0])
-        if not torch.isfinite(logits).all():
-            raise ValueError("saliency: the model's logits contain NaN or Inf")
-        classes = target[start : start + step]
-        if classes.numel() and (classes.min() < 0 or classes.max() >= logits.shape[1]):
-            raise ValueError(
-                f"target: class indices must lie in [0, {logits.shape[1]}), got values in "
-                f"[{classes.min().item()}, {classes.max().item()}]"
-            )
-        selected = logits.gather(1, classes.view(-1, 1)).sum()
-        (grad,) = torch.autograd.grad(selected, chunk)
-        grads.append(grad)
-    return torch.cat(grads, dim=0) if len(grads) != 1 else grads[0]
+def _accumulate_gradients(
+    model: nn.Module,
+    rows_to_inputs: Any,
+    count: int,
+    target: Tensor,
+    out: Tensor,
+    max_batch_size: int | None,
+) -> None:
+    """``out[k % M] += ∂ f_{target_k}(z_k) / ∂ z_k`` for the ``count`` model inputs
+    ``z = rows_to_inputs(rows)``, ``M = out.shape[0]``, one forward + backward per pass of at
+    most ``max_batch_size`` rows (``None``: sized from the first row's activation bytes)."""
+    first, step = 0, count if max_batch_size is None else max_batch_size
+    if max_batch_size is None and count > 1 and not couples_samples(model):
+        with count_output_bytes(model) as measured:
+            _gradient_pass(model, rows_to_inputs, 0, 1, target, out)
+        first, step = 1, auto_chunk_size(measured[0], out.device)
+    for start in range(first, count, max(step, 1)):
+        _gradient_pass(model, rows_to_inputs, start, min(start + step, count), target, out)
+
+
+def _gradient_pass(
+    model: nn.Module, rows_to_inputs: Any, start: int, stop: int, target: Tensor, out: Tensor
+) -> None:
+    """One forward + backward of the inputs of rows ``start:stop``; gradients added to
+    ``out[row % M]``."""
+    total = out.shape[0]
+    index = torch.arange(start, stop, device=out.device) % total
+    rows = torch.arange(start, stop, device=out.device)
+    chunk = rows_to_inputs(rows).detach().requires_grad_(True)
+    logits = model(chunk)
+    _check_logits(logits, chunk.shape[0])
+    if not torch.isfinite(logits).all():
+        raise ValueError("saliency: the model's logits contain NaN or Inf")
+    classes = target[index]
+    if classes.numel() and (classes.min() < 0 or classes.max() >= logits.shape[1]):
+        raise ValueError(
+            f"target: class indices must lie in [0, {logits.shape[1]}), got values in "
+            f"[{classes.min().item()}, {classes.max().item()}]"
+        )
+    selected = logits.gather(1, classes.view(-1, 1)).sum()
+    (grad,) = torch.autograd.grad(selected, chunk)
+    if stop - start == total and start % total == 0:  # one whole path step: rows in order
+        out += grad
+    else:
+        out.index_add_(0, index, grad.to(out.dtype))
 
 
 __all__ = [

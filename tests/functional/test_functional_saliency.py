@@ -161,7 +161,9 @@ def test_one_backward_and_chunks():
     model = Counting(MLP((1, 6, 6), 3, hidden_widths=(8,)).eval())
     x = torch.randn(5, 1, 6, 6)
     target = torch.tensor([0, 1, 2, 0, 1])
-    full = saliency_invariance(model, x, target, C4, steps=6, reduction="none")
+    full = saliency_invariance(
+        model, x, target, C4, steps=6, reduction="none", max_batch_size=120
+    )
     assert model.batches == [5 * 4 * 6]  # orbit and IG steps in ONE forward/backward
     model.batches.clear()
     chunked = saliency_invariance(
@@ -170,8 +172,34 @@ def test_one_backward_and_chunks():
     assert model.batches == [32] * 3 + [24]
     assert_rounding_close(full, chunked, 2 * (36 + 8 + 36 + 8))  # as in the loop comparison
     model.batches.clear()
-    saliency_invariance(model, x, None, C4, "gradient")
+    saliency_invariance(model, x, None, C4, "gradient", max_batch_size=20)
     assert model.batches == [5, 20]  # the prediction on x, then the orbit
+
+
+def test_default_passes_are_bounded_by_activation_memory(monkeypatch):
+    import invreg.functional.invariance as invariance
+
+    torch.manual_seed(0)
+    model = Counting(MLP((1, 6, 6), 3, hidden_widths=(8,)).eval())
+    x = torch.randn(5, 1, 6, 6)
+    target = torch.tensor([0, 1, 2, 0, 1])
+    full = saliency_invariance(
+        model, x, target, C4, steps=6, reduction="none", max_batch_size=120
+    )
+    # small activations: the first path point alone (measured), then the other 119 at once
+    model.batches.clear()
+    default = saliency_invariance(model, x, target, C4, steps=6, reduction="none")
+    assert model.batches == [1, 119]
+    assert_rounding_close(default, full, 2 * (36 + 8 + 36 + 8))
+    # a budget of 25 inputs' activations: passes of 25 after the measured first point
+    with invariance.count_output_bytes(model) as measured:
+        model(x[:1])
+    per_input = measured[0]
+    monkeypatch.setitem(invariance.AUTO_CHUNK_BYTES, "cpu", 25 * per_input)
+    model.batches.clear()
+    bounded = saliency_invariance(model, x, target, C4, steps=6, reduction="none")
+    assert model.batches == [1] + [25] * 4 + [19]
+    assert_rounding_close(bounded, full, 2 * (36 + 8 + 36 + 8))
 
 
 def test_maps_are_in_the_frame_of_x():
