@@ -521,62 +521,68 @@ def _attributions(
 ) -> Tensor:
     """Raw attributions ``[M, *D]`` of ``inputs`` ``[M, *D]`` (grad mode on, no post-processing)."""
     if recipe.method != "integrated_gradients":
-        grads = torch.zeros(inputs.shape, dtype=working_dtype(inputs.dtype), device=inputs.device)
-        _accumulate_gradients(model, lambda rows: inputs[rows], inputs.shape[0], target, grads,
-                              max_batch_size)
+        grads = _summed_gradients(model, inputs, target, 1, lambda _, rows: inputs[rows],
+                                  max_batch_size)
         return grads if recipe.method == "gradient" else upcast(inputs) * grads
     # the S path points of the M inputs, step-major (row k: step k // M, input k % M), built
     # pass by pass; their gradients summed per input in at least float32 (S half-precision
     # gradients would lose bits), then averaged
-    steps, total = recipe.steps, inputs.shape[0]
+    steps = recipe.steps
     delta = inputs - baseline
-    alphas = torch.arange(1, steps + 1, dtype=inputs.dtype, device=inputs.device) / steps
-    shape = (-1,) + (1,) * (inputs.ndim - 1)
 
-    def path(rows: Tensor) -> Tensor:
-        index = rows % total
-        base = baseline[index] if baseline.ndim else baseline
-        return base + alphas[rows // total].view(shape) * delta[index]
+    def path(step: int, rows: slice) -> Tensor:
+        base = baseline[rows] if baseline.ndim else baseline
+        return base + ((step + 1) / steps) * delta[rows]
 
-    sums = torch.zeros(inputs.shape, dtype=working_dtype(inputs.dtype), device=inputs.device)
-    _accumulate_gradients(model, path, steps * total, target, sums, max_batch_size)
+    sums = _summed_gradients(model, inputs, target, steps, path, max_batch_size)
     return upcast(delta) * (sums / steps)
 
 
-def _accumulate_gradients(
+def _summed_gradients(
     model: nn.Module,
-    rows_to_inputs: Any,
-    count: int,
+    inputs: Tensor,
     target: Tensor,
-    out: Tensor,
+    steps: int,
+    point: Any,
     max_batch_size: int | None,
-) -> None:
-    """``out[k % M] += ∂ f_{target_k}(z_k) / ∂ z_k`` for the ``count`` model inputs
-    ``z = rows_to_inputs(rows)``, ``M = out.shape[0]``, one forward + backward per pass of at
-    most ``max_batch_size`` rows (``None``: sized from the first row's activation bytes)."""
-    first, step = 0, count if max_batch_size is None else max_batch_size
+) -> Tensor:
+    """``Σ_s ∂ f_{target_i}(z_{s,i}) / ∂ z`` for the ``steps·M`` model inputs
+    ``z_{s, i} = point(s, rows)[i]`` (``M = inputs.shape[0]``; step-major rows ``k = s·M + i``),
+    one forward + backward per pass of at most ``max_batch_size`` rows (``None``: sized from
+    the first row's activation bytes), in at least float32."""
+    total = inputs.shape[0]
+    count = steps * total
+    sums = torch.zeros(inputs.shape, dtype=working_dtype(inputs.dtype), device=inputs.device)
+    first, size = 0, count if max_batch_size is None else max_batch_size
     if max_batch_size is None and count > 1 and not couples_samples(model):
         with count_output_bytes(model) as measured:
-            _gradient_pass(model, rows_to_inputs, 0, 1, target, out)
-        first, step = 1, auto_chunk_size(measured[0], out.device)
-    for start in range(first, count, max(step, 1)):
-        _gradient_pass(model, rows_to_inputs, start, min(start + step, count), target, out)
+            _gradient_pass(model, point, 0, 1, total, target, sums)
+        first, size = 1, auto_chunk_size(measured[0], inputs.device)
+    for start in range(first, count, max(size, 1)):
+        _gradient_pass(model, point, start, min(start + size, count), total, target, sums)
+    return sums
 
 
 def _gradient_pass(
-    model: nn.Module, rows_to_inputs: Any, start: int, stop: int, target: Tensor, out: Tensor
+    model: nn.Module, point: Any, start: int, stop: int, total: int, target: Tensor, sums: Tensor
 ) -> None:
-    """One forward + backward of the inputs of rows ``start:stop``; gradients added to
-    ``out[row % M]``."""
-    total = out.shape[0]
-    index = torch.arange(start, stop, device=out.device) % total
-    rows = torch.arange(start, stop, device=out.device)
-    chunk = rows_to_inputs(rows).detach().requires_grad_(True)
+    """One forward + backward of rows ``start:stop``; each row's gradient added to its input's
+    entry of ``sums``. A pass spans whole or partial path steps, each a contiguous slice of
+    inputs, so points are built and gradients added slice by slice (no gather, no scatter)."""
+    segments = []  # (step, input slice, slice of the pass)
+    row = start
+    while row < stop:
+        step, index = divmod(row, total)
+        end = min(stop, (step + 1) * total)
+        segments.append((step, slice(index, index + end - row), slice(row - start, end - start)))
+        row = end
+    parts = [point(step, rows) for step, rows, _ in segments]
+    chunk = (parts[0] if len(parts) == 1 else torch.cat(parts)).detach().requires_grad_(True)
     logits = model(chunk)
     _check_logits(logits, chunk.shape[0])
     if not torch.isfinite(logits).all():
         raise ValueError("saliency: the model's logits contain NaN or Inf")
-    classes = target[index]
+    classes = torch.cat([target[rows] for _, rows, _ in segments])
     if classes.numel() and (classes.min() < 0 or classes.max() >= logits.shape[1]):
         raise ValueError(
             f"target: class indices must lie in [0, {logits.shape[1]}), got values in "
@@ -584,10 +590,8 @@ def _gradient_pass(
         )
     selected = logits.gather(1, classes.view(-1, 1)).sum()
     (grad,) = torch.autograd.grad(selected, chunk)
-    if stop - start == total and start % total == 0:  # one whole path step: rows in order
-        out += grad
-    else:
-        out.index_add_(0, index, grad.to(out.dtype))
+    for _, rows, part in segments:
+        sums[rows] += grad[part]
 
 
 __all__ = [
