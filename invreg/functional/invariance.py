@@ -174,27 +174,28 @@ def tensor_of(output: Any, what: str) -> Tensor:
 
 
 #: activation bytes per forward that ``chunk_size=None`` aims at, per device type. CPU: about a
-#: last-level cache (measured, ``benchmarks/bench_metrics.py``: a small CNN ran 2.3× slower on
-#: 2048 orbit inputs at once than on ~64–128 inputs, 27–53 MiB of activations, per forward; an
-#: MLP's forward at 10 KiB per input stays one batch). Other devices (CUDA): wide batches fill
-#: the device, so the bound only caps memory.
+#: last-level cache (measured, ``benchmarks/bench_metrics.py``: a small CNN, 427 KiB of module
+#: outputs per input, ran 2.3× slower on 2048 inputs per forward than on 64–128; an MLP at
+#: 10 KiB per input runs as fast at 256 inputs as at 2048). Other devices (CUDA): wide batches
+#: fill the device, so the bound only caps memory.
 AUTO_CHUNK_BYTES = {"cpu": 32 * 2**20}
 AUTO_CHUNK_BYTES_DEFAULT = 2**30
 
 
-def auto_chunk_size(bytes_per_sample: int, device: torch.device | str = "cpu") -> int:
-    """Samples (whole orbits) per forward for ``chunk_size=None``: ``budget // bytes_per_sample``
-    (at least 1), the budget :data:`AUTO_CHUNK_BYTES` of ``device``'s type.
+def auto_chunk_size(bytes_per_input: int, device: torch.device | str = "cpu") -> int:
+    """Inputs per forward for the automatic chunking of :func:`orbit_forward` and
+    :func:`~invreg.functional.saliency`: ``budget // bytes_per_input`` (at least 1), the
+    budget :data:`AUTO_CHUNK_BYTES` of ``device``'s type.
 
-    ``bytes_per_sample``: the bytes of every module output in the forward of one sample's orbit
-    (measured by :func:`orbit_forward` on its first sample).
+    ``bytes_per_input``: the bytes of every module output in a forward of one input (measured
+    with :func:`count_output_bytes` on the first one).
 
-    >>> auto_chunk_size(4 * 427 * 2**10), auto_chunk_size(4 * 10 * 2**10)
-    (19, 819)
+    >>> auto_chunk_size(427 * 2**10), auto_chunk_size(10 * 2**10)  # a small CNN, an MLP
+    (76, 3276)
     """
     kind = torch.device(device).type
     budget = AUTO_CHUNK_BYTES.get(kind, AUTO_CHUNK_BYTES_DEFAULT)
-    return max(1, budget // max(int(bytes_per_sample), 1))
+    return max(1, budget // max(int(bytes_per_input), 1))
 
 
 def couples_samples(model: nn.Module) -> bool:
@@ -239,14 +240,18 @@ def orbit_forward(
 ) -> OrbitFeatures:
     """Batched forwards of every orbit element of every sample, with the outputs of ``layers``.
 
-    The ``B·N`` transformed inputs go through ``model`` in forwards of at most ``chunk_size``
-    samples' orbits (``chunk_size·N`` inputs); ``chunk_size=B`` is one forward. The default
-    ``None`` chooses the chunk from the model's activation memory: the first sample's orbit runs
-    alone while hooks add up the bytes of every module output, then the others run
-    :func:`auto_chunk_size` samples per forward (a ``32 MiB`` budget on a CPU, where a forward
-    that outgrows the cache runs up to 2× slower per input; ``1 GiB`` elsewhere). A model whose
-    forward couples samples (a BatchNorm in training mode) always runs one forward, so the
-    default never changes an output; chunks change results only by float rounding. The named
+    With an integer ``chunk_size`` the ``B·N`` transformed inputs go through ``model`` in
+    forwards of ``chunk_size`` samples' whole orbits (``chunk_size·N`` inputs, sample-major);
+    ``chunk_size=B`` is one forward. The default ``None`` sizes the forwards from the model's
+    activation memory and skips the orbit copy: the first sample runs alone (one input per
+    element) while hooks add up the bytes of every module output, then the other samples run in
+    chunks of :func:`auto_chunk_size` samples, **one forward per group element** — each
+    transformed chunk goes straight into the model, the identity is the input itself — and the
+    outputs are stacked to ``[b, N, ...]``. The budget is ``32 MiB`` of activations per forward
+    on a CPU, where a forward that outgrows the cache runs up to 2× slower per input, and
+    ``1 GiB`` elsewhere. A model whose forward couples samples (a BatchNorm in training mode)
+    runs one forward of all ``B·N`` inputs instead, so the default never changes its batch
+    statistics; for every other model chunks change results only by float rounding. The named
     ``layers`` (``dict(model.named_modules())``; ``""`` is the model itself) are captured with
     forward hooks during the same forwards, so hidden orbits use exactly the input orbit's
     elements; each must run once per forward. An empty batch (``B = 0``) runs one forward on the
@@ -289,26 +294,46 @@ def orbit_forward(
     batch = x.shape[0]
     with capture_layers(model, layers) as captured:
 
-        def forward_chunk(start: int, stop: int) -> None:
-            chunk = group.orbit_from_elements(x[start:stop], elems)
-            b, n = chunk.shape[:2]
+        def run(inputs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
             for outputs in captured.values():
                 outputs.clear()
-            out = forward_batch(model, chunk.reshape(b * n, *chunk.shape[2:]))
-            out = tensor_of(out, "the model")
-            logits.append(out.reshape(b, n, *out.shape[1:]))
+            out = tensor_of(forward_batch(model, inputs), "the model")
+            hidden = {}
             for name in layers:
-                tensor, field_types[name] = layer_output(captured, name)
+                hidden[name], field_types[name] = layer_output(captured, name)
+            return out, hidden
+
+        def forward_orbit(start: int, stop: int) -> None:
+            """One forward of the chunk's whole orbit, ``[b·N, *D]``, sample-major."""
+            chunk = group.orbit_from_elements(x[start:stop], elems)
+            b, n = chunk.shape[:2]
+            out, hidden = run(chunk.reshape(b * n, *chunk.shape[2:]))
+            logits.append(out.reshape(b, n, *out.shape[1:]))
+            for name, tensor in hidden.items():
                 features[name].append(tensor.reshape(b, n, *tensor.shape[1:]))
 
-        first, step = 0, batch if chunk_size is None else chunk_size
-        if chunk_size is None and batch > 1 and not couples_samples(model):
+        def forward_elements(start: int, stop: int) -> None:
+            """One forward per orbit element of the chunk's ``b`` samples: each transformed
+            batch goes straight into the model (no ``[b, N, *D]`` orbit copy; the identity is
+            the input itself), outputs stacked to ``[b, N, ...]``."""
+            xs = x[start:stop]
+            runs = [run(xs if j == 0 else group._act_one(xs, g)) for j, g in enumerate(host)]
+            logits.append(torch.stack([out for out, _ in runs], dim=1))
+            for name in layers:
+                features[name].append(torch.stack([hidden[name] for _, hidden in runs], dim=1))
+
+        if chunk_size is not None or batch <= 1 or couples_samples(model):
+            step = batch if chunk_size is None else chunk_size
+            # an empty batch still takes one (empty) forward: it tells the output shapes
+            for start in range(0, max(batch, 1), max(step, 1)):
+                forward_orbit(start, start + step)
+        else:
+            host = group.check_elements(elems, "orbit_forward(elements)").cpu()
             with count_output_bytes(model) as measured:
-                forward_chunk(0, 1)
-            first, step = 1, auto_chunk_size(measured[0], x.device)
-        # an empty batch still takes one (empty) forward: it tells the output shapes
-        for start in range(first, max(batch, first + 1), max(step, 1)):
-            forward_chunk(start, start + step)
+                forward_elements(0, 1)
+            step = auto_chunk_size(measured[0] // len(host), x.device)
+            for start in range(1, batch, step):
+                forward_elements(start, start + step)
     return OrbitFeatures(
         logits=torch.cat(logits, dim=0),
         features={name: torch.cat(chunks, dim=0) for name, chunks in features.items()},

@@ -10,6 +10,7 @@ from invreg.functional import (
     logit_invariance,
     orbit_accuracy,
     orbit_consistency,
+    orbit_forward,
     orbit_logits,
     predictive_kl_invariance,
 )
@@ -89,8 +90,8 @@ def test_one_batched_forward_or_chunks():
     assert counting.batches == [8, 8, 4]
 
 
-def output_bytes_per_sample(model, x):
-    """Bytes of every module output (the model's own included) for one sample's C4 orbit."""
+def output_bytes_per_input(model, x):
+    """Bytes of every module output (the model's own included) for one input."""
     sizes: list[int] = []
 
     def record(module, args, out):
@@ -98,31 +99,38 @@ def output_bytes_per_sample(model, x):
 
     hooks = [module.register_forward_hook(record) for module in model.modules()]
     with torch.no_grad():
-        model(C4.orbit(x[:1]).flatten(0, 1))
+        model(x[:1])
     for hook in hooks:
         hook.remove()
     return sum(sizes)
 
 
-def test_default_chunks_by_activation_memory(monkeypatch):
+def test_default_runs_each_element_in_chunks_sized_by_activation_memory(monkeypatch):
     import invreg.functional.invariance as invariance
 
     torch.manual_seed(0)
     counting = CountingModel(MLP((1, 6, 6), 3, hidden_widths=(32, 32))).eval()
     x = torch.randn(11, 1, 6, 6)
-    # small activations: the first sample's orbit is measured alone, then the rest at once
     reference = orbit_logits(counting, x, C4, chunk_size=11)
+    assert counting.batches == [44]
+    features = orbit_forward(counting, x, C4, chunk_size=11, layers=["net.hidden.0"]).features
+    # small activations: the first sample measured alone (one input per element), then one
+    # forward per element over the other 10 samples
     counting.batches.clear()
-    default = orbit_logits(counting, x, C4)
-    assert counting.batches == [4, 40]
-    torch.testing.assert_close(default, reference, rtol=0, atol=rounding(reference, 36 + 64))
-    # a budget of three samples' activations: chunks of 3 orbits after the first sample
-    per_sample = output_bytes_per_sample(counting, x)
-    monkeypatch.setitem(invariance.AUTO_CHUNK_BYTES, "cpu", 3 * per_sample + per_sample // 2)
+    default = orbit_forward(counting, x, C4, layers=["net.hidden.0"])
+    assert counting.batches == [1] * 4 + [10] * 4
+    tol = rounding(reference, 36 + 64)
+    torch.testing.assert_close(default.logits, reference, rtol=0, atol=tol)
+    torch.testing.assert_close(
+        default.features["net.hidden.0"], features["net.hidden.0"], rtol=0, atol=tol
+    )
+    # a budget of three inputs' activations: chunks of 3 samples after the first one
+    per_input = output_bytes_per_input(counting, x)
+    monkeypatch.setitem(invariance.AUTO_CHUNK_BYTES, "cpu", 3 * per_input + per_input // 2)
     counting.batches.clear()
     chunked = orbit_logits(counting, x, C4)
-    assert counting.batches == [4, 12, 12, 12, 4]
-    torch.testing.assert_close(chunked, reference, rtol=0, atol=rounding(reference, 36 + 64))
+    assert counting.batches == [1] * 4 + [3] * 12 + [1] * 4
+    torch.testing.assert_close(chunked, reference, rtol=0, atol=tol)
 
 
 def test_default_never_chunks_a_model_that_couples_samples(monkeypatch):
@@ -136,7 +144,7 @@ def test_default_never_chunks_a_model_that_couples_samples(monkeypatch):
     counting.eval()  # running statistics: samples are independent again
     counting.batches.clear()
     orbit_logits(counting, torch.randn(5, 1, 6, 6), C4)
-    assert counting.batches == [4, 4, 4, 4, 4]
+    assert counting.batches == [1] * 4 + [1] * 16
 
 
 def test_auto_chunk_size_rule():
