@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from invreg.config import build, try_config
 from invreg.data.augment import GroupAugmentation, derive_seed, seeded_generator
-from invreg.data.epochs import EpochDataset, ShuffledEpochs
+from invreg.data.epochs import EpochDataset, ShuffledEpochs, collate
 from invreg.groups import Group, get_group
 
 SPLITS = ("train", "val", "test")
@@ -315,20 +315,24 @@ class InvarianceDataModule(pl.LightningDataModule, ABC):
         return self._loader(dataset, sampler=self._train_sampler)
 
     def val_dataloader(self) -> DataLoader:
-        """Validation batches in a fixed order."""
+        """Validation batches in a fixed order (``loader.dataset[i]``: sample ``i`` of
+        :attr:`val_dataset`)."""
         self.setup("validate")
-        return self._loader(self.val_dataset)
+        return self._loader(EpochDataset(self.val_dataset))
 
     def test_dataloader(self) -> DataLoader:
-        """Test batches in a fixed order."""
+        """Test batches in a fixed order (``loader.dataset[i]``: sample ``i`` of
+        :attr:`test_dataset`)."""
         self.setup("test")
-        return self._loader(self.test_dataset)
+        return self._loader(EpochDataset(self.test_dataset))
 
-    def _loader(self, dataset, sampler: ShuffledEpochs | None = None) -> DataLoader:
+    def _loader(self, dataset: EpochDataset, sampler: ShuffledEpochs | None = None) -> DataLoader:
+        # a batch is one indexing of the stored tensors, handed over as is (epochs.collate)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
+            collate_fn=collate,
             num_workers=self.num_workers,
             # worker seeds come from this generator, not from the global RNG; nothing in the
             # pipeline reads them (every random choice is keyed by seed, epoch and sample)

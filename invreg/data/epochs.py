@@ -7,18 +7,22 @@ advances: :class:`ShuffledEpochs` draws the order of epoch ``e`` from a generato
 ``(seed, e)`` and yields *keys* ``(e, i)``; :class:`EpochDataset` turns a batch of keys into
 samples, augmented with the elements :class:`~invreg.data.augment.GroupAugmentation` assigns
 to ``(e, i)``. The epoch travels inside the keys, so worker processes (persistent or not) need
-no state either. Lightning tells the sampler the epoch (``set_epoch``) before each training
-epoch, also after resuming from a checkpoint; the sampler also counts epochs itself for loops
-that do not, and the data module keeps that count in its ``state_dict``.
+no state either. A batch of keys is read with one indexing of the stored tensors
+(:class:`StackedSamples`), and :func:`collate` hands it to the model as it is, with no
+per-sample copies and no re-stacking. Lightning tells the sampler the epoch (``set_epoch``)
+before each training epoch, also after resuming from a checkpoint; the sampler also counts
+epochs itself for loops that do not, and the data module keeps that count in its
+``state_dict``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler, TensorDataset
+from torch.utils.data import Dataset, Sampler, TensorDataset, default_collate
 
 from invreg.data.augment import GroupAugmentation, seeded_generator
 
@@ -72,13 +76,50 @@ class ShuffledEpochs(Sampler[EpochKey]):
         return self.num_samples
 
 
+class StackedSamples(Sequence):
+    """A batch already stacked, ``x`` ``[B, ...]`` and ``y`` ``[B]``, that still reads as the
+    sequence of its samples ``(x[i], y[i])``.
+
+    :meth:`EpochDataset.__getitems__` returns it; :func:`collate` turns it into ``(x, y)``
+    without copying, and any other collate function (``default_collate``) sees the list of
+    samples it expects and re-stacks them to the same batch.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        return self.x[index], self.y[index]
+
+
+def collate(samples: Any) -> Any:
+    """The collate function of invreg's loaders: a :class:`StackedSamples` batch as ``(x, y)``
+    (as read, no copy), anything else through ``default_collate``.
+
+    >>> batch = StackedSamples(torch.zeros(3, 2), torch.arange(3))
+    >>> x, y = collate(batch)
+    >>> x.shape, y.tolist()
+    (torch.Size([3, 2]), [0, 1, 2])
+    >>> all(torch.equal(a, b) for a, b in zip(default_collate(batch), (x, y)))
+    True
+    """
+    if isinstance(samples, StackedSamples):
+        return samples.x, samples.y
+    return default_collate(samples)
+
+
 class EpochDataset(Dataset):
     """A :class:`~torch.utils.data.TensorDataset` ``(x, y)`` read through ``(epoch, index)`` keys.
 
     ``dataset[(e, i)]`` is sample ``i`` moved by the element ``augmentation`` assigns to it in
-    epoch ``e`` (unchanged without augmentation); a batch of keys is transformed in one call
-    (``__getitems__``, which the DataLoader uses). ``dataset[i]`` with a plain integer is the
-    untransformed sample ``i``, as from the wrapped data set.
+    epoch ``e`` (unchanged without augmentation); a batch of keys is read and transformed in
+    one call (``__getitems__``, which the DataLoader uses; it returns :class:`StackedSamples`).
+    ``dataset[i]`` with a plain integer is the untransformed sample ``i``, as from the wrapped
+    data set, and a batch of plain integers is those samples, untransformed (how the
+    validation and test loaders read their batches).
 
     Args:
         dataset: a ``TensorDataset`` of inputs ``[N, ...]`` and labels ``[N]``.
@@ -108,9 +149,10 @@ class EpochDataset(Dataset):
             return self.__getitems__([key])[0]
         return self.dataset[key]
 
-    def __getitems__(self, keys: Sequence[int | EpochKey]) -> list[tuple[Tensor, Tensor]]:
+    def __getitems__(self, keys: Sequence[int | EpochKey]) -> StackedSamples:
         if not any(isinstance(key, tuple) for key in keys):
-            return [self.dataset[key] for key in keys]
+            indices = torch.as_tensor(list(keys), dtype=torch.long)
+            return StackedSamples(*(tensor[indices] for tensor in self.dataset.tensors))
         epochs = {epoch for epoch, _ in keys}
         if len(epochs) != 1:
             raise ValueError(f"keys: a batch must come from one epoch, got epochs {sorted(epochs)}")
@@ -119,4 +161,4 @@ class EpochDataset(Dataset):
         x, y = (tensor[indices] for tensor in self.dataset.tensors)
         if self.augmentation is not None:
             x = self.augmentation(x, epoch, indices)
-        return list(zip(x.unbind(), y.unbind(), strict=True))
+        return StackedSamples(x, y)
