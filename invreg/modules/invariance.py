@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from invreg.config import build
@@ -163,6 +163,8 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         self.orbit_metrics = nn.ModuleDict(
             {stage: OrbitMetrics(self.group, num_classes) for stage in ("val_", "test_")}
         )
+        #: stages whose epoch metrics were handed to Lightning this epoch
+        self._epoch_logged: set[str] = set()
         # epoch means as metric states (sum, count), reduced across processes under DDP
         self.loss_means = nn.ModuleDict(
             {
@@ -218,8 +220,6 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         self, batch: tuple[Tensor, Tensor], stage: str, batch_idx: int = 0
     ) -> Tensor | None:
         x, y = batch
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{stage} batch contains NaN or Inf inputs")
         if stage == "train" and self.augment:
             g = self.group.sample(x.shape[0], generator=self.random_generator, device=x.device)
             x = self.group.act(x, g, fill=self.fill)
@@ -234,27 +234,64 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         invariance_loss = self.invariance_loss(as_orbit(features, batch_size, k))
         loss = task_loss + self.invariance_weight * invariance_loss
         terms = dict(task_loss=task_loss, invariance_loss=invariance_loss, loss=loss)
-        if not check_finite_loss(self, stage, batch_idx, terms):
+        if not check_finite_loss(self, stage, batch_idx, terms, inputs=batch[0]):
             return None  # on_nonfinite_loss="skip": Lightning skips the optimiser step
+        reference_logits = reference_logits.detach()
         if stage == "train":
             accuracy = self.accuracy
-            accuracy(reference_logits, y)
+            accuracy.update(reference_logits, y)
         else:
             metrics = self.orbit_metrics[f"{stage}_"]
             metrics.update(as_orbit(logits.detach(), batch_size, k), y)
             accuracy = metrics["accuracy"]
-        log = dict(on_step=stage == "train", on_epoch=True, batch_size=batch_size)
+        means = self.loss_means[f"{stage}_"]
         for name, value in terms.items():
-            mean = self.loss_means[f"{stage}_"][name]
-            mean(value.detach(), batch_size)  # weighted by the batch size: exact epoch means
-            self.log(f"{stage}/{name}", mean, prog_bar=name == "loss" and stage != "test", **log)
-        self.log(f"{stage}/acc", accuracy, prog_bar=True, **log)
+            means[name].update(value.detach(), batch_size)  # batch-size weighted: exact means
+        self._log_epoch_metrics(stage, {**{name: means[name] for name in terms}, "acc": accuracy})
+        if stage == "train":
+            self._log_step_values(terms, reference_logits, y)
         return loss
 
+    def _log_epoch_metrics(self, stage: str, metrics: dict[str, Metric]) -> None:
+        """Hand this epoch's metric objects to Lightning, once per epoch and stage: Lightning
+        computes them at the epoch's end (their sums and counts reduced across processes),
+        logs ``train/<name>_epoch``, ``val/<name>``, ``test/<name>`` and resets them. Logging
+        a metric object costs far more than updating it, so it is not repeated every step."""
+        if stage in self._epoch_logged:
+            return
+        self._epoch_logged.add(stage)
+        for name, metric in metrics.items():
+            key = f"train/{name}_epoch" if stage == "train" else f"{stage}/{name}"
+            shown = name == "acc" or (name == "loss" and stage != "test")
+            self.log(key, metric, on_step=False, on_epoch=True, prog_bar=shown)
+
+    def _log_step_values(self, terms: dict[str, Tensor], logits: Tensor, y: Tensor) -> None:
+        """``train/<name>_step``: this batch's loss terms and accuracy, logged on the steps the
+        loggers write (every ``log_every_n_steps``); ``loss`` and ``acc`` on every step while
+        a progress bar shows them."""
+        trainer = self._trainer
+        every = trainer.log_every_n_steps if trainer is not None else 1
+        written = every > 0 and (self.global_step + 1) % every == 0
+        shown = trainer is not None and trainer.progress_bar_callback is not None
+        if not (written or shown):
+            return
+        values = {name: value.detach() for name, value in terms.items()}
+        values["acc"] = (logits.argmax(dim=-1) == y).float().mean()
+        for name, value in values.items():
+            bar = name in ("loss", "acc")
+            if written or bar:
+                self.log(f"train/{name}_step", value, on_step=True, on_epoch=False,
+                         prog_bar=bar, batch_size=y.shape[0])
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_logged.discard("train")
+
     def on_validation_epoch_start(self) -> None:
+        self._epoch_logged.discard("val")
         self.orbit_metrics["val_"].reset()  # only accuracy is logged (and reset) by Lightning
 
     def on_test_epoch_start(self) -> None:
+        self._epoch_logged.discard("test")
         self.orbit_metrics["test_"].reset()
 
     def training_step(self, batch, batch_idx):
