@@ -34,15 +34,33 @@ def rotate(x: Tensor, angles: Tensor) -> Tensor:
     if not torch.isfinite(angles).all():
         raise ValueError(f"rotate: angles must be finite, got {angles.tolist()}")
     quarter = torch.remainder(angles, 360.0) / 90.0
-    exact = torch.isclose(quarter, quarter.round(), atol=1e-9, rtol=0.0)
+    rounded = quarter.round()
+    exact = (quarter - rounded).abs() <= 1e-9
+    turns = rounded.long() % 4
+    if bool(exact.all()):  # the common case (C4, D4, ...): quarter turns only
+        return rotate_quarters(x, turns)
     out = torch.empty_like(x)
     if exact.any():
-        turns = quarter.round().long() % 4
-        for k in torch.unique(turns[exact]).tolist():
-            mask = exact & (turns == k)
-            out[mask] = torch.rot90(x[mask], k, dims=(-2, -1))
-    if (~exact).any():
-        out[~exact] = _rotate_bilinear(x[~exact], angles[~exact])
+        out[exact] = rotate_quarters(x[exact], turns[exact])
+    out[~exact] = _rotate_bilinear(x[~exact], angles[~exact])
+    return out
+
+
+def rotate_quarters(x: Tensor, turns: Tensor) -> Tensor:
+    """Rotate each image ``x[i]`` by ``turns[i]`` quarter turns (``[B]`` integers in 0..3).
+
+    Exact. The samples of each turn are gathered and scattered back by index
+    (``index_select``/``index_copy_``), one ``rot90`` per turn present in the batch.
+    """
+    out = torch.empty_like(x)
+    present = torch.bincount(turns, minlength=4).tolist()
+    for k, count in enumerate(present):
+        if count == 0:
+            continue
+        if count == x.shape[0]:
+            return x.clone() if k == 0 else torch.rot90(x, k, dims=(-2, -1)).contiguous()
+        index = (turns == k).nonzero().squeeze(1)
+        out.index_copy_(0, index, torch.rot90(x.index_select(0, index), k, dims=(-2, -1)))
     return out
 
 
