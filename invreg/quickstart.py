@@ -24,6 +24,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from invreg.cli import run_cli as cli_main
 from invreg.evaluation import evaluate_invariance
+from invreg.runs import run_directory
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
 
@@ -111,7 +112,12 @@ def train_and_evaluate(
         import wandb
 
         wandb.finish()
+    FOLDERS[name] = run_directory(cli.trainer)
     return result
+
+
+#: each model's run folder, filled by :func:`train_and_evaluate`
+FOLDERS: dict[str, Path] = {}
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
@@ -138,6 +144,10 @@ def run(config: Path = DEFAULT_CONFIG, out: Path = Path("runs/quickstart"),
     print(f"\nTest split, {orbits} (DI, LI: means over samples and non-identity elements)")
     print(format_table(results))
     print(f"\ntrained and evaluated in {elapsed:.1f} s; runs in {out}/")
+    print("run folders (config.yaml, checkpoints/, summary.json, figures in saliency/, "
+          "spectral/, drift/):")
+    for name in results:
+        print(f"  {name}: {FOLDERS[name]}")
     return results
 
 

@@ -1,6 +1,8 @@
 """``python -m invreg.quickstart --config my.yaml``: the config's group is used for every model
 (WT is tied over it), and what does not apply to the config is skipped with a printed reason."""
 
+from pathlib import Path
+
 import pytest
 
 from invreg import quickstart
@@ -54,6 +56,13 @@ def test_weight_tied_model_uses_the_config_group(tmp_path, capsys):
     # tied over t4 and measured on t4 orbits: exactly invariant (float32 sums of equal terms)
     _, di, li, consistency = wt_row.rsplit(maxsplit=3)
     assert float(di) == 0.0 and float(li) == 0.0 and float(consistency) == 1.0
+    # each model's run folder is named, and holds its config and summary
+    folders = {line.split(": ", 1)[0].strip(): line.split(": ", 1)[1]
+               for line in out[out.index("run folders"):].splitlines()[1:] if ": " in line}
+    assert set(folders) == {"DA", "IR", "WT"}
+    for folder in folders.values():
+        assert (Path(folder) / "config.yaml").is_file()
+        assert (Path(folder) / "summary.json").is_file()
 
 
 def test_continuous_group_skips_weight_tying(tmp_path, capsys):
