@@ -10,7 +10,7 @@ output-level value of one orbit forward; the package's modules, callbacks and
 :func:`invreg.evaluation.evaluate_invariance` aggregate through it.
 """
 
-from invreg.metrics.base import SumCountMetric
+from invreg.metrics.base import BatchMeans, SumCountMetric
 from invreg.metrics.invariance import (
     Accuracy,
     LogitInvariance,
@@ -24,6 +24,7 @@ from invreg.metrics.saliency import SaliencyInvarianceSimilarity
 
 __all__ = [
     "Accuracy",
+    "BatchMeans",
     "LayerInvariance",
     "LogitInvariance",
     "OrbitAccuracy",

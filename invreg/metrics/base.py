@@ -79,3 +79,45 @@ class SumCountMetric(Metric):
         >>> fig, ax = metric.plot()
         """
         return self._plot(val, ax)
+
+
+class BatchMeans(SumCountMetric):
+    """Means of several named scalars over an epoch, each batch weighted by its size.
+
+    ``update(values, weight)`` adds ``weight · values`` (``values``: ``[len(names)]``, one
+    value per name, e.g. a batch's loss terms and accuracy; ``weight``: its number of samples)
+    to one vector of sums and ``weight`` to the count; ``compute()`` returns ``{name: mean}``.
+    One update per batch for all the names, however many: the training loop's epoch means at
+    the cost of a single metric update.
+
+    >>> means = BatchMeans(("loss", "acc"))
+    >>> means.update(torch.tensor([2.0, 1.0]), 3)
+    >>> means.update(torch.tensor([1.0, 0.0]), 1)
+    >>> {name: round(value.item(), 4) for name, value in means.compute().items()}
+    {'loss': 1.75, 'acc': 0.75}
+    """
+
+    def __init__(self, names: tuple[str, ...] | list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        names = tuple(names)
+        if not names or len(set(names)) != len(names) or not all(
+            isinstance(name, str) and name for name in names
+        ):
+            raise ValueError(f"names: expected distinct non-empty strings, got {names!r}")
+        self.names = names
+        digest = config_digest("BatchMeans", names)
+        self._init_states(f"batch_total_{digest}", f"batch_count_{digest}", shape=(len(names),))
+
+    def update(self, values: Tensor, weight: int) -> None:
+        values = torch.as_tensor(values)
+        if values.shape != (len(self.names),):
+            raise ValueError(
+                f"values: expected shape ({len(self.names)},), one per name {self.names}, got "
+                f"{tuple(values.shape)}"
+            )
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+            raise ValueError(f"weight: expected an integer >= 0 (samples), got {weight!r}")
+        self._accumulate(values.detach().float() * weight, weight)
+
+    def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
+        return dict(zip(self.names, self._mean().unbind(), strict=True))

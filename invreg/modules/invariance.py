@@ -8,14 +8,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, Metric
-from torchmetrics.classification import MulticlassAccuracy
 
 from invreg.config import build
 from invreg.data.augment import background_of
 from invreg.functional.invariance import capture_layers, get_layer, layer_output
 from invreg.groups import Group, get_group
 from invreg.losses import InvarianceLoss, get_loss
+from invreg.metrics.base import BatchMeans
 from invreg.metrics.orbit import OrbitMetrics
 from invreg.modules.checkpointing import (
     check_finite_loss,
@@ -95,6 +94,12 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         lr: Adam learning rate. weight_decay: Adam weight decay.
         on_nonfinite_loss: ``"raise"`` (default) or ``"skip"`` (see above).
 
+    Logged: ``train/<name>_step`` (on the steps the loggers write) and ``train/<name>_epoch``,
+    ``val/<name>``, ``test/<name>`` for the loss terms ``task_loss``, ``invariance_loss``,
+    ``loss`` and ``acc``; epoch values are batch-size weighted means, exact under DDP. A
+    subclass that overrides ``on_{train,validation,test}_epoch_{start,end}`` calls ``super()``
+    there: those hooks reset and log the epoch values.
+
     ``backbone``, ``group`` and ``invariance_loss`` also accept a
     ``{"class_path": ..., "init_args": {...}}`` mapping, as written in a config.
     """
@@ -158,20 +163,17 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         self.on_nonfinite_loss = on_nonfinite_loss
         #: value of pixels entering the frame under a resampling group; set in :meth:`setup`
         self.fill = 0.0
-        self.accuracy = MulticlassAccuracy(num_classes, average="micro")  # training batches
         # validation / test: every value of the orbit the step forwards anyway
         self.orbit_metrics = nn.ModuleDict(
             {stage: OrbitMetrics(self.group, num_classes) for stage in ("val_", "test_")}
         )
-        #: stages whose epoch metrics were handed to Lightning this epoch
-        self._epoch_logged: set[str] = set()
-        # epoch means as metric states (sum, count), reduced across processes under DDP
-        self.loss_means = nn.ModuleDict(
-            {
-                stage: nn.ModuleDict({term: MeanMetric() for term in LOSS_TERMS})
-                for stage in ("train_", "val_", "test_")
-            }
-        )
+        # epoch means of the loss terms (and the training accuracy), batch-size weighted:
+        # one vector of sums and a count per stage, reduced across processes under DDP
+        self.epoch_means = nn.ModuleDict({
+            "train_": BatchMeans((*LOSS_TERMS, "acc")),
+            "val_": BatchMeans(LOSS_TERMS),
+            "test_": BatchMeans(LOSS_TERMS),
+        })
 
     # ------------------------------------------------------------------ the research
     def forward(self, x: Tensor) -> Tensor:
@@ -236,36 +238,37 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         terms = dict(task_loss=task_loss, invariance_loss=invariance_loss, loss=loss)
         if not check_finite_loss(self, stage, batch_idx, terms, inputs=batch[0]):
             return None  # on_nonfinite_loss="skip": Lightning skips the optimiser step
-        reference_logits = reference_logits.detach()
+        values = torch.stack([term.detach().float() for term in terms.values()])
         if stage == "train":
-            accuracy = self.accuracy
-            accuracy.update(reference_logits, y)
+            accuracy = (reference_logits.detach().argmax(dim=-1) == y).float().mean()
+            self.epoch_means["train_"].update(torch.cat([values, accuracy[None]]), batch_size)
+            self._log_step_values(terms, accuracy, batch_size)
         else:
-            metrics = self.orbit_metrics[f"{stage}_"]
-            metrics.update(as_orbit(logits.detach(), batch_size, k), y)
-            accuracy = metrics["accuracy"]
-        means = self.loss_means[f"{stage}_"]
-        for name, value in terms.items():
-            means[name].update(value.detach(), batch_size)  # batch-size weighted: exact means
-        self._log_epoch_metrics(stage, {**{name: means[name] for name in terms}, "acc": accuracy})
-        if stage == "train":
-            self._log_step_values(terms, reference_logits, y)
+            self.orbit_metrics[f"{stage}_"].update(as_orbit(logits.detach(), batch_size, k), y)
+            self.epoch_means[f"{stage}_"].update(values, batch_size)
         return loss
 
-    def _log_epoch_metrics(self, stage: str, metrics: dict[str, Metric]) -> None:
-        """Hand this epoch's metric objects to Lightning, once per epoch and stage: Lightning
-        computes them at the epoch's end (their sums and counts reduced across processes),
-        logs ``train/<name>_epoch``, ``val/<name>``, ``test/<name>`` and resets them. Logging
-        a metric object costs far more than updating it, so it is not repeated every step."""
-        if stage in self._epoch_logged:
+    def _log_epoch_values(self, stage: str) -> None:
+        """Log the epoch's means (``train/<name>_epoch``, ``val/<name>``, ``test/<name>``: the
+        loss terms and accuracy) and reset them. The metric states were updated every batch
+        and are reduced across processes here, so every rank logs the same value."""
+        means = self.epoch_means[f"{stage}_"]
+        if not means.update_called:
             return
-        self._epoch_logged.add(stage)
-        for name, metric in metrics.items():
+        values = means.compute()
+        if stage != "train":
+            accuracy = self.orbit_metrics[f"{stage}_"]["accuracy"]
+            values["acc"] = accuracy.compute()
+        means.reset()
+        for name, value in values.items():
             key = f"train/{name}_epoch" if stage == "train" else f"{stage}/{name}"
             shown = name == "acc" or (name == "loss" and stage != "test")
-            self.log(key, metric, on_step=False, on_epoch=True, prog_bar=shown)
+            # equal on every rank already: "max" keeps it exact where Lightning syncs it
+            self.log(key, value, on_step=False, on_epoch=True, prog_bar=shown,
+                     sync_dist=True, reduce_fx="max")
 
-    def _log_step_values(self, terms: dict[str, Tensor], logits: Tensor, y: Tensor) -> None:
+    def _log_step_values(self, terms: dict[str, Tensor], accuracy: Tensor,
+                         batch_size: int) -> None:
         """``train/<name>_step``: this batch's loss terms and accuracy, logged on the steps the
         loggers write (every ``log_every_n_steps``); ``loss`` and ``acc`` on every step while
         a progress bar shows them."""
@@ -276,23 +279,32 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         if not (written or shown):
             return
         values = {name: value.detach() for name, value in terms.items()}
-        values["acc"] = (logits.argmax(dim=-1) == y).float().mean()
+        values["acc"] = accuracy
         for name, value in values.items():
             bar = name in ("loss", "acc")
             if written or bar:
                 self.log(f"train/{name}_step", value, on_step=True, on_epoch=False,
-                         prog_bar=bar, batch_size=y.shape[0])
+                         prog_bar=bar, batch_size=batch_size)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_logged.discard("train")
+        self.epoch_means["train_"].reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_values("train")
 
     def on_validation_epoch_start(self) -> None:
-        self._epoch_logged.discard("val")
-        self.orbit_metrics["val_"].reset()  # only accuracy is logged (and reset) by Lightning
+        self.epoch_means["val_"].reset()
+        self.orbit_metrics["val_"].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_values("val")
 
     def on_test_epoch_start(self) -> None:
-        self._epoch_logged.discard("test")
+        self.epoch_means["test_"].reset()
         self.orbit_metrics["test_"].reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_values("test")
 
     def training_step(self, batch, batch_idx):
         return self.shared_step(batch, "train", batch_idx)

@@ -64,9 +64,9 @@ def test_training_step_combines_task_and_weighted_invariance_loss():
                               orbit_mode="full")
     x, y = next(iter(loaders()[1]))
     logged = {}
-    # epoch means are logged as metric objects: their value after this one batch
-    module.log = lambda name, value, **kw: logged.__setitem__(name, value.compute())
+    module.log = lambda name, value, **kw: logged.__setitem__(name, value)
     loss = module.shared_step((x, y), "val")
+    module.on_validation_epoch_end()  # the epoch means after this one batch
     expected_task = nn.functional.cross_entropy(module.backbone(x), y)
     expected_inv = logit_invariance(orbit_logits(module.backbone, x, Rotations(4)))
     assert torch.allclose(logged["val/task_loss"], expected_task, atol=1e-6)

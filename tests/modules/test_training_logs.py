@@ -32,10 +32,10 @@ class Recorder(InvarianceModule):
         super().__init__(Net(), group="c4", lr=0.0, **kwargs)  # lr 0: values reproducible
         self.seen = []
 
-    def _log_step_values(self, terms, logits, y):
-        acc = (logits.argmax(-1) == y).double().mean().item()
-        self.seen.append({**{k: v.item() for k, v in terms.items()}, "acc": acc, "n": len(y)})
-        super()._log_step_values(terms, logits, y)
+    def _log_step_values(self, terms, accuracy, batch_size):
+        self.seen.append({**{k: v.item() for k, v in terms.items()}, "acc": accuracy.item(),
+                          "n": batch_size})
+        super()._log_step_values(terms, accuracy, batch_size)
 
 
 def loader(n=40, batch=8):  # five batches, the last one of 8
