@@ -182,12 +182,12 @@ AUTO_CHUNK_BYTES = {"cpu": 32 * 2**20}
 AUTO_CHUNK_BYTES_DEFAULT = 2**30
 
 
-def auto_chunk_size(bytes_per_input: int, device: torch.device | str = "cpu") -> int:
-    """Inputs per forward for the automatic chunking of :func:`orbit_forward` and
-    :func:`~invreg.functional.saliency`: ``budget // bytes_per_input`` (at least 1), the
-    budget :data:`AUTO_CHUNK_BYTES` of ``device``'s type.
+def auto_chunk_size(bytes_per_unit: int, device: torch.device | str = "cpu") -> int:
+    """Units per forward for the automatic chunking of :func:`orbit_forward` (a unit: one
+    sample's orbit) and :func:`~invreg.functional.saliency` (one input): ``budget //
+    bytes_per_unit`` (at least 1), the budget :data:`AUTO_CHUNK_BYTES` of ``device``'s type.
 
-    ``bytes_per_input``: the bytes of every module output in a forward of one input (measured
+    ``bytes_per_unit``: the bytes of every module output in a forward of one unit (measured
     with :func:`count_output_bytes` on the first one).
 
     >>> auto_chunk_size(427 * 2**10), auto_chunk_size(10 * 2**10)  # a small CNN, an MLP
@@ -195,7 +195,7 @@ def auto_chunk_size(bytes_per_input: int, device: torch.device | str = "cpu") ->
     """
     kind = torch.device(device).type
     budget = AUTO_CHUNK_BYTES.get(kind, AUTO_CHUNK_BYTES_DEFAULT)
-    return max(1, budget // max(int(bytes_per_input), 1))
+    return max(1, budget // max(int(bytes_per_unit), 1))
 
 
 def couples_samples(model: nn.Module) -> bool:
@@ -240,15 +240,12 @@ def orbit_forward(
 ) -> OrbitFeatures:
     """Batched forwards of every orbit element of every sample, with the outputs of ``layers``.
 
-    With an integer ``chunk_size`` the ``B·N`` transformed inputs go through ``model`` in
-    forwards of ``chunk_size`` samples' whole orbits (``chunk_size·N`` inputs, sample-major);
-    ``chunk_size=B`` is one forward. The default ``None`` sizes the forwards from the model's
-    activation memory and skips the orbit copy: the first sample runs alone (one input per
-    element) while hooks add up the bytes of every module output, then the other samples run in
-    chunks of :func:`auto_chunk_size` samples, **one forward per group element** — each
-    transformed chunk goes straight into the model, the identity is the input itself — and the
-    outputs are stacked to ``[b, N, ...]``. The budget is ``32 MiB`` of activations per forward
-    on a CPU, where a forward that outgrows the cache runs up to 2× slower per input, and
+    The ``B·N`` transformed inputs go through ``model`` in forwards of ``chunk_size`` samples'
+    whole orbits (``chunk_size·N`` inputs, sample-major); ``chunk_size=B`` is one forward. The
+    default ``None`` sizes the forwards from the model's activation memory: the first sample's
+    orbit runs alone while hooks add up the bytes of every module output, then the other samples
+    run in chunks of :func:`auto_chunk_size` orbits: ``32 MiB`` of activations per forward on
+    a CPU, where a forward that outgrows the cache runs up to 2× slower per input,
     ``1 GiB`` elsewhere. A model whose forward couples samples (a BatchNorm in training mode)
     runs one forward of all ``B·N`` inputs instead, so the default never changes its batch
     statistics; for every other model chunks change results only by float rounding. The named
@@ -312,28 +309,14 @@ def orbit_forward(
             for name, tensor in hidden.items():
                 features[name].append(tensor.reshape(b, n, *tensor.shape[1:]))
 
-        def forward_elements(start: int, stop: int) -> None:
-            """One forward per orbit element of the chunk's ``b`` samples: each transformed
-            batch goes straight into the model (no ``[b, N, *D]`` orbit copy; the identity is
-            the input itself), outputs stacked to ``[b, N, ...]``."""
-            xs = x[start:stop]
-            runs = [run(xs if j == 0 else group._act_one(xs, g)) for j, g in enumerate(host)]
-            logits.append(torch.stack([out for out, _ in runs], dim=1))
-            for name in layers:
-                features[name].append(torch.stack([hidden[name] for _, hidden in runs], dim=1))
-
-        if chunk_size is not None or batch <= 1 or couples_samples(model):
-            step = batch if chunk_size is None else chunk_size
-            # an empty batch still takes one (empty) forward: it tells the output shapes
-            for start in range(0, max(batch, 1), max(step, 1)):
-                forward_orbit(start, start + step)
-        else:
-            host = group.check_elements(elems, "orbit_forward(elements)").cpu()
+        first, step = 0, batch if chunk_size is None else chunk_size
+        if chunk_size is None and batch > 1 and not couples_samples(model):
             with count_output_bytes(model) as measured:
-                forward_elements(0, 1)
-            step = auto_chunk_size(measured[0] // len(host), x.device)
-            for start in range(1, batch, step):
-                forward_elements(start, start + step)
+                forward_orbit(0, 1)
+            first, step = 1, auto_chunk_size(measured[0], x.device)  # samples' orbits
+        # an empty batch still takes one (empty) forward: it tells the output shapes
+        for start in range(first, max(batch, first + 1), max(step, 1)):
+            forward_orbit(start, start + step)
     return OrbitFeatures(
         logits=torch.cat(logits, dim=0),
         features={name: torch.cat(chunks, dim=0) for name, chunks in features.items()},

@@ -105,7 +105,7 @@ def output_bytes_per_input(model, x):
     return sum(sizes)
 
 
-def test_default_runs_each_element_in_chunks_sized_by_activation_memory(monkeypatch):
+def test_default_chunks_by_activation_memory(monkeypatch):
     import invreg.functional.invariance as invariance
 
     torch.manual_seed(0)
@@ -114,22 +114,21 @@ def test_default_runs_each_element_in_chunks_sized_by_activation_memory(monkeypa
     reference = orbit_logits(counting, x, C4, chunk_size=11)
     assert counting.batches == [44]
     features = orbit_forward(counting, x, C4, chunk_size=11, layers=["net.hidden.0"]).features
-    # small activations: the first sample measured alone (one input per element), then one
-    # forward per element over the other 10 samples
+    # small activations: the first sample's orbit measured alone, then the other 10 orbits
     counting.batches.clear()
     default = orbit_forward(counting, x, C4, layers=["net.hidden.0"])
-    assert counting.batches == [1] * 4 + [10] * 4
+    assert counting.batches == [4, 40]
     tol = rounding(reference, 36 + 64)
     torch.testing.assert_close(default.logits, reference, rtol=0, atol=tol)
     torch.testing.assert_close(
         default.features["net.hidden.0"], features["net.hidden.0"], rtol=0, atol=tol
     )
-    # a budget of three inputs' activations: chunks of 3 samples after the first one
+    # a budget of twelve inputs' activations: orbits of 3 samples after the first one
     per_input = output_bytes_per_input(counting, x)
-    monkeypatch.setitem(invariance.AUTO_CHUNK_BYTES, "cpu", 3 * per_input + per_input // 2)
+    monkeypatch.setitem(invariance.AUTO_CHUNK_BYTES, "cpu", 12 * per_input + per_input // 2)
     counting.batches.clear()
     chunked = orbit_logits(counting, x, C4)
-    assert counting.batches == [1] * 4 + [3] * 12 + [1] * 4
+    assert counting.batches == [4, 12, 12, 12, 4]
     torch.testing.assert_close(chunked, reference, rtol=0, atol=tol)
 
 
@@ -144,7 +143,7 @@ def test_default_never_chunks_a_model_that_couples_samples(monkeypatch):
     counting.eval()  # running statistics: samples are independent again
     counting.batches.clear()
     orbit_logits(counting, torch.randn(5, 1, 6, 6), C4)
-    assert counting.batches == [1] * 4 + [1] * 16
+    assert counting.batches == [4] * 5
 
 
 def test_auto_chunk_size_rule():
