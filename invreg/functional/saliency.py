@@ -521,8 +521,10 @@ def _attributions(
 ) -> Tensor:
     """Raw attributions ``[M, *D]`` of ``inputs`` ``[M, *D]`` (grad mode on, no post-processing)."""
     if recipe.method != "integrated_gradients":
-        grads = _summed_gradients(model, inputs, target, 1, lambda _, rows: inputs[rows],
-                                  max_batch_size)
+        grads = _summed_gradients(
+            model, inputs, target, 1, lambda _, rows, out: out.copy_(inputs[rows].detach()),
+            max_batch_size,
+        )
         return grads if recipe.method == "gradient" else upcast(inputs) * grads
     # the S path points of the M inputs, step-major (row k: step k // M, input k % M), built
     # pass by pass; their gradients summed per input in at least float32 (S half-precision
@@ -530,9 +532,10 @@ def _attributions(
     steps = recipe.steps
     delta = inputs - baseline
 
-    def path(step: int, rows: slice) -> Tensor:
+    def path(step: int, rows: slice, out: Tensor) -> Tensor:
         base = baseline[rows] if baseline.ndim else baseline
-        return base + ((step + 1) / steps) * delta[rows]
+        # detached: the points are leaves of their pass (and out= takes no autograd inputs)
+        return torch.add(base.detach(), delta[rows].detach(), alpha=(step + 1) / steps, out=out)
 
     sums = _summed_gradients(model, inputs, target, steps, path, max_batch_size)
     return upcast(delta) * (sums / steps)
@@ -547,7 +550,8 @@ def _summed_gradients(
     max_batch_size: int | None,
 ) -> Tensor:
     """``Σ_s ∂ f_{target_i}(z_{s,i}) / ∂ z`` for the ``steps·M`` model inputs
-    ``z_{s, i} = point(s, rows)[i]`` (``M = inputs.shape[0]``; step-major rows ``k = s·M + i``),
+    ``z_{s, i} = point(s, rows, out)[i]``, written into ``out`` (``M = inputs.shape[0]``;
+    step-major rows ``k = s·M + i``),
     one forward + backward per pass of at most ``max_batch_size`` rows (``None``: sized from
     the first row's activation bytes), in at least float32."""
     total = inputs.shape[0]
@@ -556,15 +560,23 @@ def _summed_gradients(
     first, size = 0, count if max_batch_size is None else max_batch_size
     if max_batch_size is None and count > 1 and not couples_samples(model):
         with count_output_bytes(model) as measured:
-            _gradient_pass(model, point, 0, 1, total, target, sums)
+            _gradient_pass(model, point, 0, 1, total, target, sums, inputs.dtype)
         first, size = 1, auto_chunk_size(measured[0], inputs.device)
     for start in range(first, count, max(size, 1)):
-        _gradient_pass(model, point, start, min(start + size, count), total, target, sums)
+        stop = min(start + size, count)
+        _gradient_pass(model, point, start, stop, total, target, sums, inputs.dtype)
     return sums
 
 
 def _gradient_pass(
-    model: nn.Module, point: Any, start: int, stop: int, total: int, target: Tensor, sums: Tensor
+    model: nn.Module,
+    point: Any,
+    start: int,
+    stop: int,
+    total: int,
+    target: Tensor,
+    sums: Tensor,
+    dtype: torch.dtype,
 ) -> None:
     """One forward + backward of rows ``start:stop``; each row's gradient added to its input's
     entry of ``sums``. A pass spans whole or partial path steps, each a contiguous slice of
@@ -576,8 +588,11 @@ def _gradient_pass(
         end = min(stop, (step + 1) * total)
         segments.append((step, slice(index, index + end - row), slice(row - start, end - start)))
         row = end
-    parts = [point(step, rows) for step, rows, _ in segments]
-    chunk = (parts[0] if len(parts) == 1 else torch.cat(parts)).detach().requires_grad_(True)
+    # the pass's inputs, written segment by segment (no concatenation copy)
+    chunk = torch.empty((stop - start, *sums.shape[1:]), dtype=dtype, device=sums.device)
+    for step, rows, part in segments:
+        point(step, rows, chunk[part])
+    chunk.requires_grad_(True)
     logits = model(chunk)
     _check_logits(logits, chunk.shape[0])
     if not torch.isfinite(logits).all():
