@@ -27,14 +27,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
 import warnings
-from collections.abc import Callable
 
 import torch
+from timing import median_time
 from torch import nn
 
 from invreg.functional import (
@@ -51,24 +49,6 @@ from invreg.models import MLP, SmallCNN
 
 INPUT_SHAPE = (1, 36, 36)
 NUM_CLASSES = 9
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_time(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 # --------------------------------------------------------------------------- the ways to measure

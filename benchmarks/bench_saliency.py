@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
 
 import torch
+from timing import median_time
 from torch import nn
 
 from invreg.functional import saliency_invariance
@@ -39,17 +37,6 @@ from invreg.models import MLP, SmallCNN
 NUM_CLASSES = 9
 #: pass sizes (model inputs per forward + backward) tried for the best-chunked baseline
 PLAIN_CHUNKS = (1024, 256, 128, 64)
-
-
-def median_time(fn: Callable[[], object], repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def path_points(x: torch.Tensor, group, steps: int, baseline: float = 0.0) -> torch.Tensor:
@@ -122,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t = median_time(
                 lambda m=model, k=step, t=path_target: plain_backward(m, inputs, t, k),
-                args.repeats, args.warmup,
+                None, args.repeats, args.warmup,
             )
             if t < t_best:
                 t_best, best = t, min(step, count)
@@ -132,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
         passes = LargestPass(model)
         value = si()
-        t_si = median_time(si, args.repeats, args.warmup)
+        t_si = median_time(si, None, args.repeats, args.warmup)
         print(f"| {name} | {1e3 * t_best:.1f} ({best} inputs) | {1e3 * t_si:.1f} | "
               f"{t_si / t_best:.3f} | {passes.largest} |", flush=True)
         one_pass = si(max_batch_size=count)

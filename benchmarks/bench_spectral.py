@@ -18,27 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
 
 import torch
+from timing import median_time
 from torch import nn
 
 from invreg.functional.spectral import jacobian_spectral_norm
 from invreg.models import MLP, SmallCNN
-
-
-def median_time(fn: Callable[[], object], repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def models(input_shape: tuple[int, ...], tiny: bool) -> dict[str, tuple[nn.Module, int]]:
@@ -83,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 generator = torch.Generator().manual_seed(0)
                 return jacobian_spectral_norm(model, x, args.iters, method, generator=generator)
             values[method] = run()
-            times[method] = median_time(run, args.repeats, args.warmup)
+            times[method] = median_time(run, None, args.repeats, args.warmup)
         picks = "exact" if torch.equal(values["auto"], values["exact"]) else "lanczos"
         exact = values["exact"].double()
         diff = ((values["lanczos"].double() - exact).abs() / exact).max().item()

@@ -156,7 +156,8 @@ def test_batched_si_equals_an_explicit_loop(group, method):
     assert_rounding_close(batched, torch.stack(expected, dim=1), 2 * (36 + 16 + 36 + 8))
 
 
-def test_one_backward_and_chunks():
+def counted_full_pass():
+    """A counting MLP, 5 inputs and targets, and their SI from one pass of all 120 points."""
     torch.manual_seed(0)
     model = Counting(MLP((1, 6, 6), 3, hidden_widths=(8,)).eval())
     x = torch.randn(5, 1, 6, 6)
@@ -164,6 +165,11 @@ def test_one_backward_and_chunks():
     full = saliency_invariance(
         model, x, target, C4, steps=6, reduction="none", max_batch_size=120
     )
+    return model, x, target, full
+
+
+def test_one_backward_and_chunks():
+    model, x, target, full = counted_full_pass()
     assert model.batches == [5 * 4 * 6]  # orbit and IG steps in ONE forward/backward
     model.batches.clear()
     chunked = saliency_invariance(
@@ -179,13 +185,7 @@ def test_one_backward_and_chunks():
 def test_default_passes_are_bounded_by_activation_memory(monkeypatch):
     import invreg.functional.invariance as invariance
 
-    torch.manual_seed(0)
-    model = Counting(MLP((1, 6, 6), 3, hidden_widths=(8,)).eval())
-    x = torch.randn(5, 1, 6, 6)
-    target = torch.tensor([0, 1, 2, 0, 1])
-    full = saliency_invariance(
-        model, x, target, C4, steps=6, reduction="none", max_batch_size=120
-    )
+    model, x, target, full = counted_full_pass()
     # small activations: the first path point alone (measured), then the other 119 at once
     model.batches.clear()
     default = saliency_invariance(model, x, target, C4, steps=6, reduction="none")
