@@ -2,6 +2,7 @@
 
 from invreg.groups.affine import Scalings, Translations
 from invreg.groups.base import Group
+from invreg.groups.custom import FiniteGroup
 from invreg.groups.flips import Flips
 from invreg.groups.product import Product
 from invreg.groups.registry import get_group, group_names
@@ -12,6 +13,7 @@ __all__ = [
     "ContinuousRotations",
     "CyclicShifts",
     "Dihedral",
+    "FiniteGroup",
     "Flips",
     "Group",
     "Product",
