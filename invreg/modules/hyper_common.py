@@ -8,12 +8,11 @@ from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor, nn
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torch import Tensor
 
 from invreg.models.hyper import HyperCNN
 from invreg.modules.checkpointing import check_finite_loss, check_nonfinite_policy, check_weight
+from invreg.modules.epoch_logging import EpochMeansLogging
 from invreg.modules.streams import RandomStreams
 
 #: checkpoint entry that marks a checkpoint of :class:`~invreg.modules.HyperUpstreamModule`
@@ -53,7 +52,7 @@ def load_upstream_backbone(path: str | Path) -> HyperCNN:
     return backbone
 
 
-class HyperModuleBase(RandomStreams, pl.LightningModule):
+class HyperModuleBase(EpochMeansLogging, RandomStreams, pl.LightningModule):
     """The common shell of :class:`~invreg.modules.HyperUpstreamModule` and
     :class:`~invreg.modules.HyperDownstreamModule`.
 
@@ -62,10 +61,11 @@ class HyperModuleBase(RandomStreams, pl.LightningModule):
     :meth:`step` (one batch of one split → the loss, through :meth:`_log_metrics`) and
     :meth:`parameter_groups` (what Adam trains, at which learning rate).
 
-    Logged per split (``train``, ``val``, ``test``): ``<split>/<term>`` for each of
-    :attr:`loss_terms` (epoch means as metric states, reduced across processes under DDP) and
-    ``<split>/acc``, the fraction of samples classified correctly (micro average, as
-    :class:`~invreg.modules.InvarianceModule` logs it).
+    Logged per split (:mod:`invreg.modules.epoch_logging`, as
+    :class:`~invreg.modules.InvarianceModule` logs): each of :attr:`loss_terms` and ``acc``,
+    the fraction of samples classified correctly (micro average), as ``train/<name>_step``,
+    ``train/<name>_epoch``, ``val/<name>`` and ``test/<name>``; epoch means are batch-size
+    weighted and reduced across processes under DDP.
     """
 
     #: loss terms logged as ``<split>/<term>``; ``"loss"`` is the one optimised
@@ -80,14 +80,8 @@ class HyperModuleBase(RandomStreams, pl.LightningModule):
 
     def _build_metrics(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        # torchmetrics' default for MulticlassAccuracy is the macro average over classes
-        self.accuracy = nn.ModuleDict({
-            f"{split}_": MulticlassAccuracy(num_classes, average="micro") for split in SPLITS
-        })
-        self.loss_means = nn.ModuleDict({
-            f"{split}_": nn.ModuleDict({term: MeanMetric() for term in self.loss_terms})
-            for split in SPLITS
-        })
+        names = (*self.loss_terms, "acc")
+        self._build_epoch_means({split: names for split in SPLITS})
 
     @property
     def descriptor_names(self) -> tuple[str, ...]:
@@ -123,15 +117,8 @@ class HyperModuleBase(RandomStreams, pl.LightningModule):
         training batch (``on_nonfinite_loss="skip"``)."""
         if not check_finite_loss(self, split, batch_idx, terms):
             return None
-        accuracy = self.accuracy[f"{split}_"]
-        accuracy(logits, y)
-        batch_size = y.shape[0]
-        log = dict(on_step=split == "train", on_epoch=True, batch_size=batch_size)
-        for name, value in terms.items():
-            mean = self.loss_means[f"{split}_"][name]
-            mean(value.detach(), batch_size)
-            self.log(f"{split}/{name}", mean, prog_bar=name == "loss" and split != "test", **log)
-        self.log(f"{split}/acc", accuracy, prog_bar=True, **log)
+        accuracy = (logits.detach().argmax(dim=-1) == y).float().mean()
+        self._record_batch(split, {**terms, "acc": accuracy}, y.shape[0])
         return terms["loss"]
 
     # ------------------------------------------------------------------ optimisation

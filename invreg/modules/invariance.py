@@ -14,7 +14,6 @@ from invreg.data.augment import background_of
 from invreg.functional.invariance import capture_layers, get_layer, layer_output
 from invreg.groups import Group, get_group
 from invreg.losses import InvarianceLoss, get_loss
-from invreg.metrics.base import BatchMeans
 from invreg.metrics.orbit import OrbitMetrics
 from invreg.modules.checkpointing import (
     check_finite_loss,
@@ -22,13 +21,14 @@ from invreg.modules.checkpointing import (
     check_weight,
     save_plain_hyperparameters,
 )
+from invreg.modules.epoch_logging import EpochMeansLogging
 from invreg.modules.streams import RandomStreams
 
 #: the loss terms logged under ``{train,val,test}/``
 LOSS_TERMS = ("task_loss", "invariance_loss", "loss")
 
 
-class InvarianceModule(RandomStreams, pl.LightningModule):
+class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
     """A classifier trained with ``loss = task loss + invariance_weight · I(x, g·x)``.
 
     Each step (optionally) augments the batch with a random group element per sample, then
@@ -167,13 +167,11 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         self.orbit_metrics = nn.ModuleDict(
             {stage: OrbitMetrics(self.group, num_classes) for stage in ("val_", "test_")}
         )
-        # epoch means of the loss terms (and the training accuracy), batch-size weighted:
-        # one vector of sums and a count per stage, reduced across processes under DDP
-        self.epoch_means = nn.ModuleDict({
-            "train_": BatchMeans((*LOSS_TERMS, "acc")),
-            "val_": BatchMeans(LOSS_TERMS),
-            "test_": BatchMeans(LOSS_TERMS),
-        })
+        # epoch means (invreg.modules.epoch_logging); validation and test accuracy come from
+        # the orbit metrics, which see every validation batch anyway
+        self._build_epoch_means(
+            {"train": (*LOSS_TERMS, "acc"), "val": LOSS_TERMS, "test": LOSS_TERMS}
+        )
 
     # ------------------------------------------------------------------ the research
     def forward(self, x: Tensor) -> Tensor:
@@ -233,78 +231,34 @@ class InvarianceModule(RandomStreams, pl.LightningModule):
         self._check_logits(logits, inputs.shape[0])
         reference_logits = logits[:batch_size]
         task_loss = F.cross_entropy(reference_logits, y)
-        invariance_loss = self.invariance_loss(as_orbit(features, batch_size, k))
+        if getattr(self.invariance_loss, "needs_model", False):  # e.g. LieDerivativeL2
+            invariance_loss = self.invariance_loss(self.backbone, x, fill=self.fill)
+        else:
+            invariance_loss = self.invariance_loss(as_orbit(features, batch_size, k))
         loss = task_loss + self.invariance_weight * invariance_loss
         terms = dict(task_loss=task_loss, invariance_loss=invariance_loss, loss=loss)
         if not check_finite_loss(self, stage, batch_idx, terms, inputs=batch[0]):
             return None  # on_nonfinite_loss="skip": Lightning skips the optimiser step
-        values = torch.stack([term.detach().float() for term in terms.values()])
         if stage == "train":
             accuracy = (reference_logits.detach().argmax(dim=-1) == y).float().mean()
-            self.epoch_means["train_"].update(torch.cat([values, accuracy[None]]), batch_size)
-            self._log_step_values(terms, accuracy, batch_size)
+            self._record_batch("train", {**terms, "acc": accuracy}, batch_size)
         else:
             self.orbit_metrics[f"{stage}_"].update(as_orbit(logits.detach(), batch_size, k), y)
-            self.epoch_means[f"{stage}_"].update(values, batch_size)
+            self._record_batch(stage, terms, batch_size)
         return loss
 
-    def _log_epoch_values(self, stage: str) -> None:
-        """Log the epoch's means (``train/<name>_epoch``, ``val/<name>``, ``test/<name>``: the
-        loss terms and accuracy) and reset them. The metric states were updated every batch
-        and are reduced across processes here, so every rank logs the same value."""
-        means = self.epoch_means[f"{stage}_"]
-        if not means.update_called:
-            return
-        values = means.compute()
-        if stage != "train":
-            accuracy = self.orbit_metrics[f"{stage}_"]["accuracy"]
-            values["acc"] = accuracy.compute()
-        means.reset()
-        for name, value in values.items():
-            key = f"train/{name}_epoch" if stage == "train" else f"{stage}/{name}"
-            shown = name == "acc" or (name == "loss" and stage != "test")
-            # equal on every rank already: "max" keeps it exact where Lightning syncs it
-            self.log(key, value, on_step=False, on_epoch=True, prog_bar=shown,
-                     sync_dist=True, reduce_fx="max")
-
-    def _log_step_values(self, terms: dict[str, Tensor], accuracy: Tensor,
-                         batch_size: int) -> None:
-        """``train/<name>_step``: this batch's loss terms and accuracy, logged on the steps the
-        loggers write (every ``log_every_n_steps``); ``loss`` and ``acc`` on every step while
-        a progress bar shows them."""
-        trainer = self._trainer
-        every = trainer.log_every_n_steps if trainer is not None else 1
-        written = every > 0 and (self.global_step + 1) % every == 0
-        shown = trainer is not None and trainer.progress_bar_callback is not None
-        if not (written or shown):
-            return
-        values = {name: value.detach() for name, value in terms.items()}
-        values["acc"] = accuracy
-        for name, value in values.items():
-            bar = name in ("loss", "acc")
-            if written or bar:
-                self.log(f"train/{name}_step", value, on_step=True, on_epoch=False,
-                         prog_bar=bar, batch_size=batch_size)
-
-    def on_train_epoch_start(self) -> None:
-        self.epoch_means["train_"].reset()
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch_values("train")
+    def _epoch_extras(self, stage: str) -> dict[str, Tensor]:
+        if stage == "train":
+            return {}
+        return {"acc": self.orbit_metrics[f"{stage}_"]["accuracy"].compute()}
 
     def on_validation_epoch_start(self) -> None:
-        self.epoch_means["val_"].reset()
         self.orbit_metrics["val_"].reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_values("val")
+        super().on_validation_epoch_start()
 
     def on_test_epoch_start(self) -> None:
-        self.epoch_means["test_"].reset()
         self.orbit_metrics["test_"].reset()
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch_values("test")
+        super().on_test_epoch_start()
 
     def training_step(self, batch, batch_idx):
         return self.shared_step(batch, "train", batch_idx)

@@ -32,10 +32,9 @@ class Recorder(InvarianceModule):
         super().__init__(Net(), group="c4", lr=0.0, **kwargs)  # lr 0: values reproducible
         self.seen = []
 
-    def _log_step_values(self, terms, accuracy, batch_size):
-        self.seen.append({**{k: v.item() for k, v in terms.items()}, "acc": accuracy.item(),
-                          "n": batch_size})
-        super()._log_step_values(terms, accuracy, batch_size)
+    def _log_step_values(self, values, batch_size):
+        self.seen.append({**{k: v.item() for k, v in values.items()}, "n": batch_size})
+        super()._log_step_values(values, batch_size)
 
 
 def loader(n=40, batch=8):  # five batches, the last one of 8
