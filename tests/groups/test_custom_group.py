@@ -13,7 +13,8 @@ from invreg.evaluation import evaluate_invariance
 from invreg.functional import orbit_logits
 from invreg.groups import CyclicShifts, FiniteGroup
 from invreg.losses import LogitL2
-from invreg.metrics import OrbitMetrics
+from invreg.metrics import OrbitMetrics, SaliencyInvarianceSimilarity
+from invreg.models import TiedMLP
 from invreg.modules import InvarianceModule
 
 T, N_SHIFTS = 12, 4  # audio-like clips [B, 1, T]: shifts of T / N_SHIFTS = 3 samples
@@ -230,3 +231,25 @@ def test_axiom_violations_name_the_element(build, message):
 def test_non_callable_action_is_a_type_error():
     with pytest.raises(TypeError, match=r"actions\[1\]: expected a function, got int"):
         FiniteGroup.from_actions([lambda x: x, 3], input_shape=SQUARE)
+
+
+def test_weight_tied_model_over_a_custom_group_is_invariant():
+    """TiedMLP pools its first layer over the custom group's orbit: LI = DI = 0 and SI = 1 up
+    to float32 rounding (the pooled mean sums the same terms in another order)."""
+    torch.manual_seed(0)
+    group = token_cycles()
+    model = TiedMLP((TOKENS, DIM), CLASSES, group=group, hidden_widths=[16])
+    x, y = torch.randn(8, TOKENS, DIM), torch.randint(CLASSES, (8,))
+    eps = torch.finfo(torch.float32).eps
+    scale = max(1.0, orbit_logits(model, x, group).abs().max().item())
+    rounding = 64 * eps * scale  # per logit: a reordered float32 mean through two layers
+    scores = evaluate_invariance(model, [(x, y)], group)
+    assert scores["LI"] <= 0.5 * CLASSES * rounding**2 and scores["consistency"] == 1.0
+    assert abs(scores["DI"]) <= 2 * rounding
+    saliency = SaliencyInvarianceSimilarity(group, baseline=0.0)
+    saliency.update(model, x, y)
+    assert abs(saliency.compute().item() - 1.0) <= 64 * eps
+    InvarianceModule(model, group=token_cycles())  # an equal group: the backbone's is accepted
+    with pytest.raises(ValueError, match="backbone.group"):
+        InvarianceModule(model, group=FiniteGroup.from_generator(
+            next_token, TOKENS, name="other", input_shape=(TOKENS, DIM)))
