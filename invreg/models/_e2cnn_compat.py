@@ -10,6 +10,9 @@ arrive as 1-D arrays, which NumPy 2 accepts without copying; the numbers compute
 On NumPy >= 2.3, where ``ndarray.tostring`` is gone, it also replaces the ``__hash__`` of the
 kernel-basis classes that call it by the same formula written with ``tobytes``.
 
+It also makes ``GroupPooling`` keep its input's dtype (e2cnn writes the pooled features
+into a float32 buffer, so a float64 model returned float32 features).
+
 The patch is applied once, on first use of :class:`~invreg.models.E2CNN`, and only when
 NumPy's ``copy=False`` semantics need it; importing invreg does not touch e2cnn.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import torch
 
 _PATCHED = False
 
@@ -77,4 +81,36 @@ def patch_e2cnn() -> None:
             "R2FlipsContinuousRotationsSolution",
         ):
             getattr(irreps_basis, name).__hash__ = _hash_with_tobytes
+    from e2cnn.nn import GroupPooling
+
+    if not getattr(GroupPooling.forward, "__invreg_patched__", False):
+        GroupPooling.forward = _group_pooling_forward
     _PATCHED = True
+
+
+def _group_pooling_forward(self, input):
+    """``GroupPooling.forward`` with the output in the input's dtype (e2cnn 0.2.3 writes into a
+    float32 buffer, which rounds float64 features); otherwise e2cnn's code unchanged."""
+    from e2cnn.nn import GeometricTensor
+
+    assert input.type == self.in_type
+    tensor = input.tensor
+    b, _, h, w = tensor.shape
+    shape = self.evaluate_output_shape(tensor.shape)
+    output = torch.empty(shape, device=tensor.device, dtype=tensor.dtype)
+    for s, contiguous in self._contiguous.items():
+        in_indices = getattr(self, f"in_indices_{s}")
+        out_indices = getattr(self, f"out_indices_{s}")
+        if contiguous:
+            fm = tensor[:, in_indices[0] : in_indices[1], ...]
+        else:
+            fm = tensor[:, in_indices, ...]
+        max_activations = fm.view(b, -1, s, h, w).amax(dim=2)  # max over each field
+        if contiguous:
+            output[:, out_indices[0] : out_indices[1], ...] = max_activations
+        else:
+            output[:, out_indices, ...] = max_activations
+    return GeometricTensor(output, self.out_type)
+
+
+_group_pooling_forward.__invreg_patched__ = True
