@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import pickle
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from invreg.evaluation import evaluate_invariance
 from invreg.functional import orbit_logits
-from invreg.groups import CyclicShifts, FiniteGroup
+from invreg.groups import CyclicShifts, FiniteGroup, Product
 from invreg.losses import LogitL2
 from invreg.metrics import OrbitMetrics, SaliencyInvarianceSimilarity
 from invreg.models import TiedMLP
@@ -253,3 +254,25 @@ def test_weight_tied_model_over_a_custom_group_is_invariant():
     with pytest.raises(ValueError, match="backbone.group"):
         InvarianceModule(model, group=FiniteGroup.from_generator(
             next_token, TOKENS, name="other", input_shape=(TOKENS, DIM)))
+
+
+def test_product_of_custom_groups():
+    """Time shifts × sign flips of a clip: a Product of two FiniteGroups is a left action."""
+    shifts = FiniteGroup.from_generator(shift_step, N_SHIFTS, input_shape=(1, T))
+    signs = FiniteGroup.from_generator(torch.neg, 2, input_shape=(1, T))
+    group = Product(shifts, signs)
+    x = torch.randn(3, 1, T, generator=torch.Generator().manual_seed(0))
+    orbit = group.orbit(x)
+    assert orbit.shape == (3, 8, 1, T) and torch.equal(orbit[:, 0], x)
+    assert len({tuple(orbit[0, i].flatten().tolist()) for i in range(8)}) == 8  # all distinct
+    for g, h in itertools.product(range(8), repeat=2):
+        assert torch.equal(group.act(group.act(x, h), g), group.act(x, group.compose(g, h)))
+
+
+def test_a_group_of_module_level_functions_pickles():
+    """DataLoader workers started with spawn pickle the group: module-level functions do."""
+    signs = FiniteGroup.from_generator(torch.neg, 2, name="sign", input_shape=(1, T))
+    flips = FiniteGroup.from_actions([torch.clone, torch.neg], name="sign", input_shape=(1, T))
+    for group in (signs, flips):
+        again = pickle.loads(pickle.dumps(group))
+        assert again == group and torch.equal(again.compose_table, group.compose_table)
