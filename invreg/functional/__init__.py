@@ -35,6 +35,12 @@ from invreg.functional.invariance import (
     resolve_elements,
     working_dtype,
 )
+from invreg.functional.lie import (
+    GENERATORS,
+    lie_derivative,
+    lie_derivative_error,
+    lie_tangent,
+)
 from invreg.functional.saliency import (
     RAW_RECIPE,
     SALIENCY_METHODS,
@@ -56,6 +62,7 @@ from invreg.functional.spectral import (
 
 __all__ = [
     "DISTANCES",
+    "GENERATORS",
     "GEED_MODES",
     "PAIR_ERRORS",
     "RAW_RECIPE",
@@ -74,6 +81,9 @@ __all__ = [
     "geed_terms",
     "get_layer",
     "jacobian_spectral_norm",
+    "lie_derivative",
+    "lie_derivative_error",
+    "lie_tangent",
     "logit_invariance",
     "logit_l2",
     "normalized_logit_l2",

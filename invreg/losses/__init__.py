@@ -9,11 +9,14 @@ from invreg.losses.invariance import (
     PredictiveKL,
     get_loss,
 )
+from invreg.losses.lie import LIE_LOSSES, LieDerivativeL2
 
 __all__ = [
     "LOSSES",
     "FeatureL2",
     "InvarianceLoss",
+    "LIE_LOSSES",
+    "LieDerivativeL2",
     "LogitL2",
     "NormalizedLogitL2",
     "PredictiveKL",

@@ -145,7 +145,11 @@ def get_loss(loss: str | InvarianceLoss) -> InvarianceLoss:
         return loss
     if isinstance(loss, str) and loss in LOSSES:
         return LOSSES[loss]()
+    from invreg.losses.lie import LIE_LOSSES, LieDerivativeL2  # lie imports this module
+
+    if isinstance(loss, str) and loss in LIE_LOSSES:
+        return LieDerivativeL2(LIE_LOSSES[loss])
     raise ValueError(
-        f"Unknown invariance loss {loss!r}; valid names: {sorted(LOSSES)}, or an InvarianceLoss "
-        f"instance such as FeatureL2(layer=...)"
+        f"Unknown invariance loss {loss!r}; valid names: {sorted(LOSSES) + sorted(LIE_LOSSES)}, "
+        f"or an InvarianceLoss instance such as FeatureL2(layer=...)"
     )

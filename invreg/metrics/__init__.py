@@ -19,6 +19,7 @@ from invreg.metrics.invariance import (
     PredictiveDistributionInvariance,
 )
 from invreg.metrics.layers import LayerInvariance
+from invreg.metrics.lie import LieDerivativeError
 from invreg.metrics.orbit import OrbitMetrics
 from invreg.metrics.saliency import SaliencyInvarianceSimilarity
 
@@ -26,6 +27,7 @@ __all__ = [
     "Accuracy",
     "BatchMeans",
     "LayerInvariance",
+    "LieDerivativeError",
     "LogitInvariance",
     "OrbitAccuracy",
     "OrbitConsistency",

@@ -1,0 +1,246 @@
+"""The Lie derivative of a model along a continuous image transformation (Gruver et al. 2023,
+"The Lie derivative for measuring learned equivariance").
+
+For a one-parameter family of transformations ``g_t`` (``g_0`` the identity) the Lie
+derivative of an invariant-target model ``f`` at ``x`` is
+
+    L f(x) = d/dt f(g_t·x) |_{t=0}        ([B, C] for logits [B, C])
+
+and the Lie derivative error is the mean over samples of ``‖L f(x)‖²`` (the paper's
+equation; ``norm="l2"`` gives ``‖L f(x)‖``). It is 0 for a model exactly invariant to ``g_t``.
+
+Generators (:data:`GENERATORS`), with the conventions of :mod:`invreg.groups`:
+
+- ``"rotation"``: ``t`` in radians, counter-clockwise as displayed, about the image centre
+  (:class:`~invreg.groups.ContinuousRotations` at ``t·180/π`` degrees); square images only.
+- ``"translate_x"`` / ``"translate_y"``: ``t`` in pixels, content moving right / down
+  (:class:`~invreg.groups.Translations` ``(t, 0)`` / ``(0, t)``).
+- ``"scale"``: factor ``e^t`` about the centre (:class:`~invreg.groups.Scalings` at ``t``).
+
+How it is computed. ``g_t·x`` is ``grid_sample(x, affine_grid(θ(t)))`` — bilinear, zeros
+outside the frame (``fill`` outside with :meth:`Group.act`'s ``fill``), ``align_corners=False``:
+the resampling of the continuous groups. The velocity of the sampling grid,
+``V = d/dt affine_grid(θ(t))`` at 0, comes from forward-mode AD (``torch.func.jvp``) through
+``affine_grid``; the model's derivative along the image tangent is one batched forward-mode
+pass of the model (``torch.autograd.forward_ad``).
+
+The kink. At ``t = 0`` every sampling point sits exactly on a pixel centre, where bilinear
+interpolation is only piecewise linear: its one-sided derivatives in ``t`` differ (moving
+right reads the forward difference ``x[i+1] − x[i]``, moving left the backward one), and
+automatic differentiation at the kink returns one side chosen by the rounding of each
+coordinate. We define ``L f`` with the **symmetric** derivative, the average of the
+derivatives at ``t = 0⁺`` and ``t = 0⁻``. For bilinear interpolation that average is exactly
+``V · ∇x`` with ``∇x`` the central-difference image gradient (``½(x[i+1] − x[i−1])`` per axis,
+zeros beyond the frame), so it is what a central finite difference
+``(f(g_ε·x) − f(g_{−ε}·x)) / 2ε`` converges to. We obtain each one-sided coordinate derivative
+from ``grid_sample`` itself, on the identity grid offset by ``±½`` pixel along that axis (the
+middle of the cell on that side, where the interpolation is smooth): the derivative of
+``grid_sample`` with respect to its grid there is ``x[i±1] − x[i]``, read with one reverse
+pass through ``grid_sample`` (this PyTorch has no forward-mode rule for ``grid_sampler_2d``;
+each output pixel depends only on its own grid point, so the gradient is that pixel's exact
+partial derivative). The model sees the untransformed ``x``.
+
+Measure in ``model.eval()``: in training mode batch norm couples the samples of a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd import forward_ad
+from torch.func import jvp
+
+from invreg.functional.invariance import capture_layers, layer_output, working_dtype
+
+#: the generators of :func:`lie_derivative`: name → ``θ(t, H, W)``, the ``[2, 3]`` pull-back
+#: affine map of :func:`invreg.groups.rotations.resample` (normalised coordinates).
+GENERATORS: dict[str, Callable[[Tensor, int, int], Tensor]] = {
+    # read the input at R(−t)·p: the counter-clockwise display rotation of _rotate_bilinear
+    "rotation": lambda t, h, w: torch.stack([
+        torch.stack([torch.cos(t), -torch.sin(t), 0 * t]),
+        torch.stack([torch.sin(t), torch.cos(t), 0 * t]),
+    ]),
+    # content moves by +t pixels: read at x − t (Translations: theta[0, 2] = −2·dx / W)
+    "translate_x": lambda t, h, w: torch.stack([
+        torch.stack([1 + 0 * t, 0 * t, -2 * t / w]),
+        torch.stack([0 * t, 1 + 0 * t, 0 * t]),
+    ]),
+    "translate_y": lambda t, h, w: torch.stack([
+        torch.stack([1 + 0 * t, 0 * t, 0 * t]),
+        torch.stack([0 * t, 1 + 0 * t, -2 * t / h]),
+    ]),
+    # zoom by e^t: read at e^{−t}·p (Scalings)
+    "scale": lambda t, h, w: torch.stack([
+        torch.stack([torch.exp(-t), 0 * t, 0 * t]),
+        torch.stack([0 * t, torch.exp(-t), 0 * t]),
+    ]),
+}
+
+LIE_REDUCTIONS = ("mean", "sum", "none")
+LIE_NORMS = ("squared", "l2")
+
+
+def check_lie_input(x: Tensor, generator: str, name: str = "x") -> None:
+    """``ValueError`` / ``TypeError`` naming the argument unless ``generator`` is a key of
+    :data:`GENERATORS` and ``x`` a floating image batch ``[B, C, H, W]`` (square for
+    ``"rotation"``)."""
+    if not isinstance(generator, str) or generator not in GENERATORS:
+        raise ValueError(f"generator: expected one of {sorted(GENERATORS)}, got {generator!r}")
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a tensor [B, C, H, W], got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(
+            f"{name}: expected an image batch [B, C, H, W], got shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name}: the Lie derivative resamples bilinearly and needs a floating-point "
+            f"tensor, got dtype {x.dtype}; convert it first, e.g. x.float()"
+        )
+    if generator == "rotation" and x.shape[-1] != x.shape[-2]:
+        raise ValueError(
+            f"{name}: the rotation generator needs square images (H == W), got shape "
+            f"{tuple(x.shape)}"
+        )
+
+
+def lie_tangent(x: Tensor, generator: str, fill: float = 0.0) -> Tensor:
+    """The symmetric derivative ``d/dt g_t·x`` at ``t = 0`` of the bilinear resampling, ``[B,
+    C, H, W]`` like ``x`` (see the module docstring: ``V · ∇x`` with central differences).
+
+    ``fill`` is the plane's value outside the frame (:meth:`invreg.groups.Group.act`): the
+    tangent of ``act(x) + fill·(1 − act(1))`` is the tangent of ``x − fill``.
+
+    >>> x = torch.tensor([[[[0.0, 1.0, 4.0]]]])
+    >>> lie_tangent(x, "translate_x")  # −∂x/∂col, central differences, zero beyond the frame
+    tensor([[[[-0.5000, -2.0000,  0.5000]]]])
+    """
+    check_lie_input(x, generator)
+    b, c, h, w = x.shape
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if x.numel() == 0:
+        return torch.zeros_like(x)
+    theta = GENERATORS[generator]
+    zero = torch.zeros((), dtype=compute, device=x.device)
+    # the sampling grid as a function of t, [1, H, W, 2]; its velocity V at t = 0 by forward AD
+    grid0, velocity = jvp(
+        lambda t: F.affine_grid(theta(t, h, w)[None], [1, 1, h, w], align_corners=False),
+        (zero,),
+        (torch.ones_like(zero),),
+    )
+    # one-sided coordinate derivatives from grid_sample at the middle of the cells on each
+    # side: offsets ±½ pixel (±1/W, ±1/H in normalised units) along x, then along y
+    half = torch.tensor([[1.0 / w, 0.0], [-1.0 / w, 0.0], [0.0, 1.0 / h], [0.0, -1.0 / h]],
+                        dtype=compute, device=x.device)
+    grids = (grid0 + half[:, None, None, :]).repeat_interleave(b * c, dim=0)  # [4·B·C, H, W, 2]
+    # each output pixel depends on its own grid point only: the gradient of the sum is its
+    # exact partial derivative; keep the graph when x itself is differentiated. Grad mode is
+    # on even inside no_grad() (torchmetrics' update): the pass is local to this function
+    keep_graph = x.requires_grad and torch.is_grad_enabled()
+    with torch.enable_grad():
+        grids.requires_grad_(True)
+        image = (x.to(compute) - fill).reshape(1, b * c, 1, h, w).expand(4, -1, -1, -1, -1)
+        sampled = F.grid_sample(image.reshape(4 * b * c, 1, h, w), grids, mode="bilinear",
+                                padding_mode="zeros", align_corners=False)
+        (partials,) = torch.autograd.grad(sampled.sum(), grids, create_graph=keep_graph)
+    partials = partials.reshape(4, b * c, h, w, 2)
+    # x-component from the ±x offsets, y-component from the ±y offsets, each side averaged
+    slope_x = 0.5 * (partials[0, ..., 0] + partials[1, ..., 0])
+    slope_y = 0.5 * (partials[2, ..., 1] + partials[3, ..., 1])
+    tangent = slope_x * velocity[..., 0] + slope_y * velocity[..., 1]
+    return tangent.reshape(b, c, h, w).to(x.dtype)
+
+
+def lie_derivative(
+    model: nn.Module | Callable[[Tensor], Tensor],
+    x: Tensor,
+    generator: str,
+    layer: str | None = None,
+    fill: float = 0.0,
+) -> Tensor:
+    """``L f(x) = d/dt f(g_t·x)`` at ``t = 0`` (symmetric derivative), ``[B, C]``.
+
+    Args:
+        model: maps ``[B, C_in, H, W]`` to outputs ``[B, *D]`` (flattened to ``[B, C]``).
+        x: floating images ``[B, C_in, H, W]``.
+        generator: a key of :data:`GENERATORS` (``"rotation"``, ``"translate_x"``,
+            ``"translate_y"``, ``"scale"``).
+        layer: differentiate the output of the submodule of ``model`` with this name
+            (``model.named_modules()``) instead of the model's output — locates where
+            equivariance breaks. The layer must run once per forward.
+        fill: the plane's value outside the frame (a data module's ``background``).
+
+    One batched forward-mode pass of the model (a dual tensor ``x + ε·tangent``,
+    ``torch.autograd.forward_ad``: the engine of ``torch.func.jvp``, but it also runs modules
+    that update buffers in place, such as batch norm in training mode), in ``x``'s dtype; the
+    result is ``[B, prod(D)]``. In training mode batch norm uses this batch's statistics and
+    updates its running statistics once more.
+
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(9, 2))
+    >>> lie_derivative(model, torch.randn(4, 1, 3, 3), "rotation").shape
+    torch.Size([4, 2])
+    """
+    check_lie_input(x, generator)
+    if layer is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"layer: needs an nn.Module model, got {type(model).__name__}")
+    tangent = lie_tangent(x, generator, fill=fill)
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(x, tangent)
+        if layer is None:
+            output = model(dual)
+        else:
+            with capture_layers(model, [layer]) as captured:
+                model(dual)
+            output = layer_output(captured, layer)[0]
+        derivative = forward_ad.unpack_dual(output).tangent
+    if derivative is None:  # the output does not depend on x
+        derivative = torch.zeros_like(output)
+    return derivative.reshape(x.shape[0], -1)
+
+
+def lie_derivative_norms(derivative: Tensor, norm: str = "squared") -> Tensor:
+    """Per-sample ``‖L f(x)‖²`` (``norm="squared"``) or ``‖L f(x)‖`` (``"l2"``) of a
+    derivative ``[B, C]``, ``[B]`` in at least float32."""
+    if norm not in LIE_NORMS:
+        raise ValueError(f"norm: expected one of {list(LIE_NORMS)}, got {norm!r}")
+    squared = derivative.to(working_dtype(derivative.dtype)).pow(2).sum(dim=-1)
+    return squared if norm == "squared" else squared.sqrt()
+
+
+def lie_derivative_error(
+    model: nn.Module | Callable[[Tensor], Tensor],
+    x: Tensor,
+    generator: str,
+    reduction: str = "mean",
+    norm: str = "squared",
+    layer: str | None = None,
+    fill: float = 0.0,
+) -> Tensor:
+    """Lie derivative error: ``mean_i ‖L f(x_i)‖²`` over the ``B`` samples.
+
+    ``norm="l2"`` takes the unsquared norm ``‖L f(x_i)‖``; ``reduction`` ``"mean"`` (scalar),
+    ``"sum"`` (scalar) or ``"none"`` (``[B]``). Computed in at least float32; differentiable
+    with respect to the model's parameters (a training loss, :class:`~invreg.losses.
+    LieDerivativeL2`). Other arguments as :func:`lie_derivative`.
+
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(9, 2))
+    >>> x = torch.ones(2, 1, 3, 3)
+    >>> torch.allclose(lie_derivative_error(model, x, "rotation", reduction="none"),
+    ...                lie_derivative(model, x, "rotation").pow(2).sum(-1))
+    True
+    """
+    if reduction not in LIE_REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {list(LIE_REDUCTIONS)}, got {reduction!r}")
+    if norm not in LIE_NORMS:
+        raise ValueError(f"norm: expected one of {list(LIE_NORMS)}, got {norm!r}")
+    check_lie_input(x, generator)
+    if reduction == "mean" and x.shape[0] == 0:
+        raise ValueError(f"x: empty batch {tuple(x.shape)}; the mean over 0 samples is undefined")
+    norms = lie_derivative_norms(lie_derivative(model, x, generator, layer, fill), norm)
+    if reduction == "none":
+        return norms
+    return norms.mean() if reduction == "mean" else norms.sum()
+

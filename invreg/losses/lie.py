@@ -1,0 +1,76 @@
+"""The Lie derivative error as a training loss, for continuous symmetries.
+
+Unlike the orbit losses of :mod:`invreg.losses.invariance`, which compare outputs on ``x`` and
+on transformed copies ``g·x``, this term differentiates the model along a one-parameter
+transformation ``g_t`` at ``t = 0`` (:func:`invreg.functional.lie.lie_derivative`), so it needs
+the model and the inputs: it declares ``needs_model = True`` and
+:class:`~invreg.modules.InvarianceModule` calls it as ``loss(backbone, x, fill=...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from invreg.functional.lie import GENERATORS, lie_derivative_error
+from invreg.losses.invariance import InvarianceLoss
+
+
+class LieDerivativeL2(InvarianceLoss):
+    """``mean_i ‖L f(x_i)‖²`` with ``L f(x) = d/dt f(g_t·x)|_{t=0}``: a penalty on the model's
+    sensitivity to an infinitesimal transformation (Gruver et al. 2023).
+
+    ``forward(model, x, fill=0.0)``: ``model`` maps floating images ``x`` ``[B, C, H, W]`` to
+    outputs ``[B, *D]``; returns a scalar in at least float32, differentiable with respect to
+    the model's parameters. With ``layer`` set, the derivative of that backbone submodule's
+    output is penalised instead.
+
+    Args:
+        generator: a key of :data:`invreg.functional.lie.GENERATORS` (``"rotation"``,
+            ``"translate_x"``, ``"translate_y"``, ``"scale"``).
+        layer: name of a backbone submodule (``None``: the logits).
+
+    In :class:`~invreg.modules.InvarianceModule` (``invariance_loss=LieDerivativeL2(
+    "rotation")``) the term is computed on the (augmented) untransformed batch; the group still
+    drives augmentation and the validation orbit metrics.
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(9, 2))
+    >>> LieDerivativeL2("rotation")(model, torch.randn(4, 1, 3, 3)).shape
+    torch.Size([])
+    """
+
+    needs_model = True
+
+    def __init__(self, generator: str, layer: str | None = None) -> None:
+        if not isinstance(generator, str) or generator not in GENERATORS:
+            raise ValueError(
+                f"generator: expected one of {sorted(GENERATORS)}, got {generator!r}"
+            )
+        if layer is not None and (not isinstance(layer, str) or not layer):
+            raise ValueError(f"layer: expected a backbone submodule name or None, got {layer!r}")
+        super().__init__(layer=layer)
+        self.generator = generator
+
+    def forward(  # type: ignore[override]
+        self,
+        model: nn.Module | Callable[[Tensor], Tensor],
+        x: Tensor | None = None,
+        fill: float = 0.0,
+    ) -> Tensor:
+        if isinstance(model, Tensor) or x is None:
+            raise TypeError(
+                f"{type(self).__name__} differentiates the model: call it as loss(model, x), got "
+                f"{type(model).__name__} and {type(x).__name__}; modules that pass outputs "
+                f"(orbits of features) need an orbit loss such as LogitL2"
+            )
+        return lie_derivative_error(model, x, self.generator, layer=self.layer, fill=fill)
+
+    def extra_repr(self) -> str:
+        layer = f", layer={self.layer!r}" if self.layer is not None else ""
+        return f"generator={self.generator!r}{layer}"
+
+
+#: loss names for :func:`invreg.losses.get_loss`: ``lie_<generator>``
+LIE_LOSSES: dict[str, str] = {f"lie_{name}": name for name in GENERATORS}
