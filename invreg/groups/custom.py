@@ -240,7 +240,7 @@ class FiniteGroup(Group):
             if probe.is_floating_point() and not torch.isfinite(probe).all():
                 raise ValueError(f"{self._where('probe')}: expected finite values, got NaN or "
                                  f"Inf")
-            return probe.detach().cpu()
+            return probe.detach()  # on its device: the functions may need it there
         if input_shape is None:
             raise ValueError(f"{self._where('probe')}: pass probe= (a batch [B, *input_shape]) "
                              f"or input_shape= so the group axioms can be checked")
