@@ -276,3 +276,14 @@ def test_a_group_of_module_level_functions_pickles():
     for group in (signs, flips):
         again = pickle.loads(pickle.dumps(group))
         assert again == group and torch.equal(again.compose_table, group.compose_table)
+
+
+def test_integer_token_ids_are_compared_exactly():
+    """A probe of token ids [B, N] (long): laws compared exactly, the group acts on ids."""
+    ids = torch.arange(2 * TOKENS).reshape(2, TOKENS)
+    group = FiniteGroup.from_generator(lambda x: torch.roll(x, 1, dims=1), TOKENS, probe=ids)
+    assert group.is_exact and group.input_shape == (TOKENS,)
+    out = group.act(ids, torch.tensor([1, 4]))
+    assert out.dtype == torch.long and out.tolist() == [[4, 0, 1, 2, 3], [6, 7, 8, 9, 5]]
+    with pytest.raises(ValueError, match="does not give the probe back"):
+        FiniteGroup.from_generator(lambda x: torch.roll(x, 1, dims=1) + 1, TOKENS, probe=ids)
