@@ -143,6 +143,21 @@ def test_c8_fails_when_only_the_resampled_elements_move():
         assert_invariant(Corner(), "c8", x)
 
 
+@parametrize_dtypes()
+def test_continuous_rotations(dtype):
+    # C8-equivariant convolutions are close to invariant for every angle: within the floor
+    assert_invariant(e2cnn("c8", 17).to(dtype), "so2", num_samples=6)
+    torch.manual_seed(0)
+    model = MLP((1, 17, 17), 5, hidden_widths=(32,)).to(dtype)
+    with pytest.raises(AssertionError, match="ContinuousRotations.*interpolation floor"):
+        assert_invariant(model, "so2")
+
+
+def test_num_samples_only_for_continuous_groups():
+    with pytest.raises(ValueError, match="num_samples: .*finite"):
+        assert_invariant(tied(), "c4", num_samples=3)
+
+
 # ------------------------------------------------------------------ equivariance
 @parametrize_dtypes()
 def test_symmetric_conv_is_equivariant(dtype):
