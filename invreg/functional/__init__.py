@@ -62,8 +62,8 @@ from invreg.functional.spectral import (
 
 __all__ = [
     "DISTANCES",
-    "GENERATORS",
     "GEED_MODES",
+    "GENERATORS",
     "PAIR_ERRORS",
     "RAW_RECIPE",
     "SALIENCY_METHODS",

@@ -12,10 +12,10 @@ from invreg.losses.invariance import (
 from invreg.losses.lie import LIE_LOSSES, LieDerivativeL2
 
 __all__ = [
+    "LIE_LOSSES",
     "LOSSES",
     "FeatureL2",
     "InvarianceLoss",
-    "LIE_LOSSES",
     "LieDerivativeL2",
     "LogitL2",
     "NormalizedLogitL2",
