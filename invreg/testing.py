@@ -18,8 +18,8 @@ product of length ``n`` accumulates rounding errors of random sign whose sum gro
 for the widest fan-in (a first layer that sees the whole input); ``S`` carries the magnitude, so
 scaling a model's output by 1000 scales the tolerance with it; ``K`` covers the depth of the
 network, the two sides of the comparison and the ratio between hidden and output magnitudes
-(a weight-tied MLP and an e2cnn G-CNN stay 10–100× below it in float32 and float64, see
-``tests/test_testing.py``; a model that is not invariant misses it by orders of magnitude).
+(measured largest error ÷ ``atol``: 0.003–0.006 for a weight-tied MLP, 0.004–0.012 for an
+e2cnn G-CNN, in float32 and float64; 5·10³ and 10¹² for a plain MLP: ``docs/testing.md``).
 
 Interpolation floor. Groups whose action is not exact on the pixel grid (``group.is_exact`` is
 ``False``: ``c8``, ``so2`` ...) resample bilinearly, so ``g⁻¹·(g·x) ≠ x`` and even a model that is
