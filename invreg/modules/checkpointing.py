@@ -10,8 +10,10 @@ A LightningModule's checkpoint stores its constructor arguments (``hyper_paramet
 
 A checkpoint written by the ``invreg`` CLI already holds the config's description; it is kept.
 An object with no plain description (a user's own ``nn.Module`` that does not inherit
-:class:`~invreg.config.RecordsInit`) is left out, and the module's constructor says to pass it:
-``InvarianceModule.load_from_checkpoint(path, backbone=MyNet(...))``.
+:class:`~invreg.config.RecordsInit`, a :class:`~invreg.groups.FiniteGroup` built from
+functions, a custom loss) is stored as a mark (:data:`NOT_SAVED` and its ``repr``), never
+replaced by the constructor's default: loading without it raises :func:`restored`'s error,
+which says to pass it: ``InvarianceModule.load_from_checkpoint(path, group=my_group)``.
 """
 
 from __future__ import annotations
@@ -27,10 +29,26 @@ from torch import Tensor
 
 from invreg.config import try_config
 
+#: the start of the hyper-parameter stored for an object with no plain description
+NOT_SAVED = "<not saved in the checkpoint>"
+
+
+def restored(name: str, value: object) -> object:
+    """``value``, unless it is the :data:`NOT_SAVED` mark of an object the checkpoint could not
+    describe: then ``ValueError`` naming the argument, the object and the fix."""
+    if isinstance(value, str) and value.startswith(NOT_SAVED):
+        what = value[len(NOT_SAVED):].strip()
+        raise ValueError(
+            f"{name}: the checkpoint could not store {what} (it has no plain description); "
+            f"pass it again: load_from_checkpoint(path, {name}=...)"
+        )
+    return value
+
 
 def save_plain_hyperparameters(module: pl.LightningModule, objects: tuple[str, ...]) -> None:
     """``module.save_hyperparameters()`` with each argument in ``objects`` stored as its plain
-    description (or left out when it has none). Call it from the module's ``__init__``."""
+    description, or as the :data:`NOT_SAVED` mark when it has none (so loading never falls
+    back to the default silently). Call it from the module's ``__init__``."""
     with warnings.catch_warnings():
         # the objects are replaced by descriptions right below, never pickled
         warnings.filterwarnings("ignore", message=r".*is an instance of `nn.Module`.*")
@@ -40,10 +58,16 @@ def save_plain_hyperparameters(module: pl.LightningModule, objects: tuple[str, .
         if value is None or isinstance(value, str | Real | Mapping | list):
             continue  # a name, a number or the CLI's own description: already plain
         config = try_config(value)
-        if config is None:
-            del module.hparams[name]
-        else:
-            module.hparams[name] = config
+        module.hparams[name] = config if config is not None else f"{NOT_SAVED} {_short(value)}"
+
+
+def _short(value: object) -> str:
+    """A one-line name for an object: a module's class (its ``repr`` spans lines), else the
+    ``repr`` cut to 80 characters."""
+    if isinstance(value, torch.nn.Module):
+        return f"a {type(value).__name__}"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _caller_frame():

@@ -13,7 +13,7 @@ from invreg.config import build
 from invreg.data.augment import background_of
 from invreg.losses import InvarianceLoss, get_loss
 from invreg.models.hyper import HyperCNN
-from invreg.modules.checkpointing import check_weight, save_plain_hyperparameters
+from invreg.modules.checkpointing import check_weight, restored, save_plain_hyperparameters
 from invreg.modules.hyper_common import UPSTREAM_MARK, HyperModuleBase
 
 
@@ -88,6 +88,7 @@ class HyperUpstreamModule(HyperModuleBase):
         if not 0.0 <= corner_probability <= 1.0:
             raise ValueError(f"corner_probability must lie in [0, 1], got {corner_probability}")
         invariance_weight = check_weight("invariance_weight", invariance_weight)
+        invariance_loss = restored("invariance_loss", invariance_loss)
         loss = get_loss(build(invariance_loss, InvarianceLoss, "invariance_loss"))
         if loss.layer is not None:
             raise ValueError(

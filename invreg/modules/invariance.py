@@ -19,6 +19,7 @@ from invreg.modules.checkpointing import (
     check_finite_loss,
     check_nonfinite_policy,
     check_weight,
+    restored,
     save_plain_hyperparameters,
 )
 from invreg.modules.epoch_logging import EpochMeansLogging
@@ -119,6 +120,9 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
         on_nonfinite_loss: Literal["raise", "skip"] = "raise",
     ) -> None:
         super().__init__()
+        backbone = restored("backbone", backbone)
+        group = restored("group", group)
+        invariance_loss = restored("invariance_loss", invariance_loss)
         if backbone is None:
             raise ValueError(
                 "backbone: missing. Pass the network to train (in a config: "

@@ -123,7 +123,8 @@ class OwnNet(nn.Module):
 def test_own_backbone_is_passed_back_with_a_clear_error_otherwise(tmp_path):
     module = InvarianceModule(OwnNet(), group="c4")
     path = fit_and_save(module, tmp_path / "own.ckpt")
-    with pytest.raises(ValueError, match=r"backbone: missing.*backbone=MyNet"):
+    with pytest.raises(ValueError, match=r"backbone: the checkpoint could not store a OwnNet .*"
+                                         r"load_from_checkpoint\(path, backbone=\.\.\.\)"):
         InvarianceModule.load_from_checkpoint(path)
     loaded = InvarianceModule.load_from_checkpoint(path, backbone=OwnNet())
     x = torch.randn(4, 1, 8, 8)
@@ -159,3 +160,20 @@ def test_checkpoint_with_a_data_module_holding_group_objects_loads_safely(tmp_pa
     assert checkpoint["datamodule_hyper_parameters"]["augment_group"]["init_args"] == {"n": 4}
     InvarianceModule.load_from_checkpoint(tmp_path / "m.ckpt")
     assert DigitsDataModule.load_from_checkpoint(tmp_path / "m.ckpt").augment_group == Rotations(4)
+
+
+def test_a_group_built_from_functions_is_never_replaced_by_the_default(tmp_path):
+    from invreg.groups import FiniteGroup
+
+    def flip(x):
+        return torch.flip(x, dims=(-1,))
+
+    group = FiniteGroup.from_generator(flip, order=2, input_shape=(1, 8, 8))
+    module = InvarianceModule(MLP((1, 8, 8), 10, hidden_widths=(8,)), group=group)
+    path = fit_and_save(module, tmp_path / "custom.ckpt")
+    with pytest.raises(ValueError, match=r"group: the checkpoint could not store FiniteGroup"):
+        InvarianceModule.load_from_checkpoint(path)  # not Rotations(4), the default
+    loaded = InvarianceModule.load_from_checkpoint(path, group=group)
+    assert loaded.group is group
+    x = torch.randn(4, 1, 8, 8)
+    assert torch.equal(loaded(x), module(x))
