@@ -221,3 +221,16 @@ def test_training_step_with_the_lie_loss(loss):
     after = list(backbone.parameters())
     assert all(torch.isfinite(p).all() for p in after)
     assert any(not torch.equal(p, q) for p, q in zip(before, after, strict=True))
+
+
+def test_module_with_the_lie_loss_reloads_from_a_checkpoint(tmp_path):
+    module = InvarianceModule(SmallCNN((1, 12, 12), 3, channels=(4, 8)),
+                              group=ContinuousRotations(30.0),
+                              invariance_loss=LieDerivativeL2("scale"))
+    trainer = tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    x, y = smooth_images(4).float(), torch.arange(4) % 3
+    trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=4))
+    trainer.save_checkpoint(tmp_path / "lie.ckpt")
+    loaded = InvarianceModule.load_from_checkpoint(tmp_path / "lie.ckpt")
+    assert isinstance(loaded.invariance_loss, LieDerivativeL2)
+    assert loaded.invariance_loss.generator == "scale"
