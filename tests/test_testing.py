@@ -53,6 +53,13 @@ def test_e2cnn_passes(dtype):
     assert model(random_input(model, "c4")).dtype == dtype  # pooled features keep the dtype
 
 
+def test_float64_e2cnn_leaves_other_models_in_float32():
+    e2cnn().double()
+    model = e2cnn().eval()  # the same kernel bases, built after another model went to float64
+    assert model(random_input(model, "c4")).dtype == torch.float32
+    assert_invariant(model, "c4")
+
+
 def test_parametrize_dtypes_runs_float32_and_float64():
     mark = parametrize_dtypes()
     assert mark.args == ("dtype", [torch.float32, torch.float64])
@@ -195,7 +202,8 @@ def test_e2cnn_geometric_tensors(dtype, group):
     gspace = make_gspace(get_group(group))
     in_type = enn.FieldType(gspace, 2 * [gspace.trivial_repr])
     out_type = enn.FieldType(gspace, 3 * [gspace.regular_repr])
-    conv = enn.R2Conv(in_type, out_type, 3, padding=1).to(dtype)
+    # recompute: a layer of its own basis; e2cnn shares cached ones, and .to(dtype) would cast
+    conv = enn.R2Conv(in_type, out_type, 3, padding=1, recompute=True).to(dtype)
     x = enn.GeometricTensor(torch.randn(2, 2, 9, 9, dtype=dtype), in_type)
     assert_equivariant(conv, group, x)
     # comparing with only the spatial rotation of the output is wrong for regular fields

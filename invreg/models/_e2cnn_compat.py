@@ -11,7 +11,9 @@ On NumPy >= 2.3, where ``ndarray.tostring`` is gone, it also replaces the ``__ha
 kernel-basis classes that call it by the same formula written with ``tobytes``.
 
 It also makes ``GroupPooling`` keep its input's dtype (e2cnn writes the pooled features
-into a float32 buffer, so a float64 model returned float32 features).
+into a float32 buffer, so a float64 model returned float32 features), and gives every
+``R2Conv`` its own copy of e2cnn's cached kernel-basis module (shared, ``model.double()`` cast
+every other model's basis).
 
 The patch is applied once, on first use of :class:`~invreg.models.E2CNN`, and only when
 NumPy's ``copy=False`` semantics need it; importing invreg does not touch e2cnn.
@@ -19,6 +21,7 @@ NumPy's ``copy=False`` semantics need it; importing invreg does not touch e2cnn.
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
@@ -82,10 +85,28 @@ def patch_e2cnn() -> None:
         ):
             getattr(irreps_basis, name).__hash__ = _hash_with_tobytes
     from e2cnn.nn import GroupPooling
+    from e2cnn.nn.modules.r2_conv import basisexpansion_blocks
 
     if not getattr(GroupPooling.forward, "__invreg_patched__", False):
         GroupPooling.forward = _group_pooling_forward
+    expansion = basisexpansion_blocks.block_basisexpansion
+    if not getattr(expansion, "__invreg_patched__", False):
+        basisexpansion_blocks.block_basisexpansion = _own_copy(expansion)
     _PATCHED = True
+
+
+def _own_copy(block_basisexpansion):
+    """e2cnn caches one basis-expansion module per kernel basis and hands the *same* module to
+    every ``R2Conv`` that uses it, so ``model.double()`` on one model cast the basis of all the
+    others (a float32 model built later failed with a dtype mismatch). Keep the cache (the
+    sampling is the slow part) but give each layer its own copy of the module."""
+
+    @functools.wraps(block_basisexpansion)
+    def wrapper(*args, **kwargs):
+        return copy.deepcopy(block_basisexpansion(*args, **kwargs))
+
+    wrapper.__invreg_patched__ = True
+    return wrapper
 
 
 def _group_pooling_forward(self, input):
