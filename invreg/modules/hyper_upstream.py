@@ -90,6 +90,12 @@ class HyperUpstreamModule(HyperModuleBase):
         invariance_weight = check_weight("invariance_weight", invariance_weight)
         invariance_loss = restored("invariance_loss", invariance_loss)
         loss = get_loss(build(invariance_loss, InvarianceLoss, "invariance_loss"))
+        if getattr(loss, "needs_model", False):
+            raise ValueError(
+                f"invariance_loss: HyperUpstreamModule compares outputs on transformed inputs; "
+                f"{type(loss).__name__} needs the model itself (use it with InvarianceModule), "
+                f"pass an output-level loss such as 'normalized_logit_l2'"
+            )
         if loss.layer is not None:
             raise ValueError(
                 f"invariance_loss: HyperUpstreamModule compares the head's input features; "

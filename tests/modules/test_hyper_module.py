@@ -275,3 +275,12 @@ def test_bad_descriptor_init(upstream_checkpoint):
     with pytest.raises(ValueError, match="a strength for each"):
         HyperDownstreamModule(upstream_checkpoint=str(upstream_checkpoint),
                               num_classes=3, descriptor_init={"rotatoin": 1.0})
+
+
+def test_upstream_refuses_a_loss_that_needs_the_model():
+    from invreg.losses import LieDerivativeL2
+    from invreg.modules import HyperUpstreamModule
+
+    for loss in (LieDerivativeL2("rotation"), "lie_rotation"):
+        with pytest.raises(ValueError, match="needs the model itself"):
+            HyperUpstreamModule(backbone=hyper_backbone(), invariance_loss=loss)
