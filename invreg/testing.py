@@ -198,6 +198,7 @@ def assert_invariant(
         x = random_input(model, group, seed=seed)
     _check_input(model, group, x)
     atol, rtol = _check_tolerances(atol, rtol)
+    _check_floor_factor(floor_factor)
     elements = _elements(group, num_samples, seed, x.device)
     with torch.no_grad(), eval_mode(model):
         outputs = orbit_logits(model, x, group, elements=elements)  # [B, N, ...]
@@ -273,6 +274,7 @@ def assert_equivariant(
     if out_action is not None and not callable(out_action):
         raise TypeError(f"out_action: expected a callable (y, g), got {type(out_action).__name__}")
     atol, rtol = _check_tolerances(atol, rtol)
+    _check_floor_factor(floor_factor)
     elements = _elements(group, num_samples, seed, x_tensor.device)
     with torch.no_grad(), eval_mode(module):
         y = module(x)
@@ -431,6 +433,13 @@ def _check_tolerances(atol: float | None, rtol: float | None) -> tuple[float | N
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
     return (None if atol is None else float(atol), None if rtol is None else float(rtol))
+
+
+def _check_floor_factor(floor_factor: float) -> None:
+    if isinstance(floor_factor, bool) or not isinstance(floor_factor, int | float):
+        raise TypeError(f"floor_factor: expected a number, got {type(floor_factor).__name__}")
+    if not math.isfinite(floor_factor) or floor_factor <= 0:
+        raise ValueError(f"floor_factor: expected a finite number > 0, got {floor_factor!r}")
 
 
 def _check_finite(values: Tensor, what: str) -> None:

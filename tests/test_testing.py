@@ -229,6 +229,8 @@ def test_bad_input_is_a_clear_error():
         assert_invariant(model, "c4", atol=-1.0)
     with pytest.raises(ValueError, match="x: .*NaN"):
         assert_invariant(model, "c4", torch.full((2, 1, 12, 12), float("nan")))
+    with pytest.raises(ValueError, match="floor_factor: expected a finite number > 0"):
+        assert_invariant(model, "c8", floor_factor=0)
     with pytest.raises(ValueError, match="has no input_shape attribute"):
         assert_invariant(nn.Flatten(), "c4")
 
