@@ -86,7 +86,9 @@ def plan_runs(config: Path, models: tuple[str, ...]) -> tuple[dict[str, list[str
 
 def train_and_evaluate(
     name: str, extra: list[str], config: Path, out: Path, max_epochs: int | None
-):
+) -> tuple[dict[str, float], Path]:
+    """Train one model of the comparison, evaluate it on the test split; the test metrics and
+    the run's folder."""
     args = ["fit", "--config", str(config), "--trainer.default_root_dir", str(out / name)]
     args += ["--trainer.logger.init_args.save_dir", str(out / name)]
     args += ["--trainer.logger.init_args.name", name]
@@ -112,12 +114,7 @@ def train_and_evaluate(
         import wandb
 
         wandb.finish()
-    FOLDERS[name] = run_directory(cli.trainer)
-    return result
-
-
-#: each model's run folder, filled by :func:`train_and_evaluate`
-FOLDERS: dict[str, Path] = {}
+    return result, run_directory(cli.trainer)
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
@@ -136,10 +133,9 @@ def run(config: Path = DEFAULT_CONFIG, out: Path = Path("runs/quickstart"),
         max_epochs: int | None = None, models: tuple[str, ...] = ("DA", "IR", "WT")) -> dict:
     start = time.perf_counter()
     runs, orbits = plan_runs(config, models)
-    results = {
-        name: train_and_evaluate(name, extra, config, out, max_epochs)
-        for name, extra in runs.items()
-    }
+    results, folders = {}, {}
+    for name, extra in runs.items():
+        results[name], folders[name] = train_and_evaluate(name, extra, config, out, max_epochs)
     elapsed = time.perf_counter() - start
     print(f"\nTest split, {orbits} (DI, LI: means over samples and non-identity elements)")
     print(format_table(results))
@@ -147,7 +143,7 @@ def run(config: Path = DEFAULT_CONFIG, out: Path = Path("runs/quickstart"),
     print("run folders (config.yaml, checkpoints/, summary.json, figures in saliency/, "
           "spectral/, drift/):")
     for name in results:
-        print(f"  {name}: {FOLDERS[name]}")
+        print(f"  {name}: {folders[name]}")
     return results
 
 
