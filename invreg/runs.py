@@ -64,8 +64,8 @@ def run_directory(trainer: pl.Trainer) -> Path:
         path = str(_claim_version(Path(trainer.default_root_dir))) if trainer.is_global_zero else ""
     path = Path(trainer.strategy.broadcast(path))
     _RUN_DIRECTORIES[trainer] = path
-    if trainer.is_global_zero and trainer.loggers:
-        _link_wandb_folder(trainer.loggers[0], path)
+    if trainer.is_global_zero:
+        _link_wandb_folder(trainer, path)
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
             callback.dirpath = str(path / "checkpoints")
@@ -81,16 +81,14 @@ def wandb_folder(trainer: pl.Trainer) -> Path | None:
     return Path(files).parent if files else None
 
 
-def _link_wandb_folder(logger: object, run: Path) -> None:
+def _link_wandb_folder(trainer: pl.Trainer, run: Path) -> None:
     """Link ``run/wandb`` to the W&B run's folder (relative, so the tree can move); a run
     resumed in a new process (a second W&B folder) gets ``wandb-v1``. Where links cannot be
     made, ``summary.json`` still names the folder."""
-    if not isinstance(logger, WandbLogger):
+    folder = wandb_folder(trainer)
+    if folder is None:
         return
-    files = getattr(logger.experiment, "dir", None)
-    if not files:
-        return
-    target = Path(files).parent.resolve()
+    target = folder.resolve()
     run.mkdir(parents=True, exist_ok=True)
     for existing in [run / "wandb", *run.glob("wandb-v*")]:
         if existing.is_symlink() and existing.resolve() == target:
