@@ -93,6 +93,19 @@ def rotate_quarters(x: Tensor, turns: Tensor) -> Tensor:
     return out
 
 
+def plain_loss(model: nn.Module, x: Tensor, y: Tensor, nu: float,
+               generator: torch.Generator) -> Tensor:
+    """The module's training work written plainly: augment by a random quarter turn, one random
+    non-identity turn more, one forward over both, cross-entropy + ν·½‖f(x) − f(g·x)‖²."""
+    n = y.shape[0]
+    x = rotate_quarters(x, torch.randint(0, 4, (n,), generator=generator))
+    copies = rotate_quarters(x, torch.randint(1, 4, (n,), generator=generator))
+    logits = model(torch.cat([x, copies]))
+    reference, moved = logits[:n], logits[n:]
+    invariance = 0.5 * (reference - moved).pow(2).sum(-1).mean()
+    return F.cross_entropy(reference, y) + nu * invariance
+
+
 class PlainLoop:
     """The same training work as the module, written as a bare PyTorch loop."""
 
@@ -109,14 +122,7 @@ class PlainLoop:
         order = torch.randperm(self.x.shape[0], generator=generator)
         for start in range(0, len(order), b):
             idx = order[start : start + b]
-            x, y = self.x[idx], self.y[idx]
-            x = rotate_quarters(x, torch.randint(0, 4, (len(idx),), generator=generator))
-            copies = rotate_quarters(x, torch.randint(1, 4, (len(idx),), generator=generator))
-            logits = model(torch.cat([x, copies]))
-            reference, moved = logits[: len(idx)], logits[len(idx) :]
-            task = F.cross_entropy(reference, y)
-            invariance = 0.5 * (reference - moved).pow(2).sum(-1).mean()
-            loss = task + self.nu * invariance
+            loss = plain_loss(model, self.x[idx], self.y[idx], self.nu, generator)
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -155,13 +161,7 @@ class BareModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        n = y.shape[0]
-        x = rotate_quarters(x, torch.randint(0, 4, (n,), generator=self.generator))
-        copies = rotate_quarters(x, torch.randint(1, 4, (n,), generator=self.generator))
-        logits = self.model(torch.cat([x, copies]))
-        reference, moved = logits[:n], logits[n:]
-        invariance = 0.5 * (reference - moved).pow(2).sum(-1).mean()
-        return F.cross_entropy(reference, y) + self.nu * invariance
+        return plain_loss(self.model, x, y, self.nu, self.generator)
 
     def validation_step(self, batch, batch_idx):
         x, _ = batch
