@@ -11,7 +11,12 @@ import torch
 from torch import Tensor
 
 from invreg.models.hyper import HyperCNN
-from invreg.modules.checkpointing import check_finite_loss, check_nonfinite_policy, check_weight
+from invreg.modules.checkpointing import (
+    check_finite_inputs,
+    check_finite_loss,
+    check_nonfinite_policy,
+    check_weight,
+)
 from invreg.modules.epoch_logging import EpochMeansLogging
 from invreg.modules.streams import RandomStreams
 
@@ -94,8 +99,7 @@ class HyperModuleBase(EpochMeansLogging, RandomStreams, pl.LightningModule):
         raise NotImplementedError
 
     def _checked_step(self, batch, split: str, batch_idx: int) -> Tensor | None:
-        if not torch.isfinite(batch[0]).all():
-            raise ValueError(f"{split} batch contains NaN or Inf inputs")
+        check_finite_inputs(batch[0], split)
         return self.step(batch, split, batch_idx)
 
     def training_step(self, batch, batch_idx):

@@ -16,6 +16,7 @@ from invreg.groups import Group, get_group
 from invreg.losses import InvarianceLoss, get_loss
 from invreg.metrics.orbit import OrbitMetrics
 from invreg.modules.checkpointing import (
+    check_finite_inputs,
     check_finite_loss,
     check_nonfinite_policy,
     check_weight,
@@ -224,6 +225,7 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
         self, batch: tuple[Tensor, Tensor], stage: str, batch_idx: int = 0
     ) -> Tensor | None:
         x, y = batch
+        check_finite_inputs(x, stage)
         if stage == "train" and self.augment:
             g = self.group.sample(x.shape[0], generator=self.random_generator, device=x.device)
             x = self.group.act(x, g, fill=self.fill)
@@ -241,7 +243,7 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
             invariance_loss = self.invariance_loss(as_orbit(features, batch_size, k))
         loss = task_loss + self.invariance_weight * invariance_loss
         terms = dict(task_loss=task_loss, invariance_loss=invariance_loss, loss=loss)
-        if not check_finite_loss(self, stage, batch_idx, terms, inputs=batch[0]):
+        if not check_finite_loss(self, stage, batch_idx, terms):
             return None  # on_nonfinite_loss="skip": Lightning skips the optimiser step
         if stage == "train":
             accuracy = (reference_logits.detach().argmax(dim=-1) == y).float().mean()

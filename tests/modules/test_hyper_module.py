@@ -284,3 +284,14 @@ def test_upstream_refuses_a_loss_that_needs_the_model():
     for loss in (LieDerivativeL2("rotation"), "lie_rotation"):
         with pytest.raises(ValueError, match="needs the model itself"):
             HyperUpstreamModule(backbone=hyper_backbone(), invariance_loss=loss)
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_nan_inputs_are_refused_whatever_the_policy(policy):
+    from invreg.modules import HyperUpstreamModule
+
+    module = HyperUpstreamModule(backbone=hyper_backbone(), on_nonfinite_loss=policy)
+    x, y = next(iter(hyper_loader()))
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="contains NaN or Inf inputs"):
+        module.training_step((x, y), 0)  # the HyperCNN's loss stays finite here

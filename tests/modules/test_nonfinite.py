@@ -87,3 +87,38 @@ def test_nonfinite_validation_loss_raises_even_in_skip_mode():
         module.backbone[1].weight.fill_(math.inf)
     with pytest.raises(NonFiniteLossError, match="val batch 0"):
         tiny_trainer().validate(module, data())
+
+
+class HidesNaN(nn.Module):
+    """A backbone whose output stays finite whatever NaN its input holds."""
+
+    num_classes = 3
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.linear(torch.nan_to_num(x.flatten(1)))
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_inputs_are_refused_even_when_the_loss_stays_finite(policy, bad):
+    module = InvarianceModule(HidesNaN(), on_nonfinite_loss=policy)
+    x, y = torch.randn(4, 1, 4, 4), torch.zeros(4, dtype=torch.long)
+    x[2, 0, 1, 1] = bad
+    with pytest.raises(ValueError, match="train batch contains NaN or Inf inputs"):
+        module.shared_step((x, y), "train")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_large_finite_inputs_whose_sum_overflows_pass(dtype):
+    from invreg.modules.checkpointing import check_finite_inputs
+
+    x = torch.full((64, 1, 4, 4), torch.finfo(dtype).max / 2, dtype=dtype)
+    assert not torch.isfinite(x.sum())  # the screen alone would refuse them
+    check_finite_inputs(x, "train")
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        check_finite_inputs(x, "train")
