@@ -16,7 +16,16 @@ Methods (``c`` the target class, ``f_c`` its logit, ``x'`` the baseline, ``S`` s
 * ``"gradient"``: ``∂f_c/∂x``;
 * ``"gradient_x_input"``: ``x ⊙ ∂f_c/∂x``;
 * ``"integrated_gradients"``: ``(x − x') ⊙ (1/S) Σ_{s=1..S} ∂f_c/∂x (x' + (s/S)(x − x'))``
-  (right Riemann sum; Sundararajan et al. 2017).
+  (right Riemann sum; Sundararajan et al. 2017);
+* any `Captum <https://captum.ai>`_ attribution (optional: ``pip install invreg[captum]``):
+  a ``captum.attr`` class (``IntegratedGradients``, ``Saliency``, ``InputXGradient``,
+  ``GuidedBackprop``, ...), built on the model of each call, an instance built on that model,
+  or its name ``"captum.attr.<Name>"`` (for configs). Its ``attribute`` runs over all orbit
+  inputs in calls of at most ``max_batch_size`` inputs, for the same target class; the recipe's
+  ``steps`` is its ``n_steps`` and the recipe's baseline its ``baselines`` where it takes them
+  (the baseline transforms with its sample, as for the built-in methods), and
+  ``attribution_kwargs`` holds its other options (``{"method": "riemann_right"}``: Captum's
+  integrated gradients then equal the built-in ones; its default is Gauss-Legendre).
 
 **Which baseline a result used matters.** Integrated gradients attribute ``f_c(x) − f_c(x')``;
 every entry where ``x`` differs from ``x'`` can get attribution. These functions know no data,
@@ -49,8 +58,11 @@ batch statistics (BatchNorm in training mode) would couple the batched inputs.
 
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from types import ModuleType
 from typing import Any, Literal
 
 import torch
@@ -72,9 +84,154 @@ from invreg.groups import Group
 
 SaliencyMethod = Literal["gradient", "gradient_x_input", "integrated_gradients"]
 SALIENCY_METHODS = ("gradient", "gradient_x_input", "integrated_gradients")
+#: a saliency method: a built-in name (:data:`SALIENCY_METHODS`), or a Captum attribution — a
+#: ``captum.attr`` class, an instance of one, or its name ``"captum.attr.<Name>"``
+AttributionMethod = SaliencyMethod | str | type | Any
+#: the prefix of a Captum attribution named by a string
+CAPTUM_PREFIX = "captum.attr."
+CAPTUM_INSTALL = "pip install invreg[captum]"
+#: ``attribute()`` arguments that the call sets, and the option to use instead
+CAPTUM_RESERVED = {
+    "inputs": "the inputs x",
+    "target": "the target argument",
+    "baselines": "the recipe's baseline",
+    "n_steps": "the recipe's steps",
+    "internal_batch_size": "max_batch_size",
+}
 
 #: eps of the cosine similarity (torch's convention: an all-zero map has cosine 0)
 COSINE_EPS = 1e-8
+
+
+# --------------------------------------------------------------------------- Captum methods
+def is_captum_method(method: AttributionMethod) -> bool:
+    """Whether ``method`` is a Captum attribution (anything but a built-in method name)."""
+    return not (isinstance(method, str) and method in SALIENCY_METHODS)
+
+
+def import_captum_attr() -> ModuleType:
+    """``captum.attr``, or ``ImportError`` saying how to install it (Captum is optional)."""
+    try:
+        import captum.attr
+    except ImportError as exc:
+        raise ImportError(
+            f"Captum attribution methods need the captum package: {CAPTUM_INSTALL}"
+        ) from exc
+    return captum.attr
+
+
+def _looks_like_attribution(method: Any) -> bool:
+    """A class, or an object with an ``attribute`` method: a Captum attribution candidate
+    (checked against ``captum.attr.Attribution`` only then, so captum stays optional)."""
+    return isinstance(method, type) or callable(getattr(method, "attribute", None))
+
+
+def _captum_class(name: str) -> type:
+    attr = import_captum_attr()
+    cls = getattr(attr, name[len(CAPTUM_PREFIX):], None)
+    if not (isinstance(cls, type) and issubclass(cls, attr.Attribution)):
+        raise ValueError(
+            f"method: {name!r} is not a captum.attr attribution; e.g. "
+            f"'captum.attr.IntegratedGradients'"
+        )
+    return cls
+
+
+def _check_method(method: Any) -> None:
+    """``ValueError`` / ``TypeError`` / ``ImportError`` unless ``method`` is a built-in name
+    or a Captum attribution (class, instance or ``"captum.attr.<Name>"``)."""
+    if isinstance(method, str):
+        if method in SALIENCY_METHODS:
+            return
+        if method.startswith(CAPTUM_PREFIX):
+            _captum_class(method)
+            return
+        raise ValueError(
+            f"method must be one of {SALIENCY_METHODS} or a Captum attribution (a captum.attr "
+            f"class, an instance or 'captum.attr.<Name>'), got {method!r}"
+        )
+    if not _looks_like_attribution(method):
+        raise TypeError(
+            f"method: expected a method name or a Captum attribution (captum.attr class or "
+            f"instance), got {type(method).__name__}"
+        )
+    attr = import_captum_attr()
+    cls = method if isinstance(method, type) else type(method)
+    if not issubclass(cls, attr.Attribution):
+        raise TypeError(
+            f"method: expected a captum.attr.Attribution subclass or instance, got "
+            f"{cls.__module__}.{cls.__qualname__}"
+        )
+
+
+def _attribute_parameters(method: Any) -> set[str] | None:
+    """The keyword names ``method.attribute`` takes, or ``None`` when it takes any (``**kwargs``
+    not forwarded to a known inner attribution). NoiseTunnel passes its ``**kwargs`` to the
+    attribution it wraps, so that one's names count too."""
+    names: set[str] = set()
+    while method is not None:
+        parameters = inspect.signature(method.attribute).parameters.values()
+        names |= {p.name for p in parameters if p.kind is not p.VAR_KEYWORD}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return names - {"self"}
+        method = getattr(method, "attribution_method", None)  # NoiseTunnel's inner method
+    return None
+
+
+def _check_attribution_kwargs(method: Any, kwargs: Any) -> dict[str, Any] | None:
+    """``kwargs`` as a fresh dict (``None`` stays), checked against ``method``."""
+    if kwargs is None:
+        return None
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise TypeError(
+            f"attribution_kwargs: expected a dict of keyword arguments, got "
+            f"{type(kwargs).__name__}"
+        )
+    if not kwargs:
+        return {}
+    if not is_captum_method(method):
+        raise ValueError(
+            f"attribution_kwargs: only Captum methods take them; method={method!r} has none"
+        )
+    reserved = [name for name in CAPTUM_RESERVED if name in kwargs]
+    if reserved:
+        instead = ", ".join(f"{name}: {CAPTUM_RESERVED[name]}" for name in reserved)
+        raise ValueError(f"attribution_kwargs: {reserved} are set by the call; use {instead}")
+    cls = _captum_class(method) if isinstance(method, str) else method
+    accepted = _attribute_parameters(cls)
+    unknown = sorted(set(kwargs) - accepted) if accepted is not None else []
+    if unknown:
+        name = cls.__name__ if isinstance(cls, type) else type(cls).__name__
+        raise TypeError(
+            f"attribution_kwargs: {name}.attribute() takes no argument(s) {unknown}; it takes "
+            f"{sorted(accepted - set(CAPTUM_RESERVED))}"
+        )
+    return dict(kwargs)
+
+
+def captum_attribution(method: AttributionMethod, model: nn.Module) -> Any:
+    """The Captum attribution that explains ``model``: a class (or ``"captum.attr.<Name>"``)
+    built as ``method(model)``; an instance returned as it is, if it was built on ``model``
+    (``ValueError`` otherwise: it would explain another model)."""
+    _check_method(method)
+    if isinstance(method, str):
+        method = _captum_class(method)
+    if isinstance(method, type):
+        try:
+            return method(model)
+        except (TypeError, AssertionError) as exc:
+            raise TypeError(
+                f"method: {method.__name__}(model) failed ({exc}); build the attribution on "
+                f"the model yourself and pass the instance"
+            ) from exc
+    forward = getattr(method, "forward_func", None)
+    if forward is not model and getattr(forward, "__self__", None) is not model:
+        name = type(method).__name__
+        raise ValueError(
+            f"method: this {name} instance was built on another model than `model`; build it "
+            f"on this model, or pass the class {name} (built on each model)"
+        )
+    return method
 
 
 # --------------------------------------------------------------------------- the recipe
@@ -84,8 +241,11 @@ class SaliencyRecipe:
 
     Attributes:
         method: ``"integrated_gradients"`` (default), ``"gradient"`` or ``"gradient_x_input"``
-            (formulas: the module docstring).
-        steps: integrated gradients' path points ``S`` (default 50).
+            (formulas: the module docstring), or a Captum attribution: a ``captum.attr`` class
+            (built on the model of each call: ``IntegratedGradients(model)``), an instance
+            built on the model it explains, or ``"captum.attr.<Name>"``.
+        steps: integrated gradients' path points ``S`` (default 50); a Captum method's
+            ``n_steps`` where its ``attribute`` takes one.
         absolute: take ``|m|`` (default ``True``).
         threshold: entries below ``threshold · max`` set to 0 (default 0.9; ``None`` off).
         blur: Gaussian blur (default ``True``) with ``blur_kernel_size`` (3) and
@@ -93,17 +253,22 @@ class SaliencyRecipe:
         baseline: integrated gradients' reference input ``x'``: a number in the units of ``x``
             (default 0.0: grey on standardised images), a tensor broadcastable to ``x``, or
             ``"background"`` — the data module's empty-pixel value, which only the run-level
-            APIs (metric, callbacks) can resolve; the functions here need a value.
+            APIs (metric, callbacks) can resolve; the functions here need a value. A Captum
+            method that takes ``baselines`` gets it.
+        attribution_kwargs: further keyword arguments of a Captum method's ``attribute`` (e.g.
+            ``{"method": "riemann_right"}`` for ``IntegratedGradients``); not ``inputs``,
+            ``target``, ``baselines``, ``n_steps`` or ``internal_batch_size``, which the
+            recipe and the call set. Only for Captum methods.
 
     Every function, metric and callback that makes saliency maps takes one ``recipe``; their
     keyword arguments of the same names (``steps=8``) replace those fields of it.
 
     >>> SaliencyRecipe(steps=8)
     SaliencyRecipe(method='integrated_gradients', steps=8, absolute=True, threshold=0.9, \
-blur=True, blur_kernel_size=3, blur_sigma=1.0, baseline=0.0)
+blur=True, blur_kernel_size=3, blur_sigma=1.0, baseline=0.0, attribution_kwargs=None)
     """
 
-    method: SaliencyMethod = "integrated_gradients"
+    method: AttributionMethod = "integrated_gradients"
     steps: int = 50
     absolute: bool = True
     threshold: float | None = 0.9
@@ -111,10 +276,13 @@ blur=True, blur_kernel_size=3, blur_sigma=1.0, baseline=0.0)
     blur_kernel_size: int = 3
     blur_sigma: float = 1.0
     baseline: float | Tensor | Literal["background"] = 0.0
+    # not hashed: a dict is not hashable (equality still compares it)
+    attribution_kwargs: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
-        if self.method not in SALIENCY_METHODS:
-            raise ValueError(f"method must be one of {SALIENCY_METHODS}, got {self.method!r}")
+        _check_method(self.method)
+        kwargs = _check_attribution_kwargs(self.method, self.attribution_kwargs)
+        object.__setattr__(self, "attribution_kwargs", kwargs)  # a copy: frozen for the caller
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
@@ -158,17 +326,22 @@ RAW_RECIPE = SaliencyRecipe(absolute=False, threshold=None, blur=False)
 
 
 def make_recipe(
-    recipe: SaliencyRecipe | str | None, default: SaliencyRecipe, options: dict[str, Any]
+    recipe: SaliencyRecipe | AttributionMethod | None,
+    default: SaliencyRecipe,
+    options: dict[str, Any],
 ) -> SaliencyRecipe:
-    """``recipe`` (``default`` when ``None``; a method name is ``default`` with that method)
-    with the fields named in ``options`` replaced; ``TypeError`` for any other option."""
+    """``recipe`` (``default`` when ``None``; a method — a name, a Captum attribution class or
+    instance — is ``default`` with that method) with the fields named in ``options`` replaced;
+    ``TypeError`` for any other option."""
     if recipe is None:
         recipe = default
-    elif isinstance(recipe, str):
+    elif isinstance(recipe, str) or _looks_like_attribution(recipe):
+        # a Captum method replaces the built-in one: the default steps stay, its options go
         recipe = replace(default, method=recipe)
     elif not isinstance(recipe, SaliencyRecipe):
         raise TypeError(
-            f"recipe: expected a SaliencyRecipe or a method name, got {type(recipe).__name__}"
+            f"recipe: expected a SaliencyRecipe, a method name or a Captum attribution "
+            f"(captum.attr class or instance), got {type(recipe).__name__}"
         )
     unknown = sorted(set(options) - set(RECIPE_FIELDS))
     if unknown:
@@ -257,7 +430,7 @@ def saliency(
     model: nn.Module,
     x: Tensor,
     target: Tensor | None = None,
-    recipe: SaliencyRecipe | SaliencyMethod | None = None,
+    recipe: SaliencyRecipe | AttributionMethod | None = None,
     *,
     max_batch_size: int | None = None,
     **options: Any,
@@ -269,7 +442,9 @@ def saliency(
         x: inputs ``[B, *D]``.
         target: class per sample ``[B]`` (labels), or ``None`` for the class ``model``
             predicts on ``x`` (argmax of the logits).
-        recipe: a :class:`SaliencyRecipe` or a method name; default :data:`RAW_RECIPE`,
+        recipe: a :class:`SaliencyRecipe` or a method (a built-in name or a Captum
+            attribution: class, instance built on ``model``, or ``"captum.attr.<Name>"``;
+            see the module docstring); default :data:`RAW_RECIPE`,
             integrated gradients (50 steps from the baseline 0.0) without post-processing
             (raw attributions). A tensor baseline is broadcast to ``x`` (in
             :func:`orbit_saliency` it is transformed with its sample: ``g·x'`` is the baseline
@@ -286,6 +461,11 @@ def saliency(
             ~2500, a small CNN's 1.3× faster with 38 than with 70); one pass for a model that
             couples samples (BatchNorm in training mode).
             Path points are built per pass, so memory stays bounded by the pass.
+            A Captum method's ``attribute`` runs over at most this many inputs per call (all
+            in one call when they fit) and gets it as ``internal_batch_size`` where it takes
+            one (integrated gradients: passes of at most this many path points); methods
+            that evaluate several noisy or sampled points per input in one pass
+            (``NoiseTunnel``, ``GradientShap``) multiply it by their number of samples.
         options: fields of the recipe to replace (``steps=8``, ``baseline=...``, ...).
 
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3, 2, bias=False))
@@ -324,7 +504,7 @@ def orbit_saliency(
     x: Tensor,
     target: Tensor | None,
     group: Group,
-    recipe: SaliencyRecipe | SaliencyMethod | None = None,
+    recipe: SaliencyRecipe | AttributionMethod | None = None,
     *,
     max_batch_size: int | None = None,
     num_samples: int | None = None,
@@ -395,7 +575,7 @@ def saliency_invariance(
     x: Tensor,
     target: Tensor | None,
     group: Group,
-    recipe: SaliencyRecipe | SaliencyMethod | None = None,
+    recipe: SaliencyRecipe | AttributionMethod | None = None,
     *,
     reduction: Reduction = "mean",
     max_batch_size: int | None = None,
@@ -417,8 +597,11 @@ def saliency_invariance(
         x: inputs ``[B, *D]`` that ``group`` acts on.
         target: classes ``[B]``, or ``None`` for the class predicted on ``x``.
         group: the transformations.
-        recipe: a :class:`SaliencyRecipe` (default: the paper's) or a method name;
-            ``options`` replace its fields (``steps=8``).
+        recipe: a :class:`SaliencyRecipe` (default: the paper's) or a method (a built-in
+            name or a Captum attribution, see :func:`saliency`); ``options`` replace its
+            fields (``steps=8``, ``attribution_kwargs={...}``). Methods that sample noise
+            (``NoiseTunnel``, ``GradientShap``) draw it independently per orbit element, so
+            even an invariant model scores below 1 with them.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-pair similarities ``[B, N − 1]``).
         max_batch_size: see :func:`saliency`.
         num_samples, generator, elements: orbit elements, as in
@@ -523,6 +706,8 @@ def _attributions(
     max_batch_size: int | None,
 ) -> Tensor:
     """Raw attributions ``[M, *D]`` of ``inputs`` ``[M, *D]`` (grad mode on, no post-processing)."""
+    if is_captum_method(recipe.method):
+        return _captum_attributions(model, inputs, target, recipe, baseline, max_batch_size)
     if recipe.method != "integrated_gradients":
         grads = _summed_gradients(
             model, inputs, target, 1, lambda _, rows, out: out.copy_(inputs[rows].detach()),
@@ -542,6 +727,66 @@ def _attributions(
 
     sums = _summed_gradients(model, inputs, target, steps, path, max_batch_size)
     return upcast(delta) * (sums / steps)
+
+
+def _captum_attributions(
+    model: nn.Module,
+    inputs: Tensor,
+    target: Tensor,
+    recipe: SaliencyRecipe,
+    baseline: Tensor,
+    max_batch_size: int | None,
+) -> Tensor:
+    """A Captum method's attributions ``[M, *D]`` (in at least float32) of ``inputs``, in calls
+    of ``attribute`` over at most ``size`` inputs each (one call when all fit), where ``size``
+    is ``max_batch_size`` or, for ``None``, :func:`auto_chunk_size` of twice the activation
+    bytes of one input (one pass for a model that couples samples). Methods with an
+    ``internal_batch_size`` (integrated gradients) also get ``size``, so each forward +
+    backward holds at most ``size`` path points."""
+    explainer = captum_attribution(recipe.method, model)
+    accepted = _attribute_parameters(explainer)
+
+    def takes(name: str) -> bool:
+        return accepted is None or name in accepted
+
+    options = dict(recipe.attribution_kwargs or {})
+    if takes("n_steps"):
+        options["n_steps"] = recipe.steps
+    total = inputs.shape[0]
+    one_pass = max_batch_size is None and couples_samples(model)
+    if max_batch_size is not None:
+        size = max_batch_size
+    elif one_pass:  # batch statistics: every input (and path point) in one forward
+        size = total
+    else:
+        with torch.no_grad(), count_output_bytes(model) as measured:
+            model(inputs[:1].detach())
+        # a backward holds the activations and their gradients: count each input twice
+        size = auto_chunk_size(2 * measured[0], inputs.device)
+    if takes("internal_batch_size") and not one_pass:
+        options["internal_batch_size"] = size
+    maps = torch.empty(inputs.shape, dtype=working_dtype(inputs.dtype), device=inputs.device)
+    for start in range(0, total, size):
+        rows = slice(start, min(start + size, total))
+        # a leaf that requires grad: Captum would otherwise set it (and warn)
+        chunk = inputs[rows].detach().requires_grad_(True)
+        if takes("baselines"):
+            base = baseline[rows] if baseline.ndim else baseline.expand_as(chunk)
+            options["baselines"] = base.detach()
+        out = explainer.attribute(chunk, target=target[rows], **options)
+        if not isinstance(out, Tensor) or out.shape != chunk.shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"method: {type(explainer).__name__}.attribute returned {got} for inputs "
+                f"{tuple(chunk.shape)}; SI needs one attribution per input entry (no layer "
+                f"attribution, no convergence delta)"
+            )
+        if not torch.isfinite(out).all():
+            raise ValueError(
+                f"saliency: {type(explainer).__name__}'s attributions contain NaN or Inf"
+            )
+        maps[rows] = out.detach()
+    return maps
 
 
 def _summed_gradients(
@@ -614,10 +859,14 @@ def _gradient_pass(
 
 
 __all__ = [
+    "CAPTUM_INSTALL",
     "RAW_RECIPE",
     "SALIENCY_METHODS",
     "SaliencyRecipe",
+    "captum_attribution",
     "gaussian_blur",
+    "import_captum_attr",
+    "is_captum_method",
     "orbit_saliency",
     "postprocess_saliency",
     "resolve_target",

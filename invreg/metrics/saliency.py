@@ -21,8 +21,9 @@ from torch import Tensor, nn
 from invreg.functional.saliency import (
     BACKGROUND,
     RECIPE_FIELDS,
-    SaliencyMethod,
+    AttributionMethod,
     SaliencyRecipe,
+    is_captum_method,
     make_recipe,
     saliency_invariance,
 )
@@ -104,6 +105,16 @@ def trainer_datamodule(model: nn.Module) -> Any:
     return getattr(trainer, "datamodule", None)
 
 
+def recipe_key(recipe: SaliencyRecipe) -> Any:
+    """What a recipe's metric state names are digested from: the recipe (its repr), or, for a
+    Captum instance, whose repr holds a memory address, its class name and the other fields."""
+    method = recipe.method
+    if not is_captum_method(method) or isinstance(method, str | type):
+        return recipe
+    others = tuple(getattr(recipe, name) for name in RECIPE_FIELDS if name != "method")
+    return (f"{type(method).__module__}.{type(method).__qualname__} instance", *others)
+
+
 class SaliencyInvarianceSimilarity(SumCountMetric):
     """Saliency invariance similarity SI (decision-process level; higher is better, 1 invariant).
 
@@ -135,10 +146,14 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
 
     Args:
         group: a :class:`~invreg.groups.Group` or its name (``"c4"``, ``"t3"``...).
-        recipe: a :class:`~invreg.functional.SaliencyRecipe` or a method name (default: the
-            paper's recipe with ``baseline="background"``); keyword arguments named like its
-            fields (``steps=8``, ``baseline=0.0``, ...) replace them; the other keyword
-            arguments go to ``torchmetrics.Metric``.
+        recipe: a :class:`~invreg.functional.SaliencyRecipe` or a method (default: the
+            paper's recipe with ``baseline="background"``): a built-in name or a Captum
+            attribution — a ``captum.attr`` class such as ``IntegratedGradients`` (built on
+            each ``update``'s model, so one metric can score several models), an instance
+            built on the model passed to ``update``, or ``"captum.attr.<Name>"``
+            (``pip install invreg[captum]``); keyword arguments named like its fields
+            (``steps=8``, ``baseline=0.0``, ``attribution_kwargs={...}``, ...) replace them;
+            the other keyword arguments go to ``torchmetrics.Metric``.
         target_class: ``"label"`` explains the ``target`` passed to ``update`` (the predicted
             class when it is ``None``); ``"prediction"`` always explains the predicted class.
         max_batch_size, num_samples: see :func:`~invreg.functional.saliency_invariance`.
@@ -164,7 +179,7 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
     def __init__(
         self,
         group: Group | str,
-        recipe: SaliencyRecipe | SaliencyMethod | None = None,
+        recipe: SaliencyRecipe | AttributionMethod | None = None,
         *,
         target_class: str = "label",
         max_batch_size: int | None = None,
@@ -183,7 +198,7 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
         self._warned = False
         self.target_class = target_class
         self.max_batch_size, self.num_samples = max_batch_size, num_samples
-        digest = config_digest(self.group, target_class, self.recipe, num_samples)
+        digest = config_digest(self.group, target_class, recipe_key(self.recipe), num_samples)
         self._init_states(f"similarity_sum_{digest}", f"similarity_pairs_{digest}")
 
     def update(
