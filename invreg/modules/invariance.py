@@ -230,7 +230,10 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
             g = self.group.sample(x.shape[0], generator=self.random_generator, device=x.device)
             x = self.group.act(x, g, fill=self.fill)
         orbit_mode = self.orbit_mode if stage == "train" or not self.group.is_finite else "full"
-        copies = self.transformed_copies(x, orbit_mode)
+        if stage == "train" and getattr(self.invariance_loss, "needs_model", False):
+            copies = x.unsqueeze(1)[:, :0]  # the loss differentiates the model: no copies
+        else:
+            copies = self.transformed_copies(x, orbit_mode)
         batch_size, k = copies.shape[:2]
         inputs = torch.cat([x, copies.reshape(batch_size * k, *x.shape[1:])])
         logits, features = self.forward_with_features(inputs)
