@@ -36,6 +36,8 @@ invreg: measure and enforce invariance of neural networks to groups of input tra
 
 Start here:
   invreg fit --config configs/quickstart.yaml     bundled 8x8 digits, C4 rotations, CPU
+  invreg report --ckpt_path CKPT --report_dir DIR  invariance report (markdown + HTML);
+                                                   invreg report --help
 Configs:
   configs/quickstart.yaml    invariance-regularised MLP on scikit-learn's digits
   configs/genuine/           WT / DA / IR models on MNIST, R4 and T3 (Moskalev et al. 2023)
@@ -195,13 +197,20 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> InvregCLI:
 
 
 def main(args: list[str] | None = None) -> int:
-    """The ``invreg`` console script: run the CLI, return the exit status.
+    """The ``invreg`` console script: run the CLI, return the exit status. ``invreg report
+    ...`` writes an invariance report (:func:`invreg.report.run_report_cli`).
 
     A config error (see :data:`CONFIG_ERRORS`) is printed as ``invreg: error: ...`` on stderr,
     without a traceback unless ``INVREG_TRACEBACK=1``; other exceptions propagate.
     """
+    argv = sys.argv[1:] if args is None else list(args)
     try:
-        run_cli(args)
+        if argv[:1] == ["report"]:  # not a Trainer subcommand: its own parser
+            from invreg.report import run_report_cli
+
+            run_report_cli(argv[1:])
+        else:
+            run_cli(argv)
     except CONFIG_ERRORS as error:
         if full_traceback_wanted():
             raise

@@ -1,0 +1,838 @@
+"""``invreg report``: one invariance report (markdown and self-contained HTML) per checkpoint set.
+
+    invreg report --ckpt_path runs/.../checkpoints/best.ckpt --report_dir report/
+    invreg report --config configs/genuine/wt_r4.yaml --ckpt_path wt.ckpt \\
+                  --config configs/genuine/da_r4.yaml --ckpt_path da.ckpt \\
+                  --name WT --name DA --report_dir report/
+
+Pipeline, per checkpoint (:func:`evaluate_checkpoint`):
+
+1. **load** the LightningModule and its data module: from ``--config`` (built by the
+   ``invreg`` CLI itself, :func:`invreg.cli.run_cli`, then the checkpoint's weights loaded
+   strictly), or without a config from the checkpoint alone (``load_from_checkpoint``: a
+   checkpoint written by ``invreg fit`` stores the class paths and arguments of both);
+2. on the **whole test split** of the data module, one orbit forward per batch into
+   :class:`~invreg.metrics.OrbitMetrics`: accuracy, orbit accuracy, DI, LI, normalised LI,
+   orbit consistency;
+3. on a fixed seeded **subset** of ``samples`` test samples: SI per sample
+   (:func:`~invreg.functional.orbit_saliency`, the paper's recipe, integrated gradients from
+   the data's empty pixel, as :class:`~invreg.callbacks.SaliencyCallback` does) with a
+   percentile-bootstrap confidence interval over samples; the saliency-orbit grid of the first
+   rows (:func:`invreg.callbacks.saliency.grid_figure`); σ_max of the input→logit Jacobian
+   (:func:`~invreg.functional.jacobian_spectral_norm`); the per-layer normalised invariance
+   G-EED (:class:`~invreg.metrics.LayerInvariance`, cosine); DI and accuracy when the inputs
+   are blended with a drift source (as :class:`~invreg.callbacks.DriftCallback`,
+   :func:`invreg.callbacks.drift.drift_figure`).
+
+Then :func:`write_report` writes ``report.md`` (figures as PNG files in ``figures/``) and
+``report.html`` (the same figures embedded as base64 data URIs, inline CSS, no external link),
+with one table of every metric side by side for all checkpoints. An existing report is never
+replaced without ``overwrite=True`` (``--overwrite``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import importlib
+import io
+import json
+import math
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import yaml
+from torch import Tensor, nn
+from tqdm import tqdm
+
+import invreg
+from invreg.callbacks.base import fixed_elements
+from invreg.callbacks.drift import drift_figure
+from invreg.callbacks.saliency import CALLBACK_RECIPE, _element_labels, grid_figure
+from invreg.data.drift import blend, get_drift_source, match_statistics
+from invreg.evaluation import eval_mode
+from invreg.functional.saliency import orbit_saliency, postprocess_saliency, saliency_similarity
+from invreg.functional.spectral import jacobian_spectral_norm
+from invreg.groups import Group
+from invreg.metrics import LayerInvariance, OrbitMetrics
+from invreg.metrics.saliency import resolve_baseline
+from invreg.plotting import DEFAULT_DPI, model_title, new_figure, scale_for
+
+#: what a report consists of, inside ``report_dir``
+REPORT_FILES = ("report.md", "report.html", "figures")
+
+#: ``(key, label, description)`` of every reported metric, in table order
+METRICS = (
+    ("accuracy", "accuracy", "fraction correct on the untransformed test inputs"),
+    ("orbit_accuracy", "orbit accuracy", "fraction of samples correct on every orbit element"),
+    ("DI", "DI", "mean KL(softmax f(x) ‖ softmax f(g·x)), g ≠ e (0 = invariant)"),
+    ("LI", "LI", "mean ½‖f(x) − f(g·x)‖², g ≠ e (0 = invariant)"),
+    ("LI_normalized", "normalised LI", "mean ‖f(x) − f(g·x)‖² / ‖f(x)‖², g ≠ e"),
+    ("consistency", "orbit consistency",
+     "fraction of samples predicted the same on the whole orbit"),
+    ("SI", "SI", "mean cos(m(x), g⁻¹·m(g·x)) of saliency maps, g ≠ e (1 = invariant); "
+                 "[bootstrap CI]"),
+    ("jacobian_sigma_max", "Jacobian σ_max", "mean over samples of σ_max(∂f(x)/∂x)"),
+)
+#: the metrics measured on the subset, not the whole test split
+SUBSET_METRICS = ("SI", "jacobian_sigma_max")
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """How much a report measures; every field is an ``invreg report`` option.
+
+    Attributes:
+        samples: test samples (a fixed seeded subset) for SI, σ_max, G-EED and drift; the
+            accuracies, DI, LI and consistency use the whole test split.
+        saliency_rows: samples shown in the saliency-orbit grid.
+        saliency_steps: integrated-gradients path points of SI and the grid.
+        betas: drift weights ``β`` of ``x_β = (1 − β)·x + β·d``.
+        drift_source: a name of :data:`invreg.data.drift.DRIFT_SOURCES`.
+        orbit_size: orbit elements (identity included) for a continuous group.
+        bootstrap: resamples of the percentile bootstrap of SI's confidence interval.
+        confidence: level of that interval.
+        batch_size: samples per forward / backward pass on the subset.
+        seed: seeds the subset, the drift samples, the bootstrap and the Lanczos starts.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+        progress: show progress bars (on stderr).
+    """
+
+    samples: int = 256
+    saliency_rows: int = 4
+    saliency_steps: int = CALLBACK_RECIPE.steps
+    betas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    drift_source: str = "natural_images"
+    orbit_size: int = 8
+    bootstrap: int = 2000
+    confidence: float = 0.95
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("samples", 2), ("saliency_rows", 1), ("saliency_steps", 1),
+                              ("orbit_size", 2), ("bootstrap", 100), ("batch_size", 2),
+                              ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"confidence: expected a level in (0, 1), got {self.confidence!r}")
+        betas = tuple(sorted({float(b) for b in self.betas}))
+        if not betas or any(not 0.0 <= b <= 1.0 for b in betas):
+            raise ValueError(f"betas: expected values in [0, 1], got {list(self.betas)!r}")
+        object.__setattr__(self, "betas", betas if betas[0] == 0.0 else (0.0, *betas))
+        get_drift_source(self.drift_source)  # an unknown name fails here, before any work
+
+
+@dataclass
+class CheckpointReport:
+    """Everything the report says about one checkpoint.
+
+    ``metrics``: :data:`METRICS` keys → value (``SI_low``/``SI_high``: the confidence interval,
+    ``SI_baseline``: the integrated-gradients baseline); ``geed``: layer → normalised G-EED;
+    ``drift``: one ``{"beta", "DI", "accuracy", "accuracy_ratio"}`` per β; ``figures``: name →
+    PNG bytes; ``run``: what was evaluated (label → text); ``hyperparameters`` and
+    ``data_hyperparameters``: the constructor arguments of the module and the data module.
+    """
+
+    name: str
+    run: dict[str, str]
+    hyperparameters: dict[str, str]
+    data_hyperparameters: dict[str, str]
+    metrics: dict[str, float] = field(default_factory=dict)
+    geed: dict[str, float] = field(default_factory=dict)
+    drift: list[dict[str, float]] = field(default_factory=list)
+    figures: dict[str, bytes] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- loading
+def load_checkpoint(
+    ckpt_path: str | Path, config: str | Path | None = None
+) -> tuple[pl.LightningModule, pl.LightningDataModule, dict[str, Any]]:
+    """The module (weights of ``ckpt_path`` loaded, ``eval()`` mode, CPU), its data module and
+    the checkpoint's ``{"epoch", "global_step", "hyper_parameters",
+    "datamodule_hyper_parameters"}``.
+
+    With ``config`` the module and data module are built from that YAML by the ``invreg`` CLI
+    (its logger and callbacks are left out) and the checkpoint's ``state_dict`` must fit the
+    module exactly; without it they are rebuilt from the checkpoint's stored arguments
+    (``invreg fit`` stores both). ``FileNotFoundError`` for a missing file, ``ValueError``
+    when the checkpoint cannot be used.
+    """
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"ckpt_path: no such checkpoint file {str(ckpt_path)!r}")
+    if config is not None and not Path(config).is_file():
+        raise FileNotFoundError(f"config: no such config file {str(config)!r}")
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"ckpt_path: {str(ckpt_path)!r} is not a readable checkpoint "
+                         f"({type(error).__name__}: {str(error).splitlines()[0]})") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"ckpt_path: {str(ckpt_path)!r} holds no state_dict: not a Lightning "
+                         f"checkpoint")
+    if config is not None:
+        module, datamodule = _build_from_config(Path(config))
+        try:
+            module.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as error:
+            raise ValueError(
+                f"ckpt_path: the weights of {str(ckpt_path)!r} do not fit the model of config "
+                f"{str(config)!r} ({str(error).splitlines()[0]} ...); pass the config the "
+                f"checkpoint was trained with"
+            ) from error
+    else:
+        module, datamodule = _build_from_checkpoint(ckpt_path, checkpoint)
+    module.eval()
+    meta = {key: checkpoint.get(key) for key in ("epoch", "global_step", "hyper_parameters",
+                                                  "datamodule_hyper_parameters")}
+    return module, datamodule, meta
+
+
+def _build_from_config(config: Path) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+    from invreg.cli import run_cli
+
+    values = yaml.safe_load(config.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"config: {str(config)!r} is not a YAML mapping")
+    # a run folder's config.yaml also holds the options of its subcommand (ckpt_path, ...)
+    kept = {key: values[key] for key in ("seed_everything", "trainer", "model", "data")
+            if key in values}
+    cli = run_cli(["--config", yaml.safe_dump(kept), "--trainer.logger", "false",
+                   "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false",
+                   "--trainer.enable_progress_bar", "false"], run=False)
+    if cli.datamodule is None:
+        raise ValueError(f"config: {str(config)!r} names no data module (data: class_path)")
+    return cli.model, cli.datamodule
+
+
+def _build_from_checkpoint(
+    ckpt_path: Path, checkpoint: dict[str, Any]
+) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+    importlib.import_module("invreg.modules")
+    importlib.import_module("invreg.data")
+    hint = "pass --config with the config it was trained with"
+    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+        class_path = (checkpoint.get(key) or {}).get("_class_path")
+        if class_path is None:
+            raise ValueError(f"ckpt_path: {str(ckpt_path)!r} does not store its "
+                             f"{'data module' if 'datamodule' in key else 'model'}; {hint}")
+        if not class_path.startswith("invreg."):
+            raise ValueError(f"ckpt_path: {str(ckpt_path)!r} names {class_path}, which is "
+                             f"loaded only from a config; {hint}")
+    module = pl.LightningModule.load_from_checkpoint(ckpt_path, map_location="cpu")
+    datamodule = pl.LightningDataModule.load_from_checkpoint(ckpt_path, map_location="cpu")
+    return module, datamodule
+
+
+# --------------------------------------------------------------------------- measuring
+def evaluate_checkpoint(
+    name: str,
+    ckpt_path: str | Path,
+    config: str | Path | None = None,
+    settings: ReportSettings | None = None,
+) -> CheckpointReport:
+    """Load one checkpoint (:func:`load_checkpoint`) and measure everything the report shows
+    (module docstring, steps 2–3). ``ValueError`` if its module has no ``group``."""
+    settings = settings or ReportSettings()
+    module, datamodule, meta = load_checkpoint(ckpt_path, config)
+    group = getattr(module, "group", None)
+    if not isinstance(group, Group):
+        raise ValueError(f"ckpt_path: {type(module).__name__} in {str(ckpt_path)!r} has no "
+                         f"`group` to measure invariance to (e.g. an InvarianceModule)")
+    device = _device(settings.device)
+    module.to(device)
+    datamodule.setup("test")
+    loader = datamodule.test_dataloader()
+    elements = fixed_elements(group, settings.orbit_size, settings.seed)
+    report = CheckpointReport(
+        name=name,
+        run=_describe_run(module, datamodule, group, ckpt_path, config, meta),
+        hyperparameters=_plain(meta["hyper_parameters"] or dict(module.hparams)),
+        data_hyperparameters=_plain(meta["datamodule_hyper_parameters"]
+                                    or dict(getattr(datamodule, "hparams", {}))),
+    )
+    generator = torch.Generator().manual_seed(settings.seed)
+    with eval_mode(module):
+        x_all, y_all = _test_split(module, loader, group, elements, device, report, settings)
+        pick = torch.randperm(x_all.shape[0], generator=generator)[: settings.samples]
+        x, y = x_all[pick].to(device), y_all[pick].to(device)
+        report.run["subset"] = f"{x.shape[0]} of {x_all.shape[0]} test samples (seed {settings.seed})"
+        with torch.inference_mode(False), torch.enable_grad():
+            _saliency(module, datamodule, group, elements, x, y, report, settings)
+            _spectral(module, x, report, settings)
+        _geed(module, group, x, report, settings)
+        _drift(module, group, elements, x, y, report, settings)
+    return report
+
+
+def _test_split(module, loader, group, elements, device, report, settings) -> tuple[Tensor, Tensor]:
+    """OrbitMetrics over every test batch; returns the whole split ``(x, y)`` on the CPU."""
+    metrics = OrbitMetrics(group, chunk_size=settings.batch_size).to(device)
+    xs, ys = [], []
+    for x, y in _progress(loader, f"{report.name}: test split", settings):
+        metrics.update_from_model(module, x.to(device), y.to(device), elements)
+        xs.append(x.cpu())
+        ys.append(y.cpu())
+    if not xs:
+        raise ValueError("the data module's test split is empty")
+    values = {key: value.item() for key, value in metrics.compute().items()}
+    report.metrics.update({key: values[key] for key, _, _ in METRICS if key in values})
+    return torch.cat(xs), torch.cat(ys)
+
+
+def _saliency(module, datamodule, group, elements, x, y, report, settings) -> None:
+    """Per-sample SI (the callback's path: raw maps, then threshold and blur) and the grid."""
+    baseline, _ = resolve_baseline("background", datamodule, "invreg report", warn=True)
+    recipe = replace(CALLBACK_RECIPE, steps=settings.saliency_steps, baseline=baseline)
+    raw_recipe = replace(recipe, threshold=None, blur=False)
+    per_sample, grid = [], None
+    for start in _progress(range(0, x.shape[0], settings.batch_size),
+                           f"{report.name}: saliency (SI)", settings):
+        xb, yb = x[start : start + settings.batch_size], y[start : start + settings.batch_size]
+        raw = orbit_saliency(module, xb, yb, group, raw_recipe, elements=elements)
+        maps = postprocess_saliency(
+            raw.flatten(0, 1), threshold=recipe.threshold, blur=recipe.blur,
+            blur_kernel_size=recipe.blur_kernel_size, blur_sigma=recipe.blur_sigma,
+        ).reshape_as(raw)
+        similarity = saliency_similarity(maps, reduction="none")  # [b, N - 1]
+        per_sample.append(similarity.mean(dim=1).cpu())
+        if grid is None:
+            grid = (xb, maps, similarity.mean(dim=1), yb)
+    values = torch.cat(per_sample)
+    low, high = bootstrap_interval(values, settings.bootstrap, settings.confidence, settings.seed)
+    report.metrics.update({"SI": values.double().mean().item(), "SI_low": low, "SI_high": high,
+                           "SI_baseline": float(baseline)})
+    rows = settings.saliency_rows
+    xb, maps, similarity, yb = grid
+    elems = elements if elements is not None else torch.arange(group.order)
+    figure = grid_figure(xb[:rows], maps[:rows], similarity[:rows], _element_labels(group, elems),
+                         targets=yb[:rows],
+                         title=f"Saliency over the orbit: {report.name} ({model_title(module)})")
+    report.figures["saliency"] = _png(figure)
+
+
+def _spectral(module, x, report, settings) -> None:
+    generator = torch.Generator().manual_seed(settings.seed)
+    sigma = torch.cat([
+        jacobian_spectral_norm(module, x[start : start + settings.batch_size],
+                               generator=generator).cpu()
+        for start in _progress(range(0, x.shape[0], settings.batch_size),
+                               f"{report.name}: Jacobian σ_max", settings)
+    ])
+    report.metrics["jacobian_sigma_max"] = sigma.double().mean().item()
+
+
+def _geed(module, group, x, report, settings) -> None:
+    """Normalised invariance G-EED (cosine) of every stage of the backbone, one orbit forward
+    per batch for all of them (batches of one sample have no random pair: merged away)."""
+    network = getattr(module, "backbone", module)
+    layers = feature_layers(network)
+    num = None if group.is_finite else settings.orbit_size
+    metric = LayerInvariance(group, layers, normalize=True, chunk_size=settings.batch_size,
+                             num_samples=num).to(x.device)
+    starts = list(range(0, x.shape[0], settings.batch_size))
+    if len(starts) > 1 and x.shape[0] - starts[-1] < 2:
+        starts.pop()
+    ends = [*starts[1:], x.shape[0]]
+    for start, end in _progress(list(zip(starts, ends, strict=True)),
+                                f"{report.name}: layer G-EED", settings):
+        metric.update(network, x[start:end])
+    report.geed = {layer: value.item() for layer, value in metric.compute().items()}
+    report.figures["geed"] = _png(geed_figure(
+        report.geed, f"Layer-wise invariance G-EED: {report.name} ({model_title(module)})"))
+
+
+def _drift(module, group, elements, x, y, report, settings) -> None:
+    """DriftCallback's measurement: OrbitMetrics on ``(1 − β)·x + β·d`` for each ``β``."""
+    source = get_drift_source(settings.drift_source)
+    generator = torch.Generator().manual_seed(settings.seed)
+    drift = source.sample(x.shape[0], tuple(x.shape[1:]), generator).to(x.dtype)
+    drift = match_statistics(drift.cpu(), x.cpu()).to(x.device)
+    rows = []
+    for beta in _progress(settings.betas, f"{report.name}: drift", settings):
+        metrics = OrbitMetrics(group, chunk_size=settings.batch_size).to(x.device)
+        metrics.update_from_model(module, blend(x, drift, beta), y, elements)
+        values = {key: value.item() for key, value in metrics.compute().items()}
+        rows.append({"beta": beta, "DI": values["DI"], "accuracy": values["accuracy"]})
+    clean = rows[0]["accuracy"]
+    for row in rows:
+        row["accuracy_ratio"] = row["accuracy"] / clean if clean > 0 else math.nan
+    report.drift = rows
+    report.figures["drift"] = _png(drift_figure(
+        [r["beta"] for r in rows], [r["DI"] for r in rows], [r["accuracy_ratio"] for r in rows],
+        f"Drift ({source!r}): {report.name} ({model_title(module)})"))
+
+
+def feature_layers(network: nn.Module) -> list[str]:
+    """The stages whose G-EED the report plots, input to output: every child of ``network``,
+    a ``Sequential`` / ``ModuleList`` child replaced by its own children (``flatten``,
+    ``hidden.0``, ``hidden.1``, ``head`` for an :class:`~invreg.models.MLP`; ``blocks.0``, …,
+    ``group_pool``, ``head`` for an :class:`~invreg.models.E2CNN`); ``[""]`` (the output)
+    for a network without children.
+
+    >>> from invreg.models import MLP
+    >>> feature_layers(MLP((1, 8, 8), 10, hidden_widths=[16, 16]))
+    ['flatten', 'hidden.0', 'hidden.1', 'head']
+    """
+    layers = []
+    for name, child in network.named_children():
+        if isinstance(child, nn.Sequential | nn.ModuleList) and len(child):
+            layers += [f"{name}.{inner}" for inner, _ in child.named_children()]
+        else:
+            layers.append(name)
+    return layers or [""]
+
+
+def bootstrap_interval(
+    values: Tensor, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the mean of ``values`` ``[n]``: ``resamples``
+    means of ``n`` values drawn with replacement (seeded), their ``(1 − confidence)/2`` and
+    ``(1 + confidence)/2`` quantiles, in float64. A single value gives ``(v, v)``.
+
+    >>> bootstrap_interval(torch.full((10,), 0.5))
+    (0.5, 0.5)
+    """
+    values = values.detach().double().flatten().cpu()
+    if values.numel() == 0:
+        raise ValueError("values: expected at least one value, got an empty tensor")
+    generator = torch.Generator().manual_seed(seed)
+    means = []
+    block = max(1, 2**22 // values.numel())  # bounds the index matrix to ~32 MiB
+    for start in range(0, resamples, block):
+        count = min(block, resamples - start)
+        index = torch.randint(values.numel(), (count, values.numel()), generator=generator)
+        means.append(values[index].mean(dim=1))
+    alpha = (1.0 - confidence) / 2
+    low, high = torch.quantile(torch.cat(means), torch.tensor([alpha, 1.0 - alpha],
+                                                              dtype=torch.float64))
+    return low.item(), high.item()
+
+
+# --------------------------------------------------------------------------- figures
+def geed_figure(geed: dict[str, float], title: str) -> Any:
+    """Normalised G-EED (0 = invariant) against the network's stages, input to output."""
+    figure = new_figure(5.5, 3.4)
+    axis = figure.subplots()
+    names = list(geed)
+    axis.plot(range(len(names)), [geed[n] for n in names], "o-", color="C0")
+    axis.set_xticks(range(len(names)), [n or "output" for n in names], rotation=20,
+                    fontsize=8)
+    axis.set_xlabel("layer (input → output)")
+    axis.set_ylabel("normalised G-EED D/R (cosine)")
+    scale_for(axis, list(geed.values()))
+    axis.set_title(title, fontsize=9)
+    return figure
+
+
+def comparison_figure(reports: Sequence[CheckpointReport], source: str) -> Any:
+    """DI (left) and ``Acc(β)/Acc(0)`` (right) against the drift weight ``β``, one line per
+    checkpoint."""
+    figure = new_figure(9.0, 3.4)
+    left, right = figure.subplots(1, 2)
+    for index, report in enumerate(reports):
+        betas = [row["beta"] for row in report.drift]
+        left.plot(betas, [row["DI"] for row in report.drift], "o-", color=f"C{index}",
+                  label=report.name)
+        right.plot(betas, [row["accuracy_ratio"] for row in report.drift], "s--",
+                   color=f"C{index}", label=report.name)
+    scale_for(left, [row["DI"] for report in reports for row in report.drift])
+    left.set(xlabel="β (weight of the drift sample)", ylabel="DI", title="DI under drift")
+    right.set(xlabel="β (weight of the drift sample)", ylabel="Acc(β) / Acc(0)",
+              title="accuracy under drift")
+    right.set_ylim(bottom=0.0)
+    left.legend(fontsize=8)
+    figure.suptitle(f"Drift ({source}), all checkpoints", fontsize=10)
+    return figure
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DEFAULT_DPI // 3 * 2, bbox_inches="tight",
+                   pad_inches=0.05)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- rendering
+def format_value(value: float | None) -> str:
+    """A metric for a table: 4 significant digits, scientific below 1e-3, ``n/a`` for NaN.
+
+    >>> format_value(0.94625), format_value(1.5e-07), format_value(0.0), format_value(math.nan)
+    ('0.9462', '1.50e-07', '0', 'n/a')
+    """
+    if value is None or math.isnan(value):
+        return "n/a"
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.2e}"
+    return f"{value:.4g}"
+
+
+def metric_cell(report: CheckpointReport, key: str) -> str:
+    """One cell of the summary table; SI with its confidence interval ``0.95 [0.93, 0.97]``."""
+    text = format_value(report.metrics.get(key, math.nan))
+    if key == "SI" and "SI_low" in report.metrics:
+        text += f" [{format_value(report.metrics['SI_low'])}, " \
+                f"{format_value(report.metrics['SI_high'])}]"
+    return text
+
+
+def _methods(reports: Sequence[CheckpointReport], settings: ReportSettings) -> list[str]:
+    level = f"{settings.confidence:.0%}"
+    baselines = ", ".join(f"{r.name}: {format_value(r.metrics.get('SI_baseline'))}"
+                          for r in reports)
+    return [
+        "Accuracy, orbit accuracy, DI, LI, normalised LI and orbit consistency: the whole test "
+        "split, full orbits (invreg.metrics.OrbitMetrics); means over samples and, for DI and "
+        "LI, over the non-identity group elements.",
+        f"SI, Jacobian σ_max, G-EED and drift: a fixed subset of test samples (seed "
+        f"{settings.seed}, at most {settings.samples}). SI: the paper's recipe (|integrated "
+        f"gradients|, {settings.saliency_steps} steps, 0.9·max threshold, 3×3 Gaussian blur), "
+        f"from the data's empty-pixel baseline ({baselines}); its interval is a {level} "
+        f"percentile bootstrap over samples ({settings.bootstrap} resamples of the per-sample "
+        f"SI, each the mean over the sample's non-identity group elements).",
+        "G-EED: normalised invariance deviation, cosine distance to the orbit centroid ÷ cosine "
+        "distance between random input pairs (0 = invariant; invreg.metrics.LayerInvariance).",
+        f"Drift: each subset sample blended with a sample of {settings.drift_source!r}, "
+        f"(1 − β)·x + β·d, statistics matched to the data; β in "
+        f"{', '.join(f'{b:g}' for b in settings.betas)}.",
+    ]
+
+
+def render_markdown(
+    reports: Sequence[CheckpointReport], settings: ReportSettings, figures: dict[str, str]
+) -> str:
+    """``report.md``: ``figures`` maps ``"<report index>/<figure name>"`` (and ``"comparison"``)
+    to the relative path of its PNG file."""
+    names = [r.name for r in reports]
+    lines = ["# Invariance report", "", _generated_line(settings), "", "## Summary", "",
+             "| metric | " + " | ".join(_md(n) for n in names) + " | definition |",
+             "|---|" + "---|" * len(names) + "---|"]
+    for key, label, description in METRICS:
+        cells = [metric_cell(r, key) for r in reports]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_md(description)} |")
+    lines.append("")
+    if "comparison" in figures:
+        lines += [f"![drift, all checkpoints]({figures['comparison']})", ""]
+    lines += ["How the numbers were measured:", ""]
+    lines += [f"- {_md(text)}" for text in _methods(reports, settings)]
+    for index, report in enumerate(reports):
+        lines += ["", f"## {_md(report.name)}", "", "| | |", "|---|---|"]
+        lines += [f"| {label} | {_md(text)} |" for label, text in report.run.items()]
+        lines += ["", "### Figures", ""]
+        for name, caption in (("geed", "per-layer G-EED"), ("saliency", "saliency over the orbit"),
+                              ("drift", "DI and accuracy under drift")):
+            lines += [f"![{caption}]({figures[f'{index}/{name}']})", ""]
+        lines += ["### Per-layer G-EED", "", "| layer | normalised G-EED |", "|---|---|"]
+        lines += [f"| {_md(layer or 'output')} | {format_value(value)} |"
+                  for layer, value in report.geed.items()]
+        lines += ["", "### Drift", "", "| β | DI | accuracy | Acc(β)/Acc(0) |", "|---|---|---|---|"]
+        lines += [f"| {row['beta']:g} | {format_value(row['DI'])} | "
+                  f"{format_value(row['accuracy'])} | {format_value(row['accuracy_ratio'])} |"
+                  for row in report.drift]
+        for title, values in (("Model hyperparameters", report.hyperparameters),
+                              ("Data hyperparameters", report.data_hyperparameters)):
+            lines += ["", f"### {title}", "", "| argument | value |", "|---|---|"]
+            lines += [f"| {_md(key)} | `{_md(value)}` |" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto;
+       max-width: 1100px; padding: 1.5em 2em; color: #1f2328; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: 0.2em;
+     margin-top: 1.8em; } h3 { margin-bottom: 0.4em; }
+.meta { color: #59636e; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 0.6em 0 1em; font-size: 0.9em; }
+th, td { border: 1px solid #d0d7de; padding: 0.3em 0.7em; text-align: left;
+         vertical-align: top; }
+th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums;
+     white-space: nowrap; }
+td.def { color: #59636e; font-size: 0.92em; }
+code { font-size: 0.88em; word-break: break-all; }
+figure { margin: 0.8em 0; } figure img { max-width: 100%; border: 1px solid #eaeef2; }
+figcaption { color: #59636e; font-size: 0.85em; }
+.figures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.figures figure { flex: 1 1 480px; }
+.columns { display: flex; flex-wrap: wrap; gap: 2em; } .columns > div { flex: 1 1 300px; }
+ul.methods { font-size: 0.88em; color: #3d444d; }
+"""
+
+
+def render_html(reports: Sequence[CheckpointReport], settings: ReportSettings,
+                comparison: bytes | None) -> str:
+    """``report.html``: one self-contained page (inline CSS, figures as base64 data URIs)."""
+    e = html.escape
+    names = [r.name for r in reports]
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>Invariance report: {e(', '.join(names))}</title>",
+           f"<style>{CSS}</style></head><body>",
+           "<h1>Invariance report</h1>", f'<p class="meta">{e(_generated_line(settings))}</p>',
+           "<h2>Summary</h2>", "<table><tr><th>metric</th>"
+           + "".join(f"<th>{e(n)}</th>" for n in names) + "<th>definition</th></tr>"]
+    for key, label, description in METRICS:
+        cells = "".join(f'<td class="num">{e(metric_cell(r, key))}</td>' for r in reports)
+        out.append(f"<tr><th>{e(label)}</th>{cells}<td class=\"def\">{e(description)}</td></tr>")
+    out.append("</table>")
+    if comparison is not None:
+        out.append(_html_figure(comparison, "DI and accuracy under drift, all checkpoints"))
+    out.append('<ul class="methods">'
+               + "".join(f"<li>{e(t)}</li>" for t in _methods(reports, settings)) + "</ul>")
+    for report in reports:
+        out += [f"<h2>{e(report.name)}</h2>", "<table>"]
+        out += [f"<tr><th>{e(label)}</th><td><code>{e(text)}</code></td></tr>"
+                if label in ("checkpoint", "config") else
+                f"<tr><th>{e(label)}</th><td>{e(text)}</td></tr>"
+                for label, text in report.run.items()]
+        out += ["</table>", '<div class="figures">',
+                _html_figure(report.figures["geed"], "Per-layer normalised G-EED (0 = invariant)"),
+                _html_figure(report.figures["drift"], "DI and Acc(β)/Acc(0) under drift"),
+                "</div>",
+                _html_figure(report.figures["saliency"],
+                             "Saliency over the orbit: input, then g⁻¹·m(g·x) per group element"),
+                '<div class="columns"><div><h3>Per-layer G-EED</h3>',
+                "<table><tr><th>layer</th><th>normalised G-EED</th></tr>"]
+        out += [f'<tr><td>{e(layer or "output")}</td><td class="num">{format_value(v)}</td></tr>'
+                for layer, v in report.geed.items()]
+        out += ["</table></div><div><h3>Drift</h3>",
+                "<table><tr><th>β</th><th>DI</th><th>accuracy</th><th>Acc(β)/Acc(0)</th></tr>"]
+        out += [f'<tr><td class="num">{row["beta"]:g}</td>'
+                + "".join(f'<td class="num">{format_value(row[k])}</td>'
+                          for k in ("DI", "accuracy", "accuracy_ratio")) + "</tr>"
+                for row in report.drift]
+        out.append("</table></div></div>")
+        out.append('<div class="columns">')
+        for title, values in (("Model hyperparameters", report.hyperparameters),
+                              ("Data hyperparameters", report.data_hyperparameters)):
+            out += [f"<div><h3>{e(title)}</h3>", "<table><tr><th>argument</th><th>value</th></tr>"]
+            out += [f"<tr><td>{e(k)}</td><td><code>{e(v)}</code></td></tr>"
+                    for k, v in values.items()]
+            out.append("</table></div>")
+        out.append("</div>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _html_figure(png: bytes, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _generated_line(settings: ReportSettings) -> str:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"invreg {invreg.__version__}, {now}; test split of each checkpoint's data module; "
+            f"subset of {settings.samples} samples for SI, σ_max, G-EED and drift.")
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+# --------------------------------------------------------------------------- the report
+def write_report(
+    ckpt_paths: Sequence[str | Path],
+    report_dir: str | Path,
+    configs: Sequence[str | Path] | None = None,
+    names: Sequence[str] | None = None,
+    overwrite: bool = False,
+    settings: ReportSettings | None = None,
+) -> Path:
+    """Evaluate every checkpoint and write ``report_dir/report.md`` (with ``figures/``) and the
+    self-contained ``report_dir/report.html``; return the HTML's path.
+
+    ``configs``: none (every checkpoint carries its own arguments), one for all checkpoints, or
+    one per checkpoint; ``names``: the column of each checkpoint (default: the config's stem,
+    else the run folder's name, else the file's stem). Every file is checked before any work:
+    ``FileNotFoundError`` for a missing checkpoint or config, ``FileExistsError`` when
+    ``report_dir`` already holds a report and ``overwrite`` is false, ``ValueError`` for
+    counts that do not match.
+    """
+    settings = settings or ReportSettings()
+    ckpt_paths = [Path(p) for p in ckpt_paths]
+    if not ckpt_paths:
+        raise ValueError("ckpt_path: expected at least one checkpoint")
+    configs = [Path(c) for c in configs or []]
+    if len(configs) not in (0, 1, len(ckpt_paths)):
+        raise ValueError(f"config: expected none, one for all, or one per checkpoint "
+                         f"({len(ckpt_paths)}), got {len(configs)}")
+    if names and len(names) != len(ckpt_paths):
+        raise ValueError(f"name: expected one per checkpoint ({len(ckpt_paths)}), got "
+                         f"{len(names)}")
+    for path in ckpt_paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"ckpt_path: no such checkpoint file {str(path)!r}")
+    for path in configs:
+        if not path.is_file():
+            raise FileNotFoundError(f"config: no such config file {str(path)!r}")
+    report_dir = Path(report_dir)
+    existing = [name for name in REPORT_FILES if (report_dir / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"report_dir: {str(report_dir)!r} already holds a report "
+                              f"({', '.join(existing)}); pass --overwrite to replace it, or "
+                              f"choose another --report_dir")
+    per_ckpt = configs * len(ckpt_paths) if len(configs) == 1 else configs or [None] * len(
+        ckpt_paths)
+    labels = unique_names(list(names) if names else [
+        default_name(c, config) for c, config in zip(ckpt_paths, per_ckpt, strict=True)])
+    reports = [evaluate_checkpoint(label, ckpt, config, settings)
+               for label, ckpt, config in zip(labels, ckpt_paths, per_ckpt, strict=True)]
+    comparison = None
+    if len(reports) > 1:
+        comparison = _png(comparison_figure(reports, settings.drift_source))
+    figures_dir = report_dir / "figures"
+    if figures_dir.exists():
+        shutil.rmtree(figures_dir)
+    figures_dir.mkdir(parents=True)
+    relative: dict[str, str] = {}
+    if comparison is not None:
+        (figures_dir / "comparison_drift.png").write_bytes(comparison)
+        relative["comparison"] = "figures/comparison_drift.png"
+    for index, report in enumerate(reports):
+        stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in report.name)
+        for name, png in report.figures.items():
+            filename = f"{index}_{stem}_{name}.png"
+            (figures_dir / filename).write_bytes(png)
+            relative[f"{index}/{name}"] = f"figures/{filename}"
+    (report_dir / "report.md").write_text(render_markdown(reports, settings, relative),
+                                          encoding="utf-8")
+    path = report_dir / "report.html"
+    path.write_text(render_html(reports, settings, comparison), encoding="utf-8")
+    return path
+
+
+def default_name(ckpt_path: Path, config: Path | None) -> str:
+    """A checkpoint's column name: the config's stem, else its run folder's name
+    (``<run>/checkpoints/best.ckpt`` → ``<run>``), else the file's stem."""
+    if config is not None:
+        return config.stem
+    if ckpt_path.parent.name == "checkpoints" and ckpt_path.parent.parent.name:
+        return ckpt_path.parent.parent.name
+    return ckpt_path.stem
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """``names`` with repeats numbered: ``["a", "a", "b"]`` → ``["a", "a (2)", "b"]``."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+def _describe_run(module, datamodule, group, ckpt_path, config, meta) -> dict[str, str]:
+    classes = getattr(datamodule, "classes", None)
+    backbone = getattr(module, "backbone", None)
+    size = len(datamodule.test_dataloader().dataset)
+    run = {
+        "checkpoint": str(Path(ckpt_path).resolve()),
+        "config": str(Path(config).resolve()) if config else "none: read from the checkpoint",
+        "epoch": str(meta.get("epoch")),
+        "global step": str(meta.get("global_step")),
+        "model": f"{type(module).__module__}.{type(module).__qualname__}",
+        "backbone": type(backbone).__name__ if isinstance(backbone, nn.Module) else "-",
+        "parameters": f"{sum(p.numel() for p in module.parameters()):,}",
+        "group": repr(group),
+        "data": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
+        "test samples": str(size),
+        "classes": ", ".join(map(str, classes)) if classes is not None else "-",
+    }
+    input_shape = getattr(datamodule, "input_shape", None)
+    if input_shape is not None:
+        run["input shape"] = " × ".join(map(str, input_shape))
+    return run
+
+
+def _plain(values: dict[str, Any]) -> dict[str, str]:
+    """Constructor arguments as text (nested descriptions as compact JSON), private keys
+    (``_class_path``, ``_instantiator``) left out."""
+    return {key: value if isinstance(value, str) else json.dumps(value, default=repr)
+            for key, value in values.items() if not key.startswith("_")}
+
+
+def _device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _progress(items: Iterable, description: str, settings: ReportSettings) -> Iterable:
+    return tqdm(items, desc=description, disable=not settings.progress, leave=False,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------- command line
+def build_parser():
+    """The parser of ``invreg report`` (jsonargparse, as the rest of the ``invreg`` CLI)."""
+    from jsonargparse import ArgumentParser
+
+    defaults = ReportSettings()
+    parser = ArgumentParser(
+        prog="invreg report", exit_on_error=False,
+        description=(
+            "Evaluate checkpoints on their data module's test split and write DIR/report.md "
+            "and a self-contained DIR/report.html: accuracy, orbit accuracy, DI, LI, "
+            "normalised LI, orbit consistency, SI with a bootstrap interval, Jacobian "
+            "sigma_max, per-layer G-EED, a saliency-orbit grid and drift curves. Several "
+            "--ckpt_path give one table side by side."
+        ),
+    )
+    parser.add_argument("--ckpt_path", action="append", nargs="+", required=True,
+                        help="checkpoint file(s); repeat the option or list several")
+    parser.add_argument("--config", action="append", nargs="+",
+                        help="training config(s): none (checkpoints of `invreg fit` carry their "
+                             "model and data), one for all, or one per checkpoint")
+    parser.add_argument("--name", action="append", nargs="+",
+                        help="column name(s), one per checkpoint (default: config stem or run "
+                             "folder)")
+    parser.add_argument("--report_dir", required=True, help="folder of the report")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing report in --report_dir")
+    parser.add_argument("--samples", type=int, default=defaults.samples,
+                        help="test samples for SI, sigma_max, G-EED and drift")
+    parser.add_argument("--saliency_rows", type=int, default=defaults.saliency_rows)
+    parser.add_argument("--saliency_steps", type=int, default=defaults.saliency_steps)
+    parser.add_argument("--betas", type=list[float], default=list(defaults.betas))
+    parser.add_argument("--drift_source", type=str, default=defaults.drift_source)
+    parser.add_argument("--orbit_size", type=int, default=defaults.orbit_size,
+                        help="orbit elements for a continuous group")
+    parser.add_argument("--bootstrap", type=int, default=defaults.bootstrap)
+    parser.add_argument("--confidence", type=float, default=defaults.confidence)
+    parser.add_argument("--batch_size", type=int, default=defaults.batch_size)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", type=str, default=defaults.device)
+    parser.add_argument("--progress", type=bool, default=True)
+    return parser
+
+
+def run_report_cli(args: Sequence[str] | None = None) -> Path:
+    """``invreg report ARGS``: parse, write the report, print where it is; return the HTML's
+    path. Exceptions propagate (:func:`invreg.cli.main` turns them into a short error)."""
+    parsed = build_parser().parse_args(list(sys.argv[2:] if args is None else args))
+    flat = {key: [item for group in (parsed[key] or []) for item in group]
+            for key in ("ckpt_path", "config", "name")}
+    settings = ReportSettings(
+        samples=parsed.samples, saliency_rows=parsed.saliency_rows,
+        saliency_steps=parsed.saliency_steps, betas=tuple(parsed.betas),
+        drift_source=parsed.drift_source, orbit_size=parsed.orbit_size,
+        bootstrap=parsed.bootstrap, confidence=parsed.confidence, batch_size=parsed.batch_size,
+        seed=parsed.seed, device=parsed.device, progress=parsed.progress,
+    )
+    path = write_report(flat["ckpt_path"], parsed.report_dir, flat["config"], flat["name"],
+                        parsed.overwrite, settings)
+    print(f"invreg report: {path.parent / 'report.md'}")
+    print(f"invreg report: {path}", flush=True)
+    return path
