@@ -9,16 +9,21 @@ figures from ``DIR/results.csv`` alone, without training. Trained models are kep
 so a later experiment that needs the same model (``genuine-drift`` on
 Table 1's models) loads it instead of training it again. ``--quick`` runs a small subset in
 minutes on two CPU cores; ``--smoke`` runs every code path in seconds (what the test suite runs).
+``--jobs N`` trains the models of independent groups in ``N`` processes at once (the Table 1
+experiments; each process gets ``1/N`` of the torch threads), then evaluates them from the cache.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import multiprocessing
 import platform
 import sys
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +40,63 @@ class Experiment:
     title: str
     run: Callable[[Settings], Results]
     grid_size: Callable[[Settings], int]  # number of progress steps, for the bar
+    #: the independent training jobs ``[(function, args)]`` that ``--jobs N`` runs in ``N``
+    #: processes before ``run`` (which then loads their models from the cache); ``None``: the
+    #: experiment trains in one process
+    training_jobs: Callable[[Settings], list[tuple[Callable, tuple]]] | None = None
+
+
+def _train_table1_group(group_name: str, settings: Settings) -> str:
+    """Train (or find in the cache) every model of Table 1's ``group_name``: one ``--jobs``
+    job. Returns ``group_name``."""
+    from invreg.experiments.genuine import table1_models
+
+    for _ in table1_models(group_name, settings):
+        pass
+    return group_name
+
+
+def _table1_jobs(settings: Settings) -> list[tuple[Callable, tuple]]:
+    from invreg.experiments.genuine import selected_groups
+
+    return [(_train_table1_group, (name,)) for name in selected_groups(settings)]
+
+
+def _worker_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def train_in_parallel(name: str, settings: Settings, jobs: int) -> list:
+    """Run experiment ``name``'s training jobs in ``jobs`` processes (``spawn``), each with
+    ``torch.get_num_threads() // jobs`` threads (at least one); the models land in
+    ``settings.cache``, where :func:`run` finds them. Returns the jobs' return values.
+
+    Raises:
+        ValueError: ``jobs`` < 1, no cache, or an experiment that trains in one process.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected a whole number of processes ≥ 1, got {jobs!r}")
+    experiment = EXPERIMENTS[name]
+    if experiment.training_jobs is None:
+        parallel = sorted(n for n, e in EXPERIMENTS.items() if e.training_jobs is not None)
+        raise ValueError(f"jobs: {name} trains its models in one process; --jobs applies to "
+                         f"{parallel}")
+    if settings.cache is None:
+        raise ValueError("jobs: the processes hand their models over through the model cache; "
+                         "pass --cache DIR instead of --no-cache")
+    import torch
+
+    work = experiment.training_jobs(settings)
+    # the bar's callback does not cross processes: the workers print their progress
+    plain = dataclasses.replace(settings, progress=print)
+    threads = max(1, torch.get_num_threads() // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(work)) or 1, mp_context=context,
+                             initializer=_worker_threads, initargs=(threads,)) as pool:
+        futures = [pool.submit(function, *args, plain) for function, args in work]
+        return [future.result() for future in futures]
 
 
 def _table1(settings):
@@ -61,6 +123,12 @@ def _layerwise(settings):
     return layerwise(settings)
 
 
+def _lie(settings):
+    from invreg.experiments.lie import lie_experiment
+
+    return lie_experiment(settings)
+
+
 def _hyper(settings):
     from invreg.experiments.hyper import evidence
 
@@ -70,19 +138,25 @@ def _hyper(settings):
 EXPERIMENTS: dict[str, Experiment] = {
     "genuine-table1": Experiment(
         "Genuine invariance: WT / DA / IR on MNIST (Moskalev et al. 2023, Table 1)", _table1,
-        lambda s: _groups(s) * (3 * s.seeds + len(s.scale.invariance_weights) - 1)),
+        lambda s: _groups(s) * (3 * s.seeds + len(s.scale.invariance_weights) - 1),
+        _table1_jobs),
     "genuine-drift": Experiment(
         "Invariance under input drift (Moskalev et al. 2023, Fig. 4)", _drift,
-        lambda s: _groups(s) * (3 * s.seeds + len(s.scale.invariance_weights) - 1)),
+        lambda s: _groups(s) * (3 * s.seeds + len(s.scale.invariance_weights) - 1),
+        _table1_jobs),
     "spectral-decay": Experiment(
         "Spectral decay under invariance regularisers (Moskalev et al. 2023, Fig. 5)", _spectral,
         lambda s: _groups(s) * (4 * s.seeds + 2 * 4 + len(s.scale.invariance_weights))),
     "layerwise": Experiment(
         "Layer-wise G-EED: augmentation vs equivariant layers (Kvinge et al. 2022)", _layerwise,
         lambda s: 3 * s.seeds),
-    "hyper-evidence": Experiment(
-        "HyperInvariances: the learned rotation strength moves the right way "
-        "(Chavhan et al. 2022)", _hyper, lambda s: 9 * s.seeds),
+    "lie": Experiment(
+        "Lie derivative training against augmentation on continuously rotated digits "
+        "(Gruver et al. 2023)", _lie,
+        lambda s: 2 * s.seeds + len(s.scale.invariance_weights)),
+    "hyper": Experiment(
+        "HyperInvariances on MNIST: a fitted descriptor against fixed descriptors and "
+        "conventional baselines (Chavhan et al. 2022)", _hyper, lambda s: 2 + 18 * s.seeds),
 }
 
 
@@ -97,7 +171,7 @@ FIGURES: dict[str, dict[str, tuple[str, str]]] = {
 
 def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | None = None,
         out: Path | None = None, accelerator: str = "auto", cache: Path | None = None,
-        figure_format: str = "png", dpi: int = DEFAULT_DPI, **extra) -> Results:
+        figure_format: str = "png", dpi: int = DEFAULT_DPI, jobs: int = 1, **extra) -> Results:
     """Run one experiment and write its results; returns them.
 
     ``cache``: a folder of trained models keyed by their configuration
@@ -105,6 +179,8 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
     loaded instead of trained again. ``None`` (the default here) trains every model; the
     console script uses ``results/models`` unless given ``--no-cache``.
     ``figure_format`` (png, pdf, svg) and ``dpi``: how the figures are saved.
+    ``jobs``: processes that train independent models at once (:func:`train_in_parallel`;
+    needs ``cache``); 1 trains in this process.
     """
     if name not in EXPERIMENTS:
         raise ValueError(f"Unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}")
@@ -119,6 +195,9 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
     settings = Settings(chosen, out, seeds or chosen.seeds, epochs or chosen.epochs,
                         accelerator=accelerator, extra=extra,
                         cache=Path(cache) if cache is not None else None)
+    start = time.perf_counter()
+    if jobs != 1:
+        train_in_parallel(name, settings, jobs)
     bar = tqdm(total=experiment.grid_size(settings), desc=name, file=sys.stderr)
 
     def progress(message: str) -> None:
@@ -128,7 +207,6 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
         bar.update(1)
 
     settings.progress = progress
-    start = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -139,7 +217,8 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
     elapsed = time.perf_counter() - start
     header = (
         f"Command: `invreg-experiment {name} --scale {scale} --seeds {settings.seeds} "
-        f"--epochs {settings.epochs}{_options(extra)}`; machine: {platform.machine()}, "
+        f"--epochs {settings.epochs}{_options(extra)}"
+        f"{f' --jobs {jobs}' if jobs != 1 else ''}`; machine: {platform.machine()}, "
         f"{platform.processor() or ''} {_device(accelerator)}; {elapsed / 60:.1f} min. "
         "Means (± std over seeds)."
     )
@@ -238,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replot", action="store_true",
                         help=f"redraw the figures from --out DIR/results.csv, train nothing "
                              f"({', '.join(sorted(FIGURES))})")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes that train independent models at once (genuine-table1, "
+                             "genuine-drift: one per group); needs the model cache")
     parser.add_argument("--cache", type=Path, default=Path("results/models"),
                         help="trained models, keyed by configuration: a model trained before "
                              "(by any experiment) is reused (default: results/models)")
@@ -278,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.drift_source:
             extra["drift_source"] = get_drift_source(args.drift_source)
         run(args.name, args.scale, args.seeds, args.epochs, args.out, args.accelerator,
-            args.cache, args.figure_format, args.dpi, **extra)
+            args.cache, args.figure_format, args.dpi, jobs=args.jobs, **extra)
     except CONFIG_ERRORS as error:
         if full_traceback_wanted():
             raise
