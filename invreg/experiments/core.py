@@ -58,6 +58,10 @@ SCALES = {
 #: as many upstream; full: the configs' 20 / 40 epochs and 3 seeds.
 EXPERIMENT_SCALES = {
     ("genuine-table1", "quick"): Scale("quick", 40_000, 2_000, 2_000, 16, 1, 512, 16, (100.0,)),
+    # lie: the digits' own splits; eval_samples: digits measured per split; the ν grid
+    ("lie", "full"): Scale("full", None, 0, None, 40, 5, 1_000, 0, (1e-4, 3e-4, 1e-3, 3e-3)),
+    ("lie", "quick"): Scale("quick", None, 0, None, 15, 3, 1_000, 0, (3e-4, 3e-3)),
+    ("lie", "smoke"): Scale("smoke", None, 0, None, 1, 1, 32, 0, (1e-3,), limit_batches=2),
     ("hyper-evidence", "full"): Scale("full", None, 0, None, 20, 3, 0, 0, ()),
     ("hyper-evidence", "quick"): Scale("quick", None, 0, None, 5, 1, 0, 0, ()),
     ("hyper-evidence", "smoke"): Scale("smoke", None, 0, None, 1, 1, 0, 0, (),
