@@ -184,13 +184,14 @@ def load_checkpoint(
                          f"checkpoint")
     if config is not None:
         module, datamodule = _build_from_config(Path(config))
+        _check_same_model(module, checkpoint, ckpt_path, Path(config))
         try:
             module.load_state_dict(checkpoint["state_dict"])
         except RuntimeError as error:
             raise ValueError(
                 f"ckpt_path: the weights of {str(ckpt_path)!r} do not fit the model of config "
                 f"{str(config)!r} ({str(error).splitlines()[0]} ...); pass the config the "
-                f"checkpoint was trained with"
+                f"checkpoint was trained with, or no config"
             ) from error
     else:
         module, datamodule = _build_from_checkpoint(ckpt_path, checkpoint)
@@ -215,6 +216,30 @@ def _build_from_config(config: Path) -> tuple[pl.LightningModule, pl.LightningDa
     if cli.datamodule is None:
         raise ValueError(f"config: {str(config)!r} names no data module (data: class_path)")
     return cli.model, cli.datamodule
+
+
+#: constructor arguments a config must share with the checkpoint it loads: parameters of the
+#: same names and shapes (a TiedMLP's and an MLP's) would load, and measure another model
+SAME_MODEL_ARGUMENTS = ("backbone", "group")
+
+
+def _check_same_model(
+    module: pl.LightningModule, checkpoint: dict[str, Any], ckpt_path: Path, config: Path
+) -> None:
+    """``ValueError`` when the config's module and the checkpoint's stored arguments differ in
+    one of :data:`SAME_MODEL_ARGUMENTS` (checkpoints that store none are not checked)."""
+    stored = checkpoint.get("hyper_parameters") or {}
+    built = dict(getattr(module, "hparams", {}))
+    for key in SAME_MODEL_ARGUMENTS:
+        if key not in stored or key not in built:
+            continue
+        saved, given = _plain({key: stored[key]})[key], _plain({key: built[key]})[key]
+        if saved != given:
+            raise ValueError(
+                f"ckpt_path: {str(ckpt_path)!r} does not fit the model of config "
+                f"{str(config)!r}: {key} is {saved} in the checkpoint, {given} in the config; "
+                f"pass the config the checkpoint was trained with, or no config"
+            )
 
 
 def _build_from_checkpoint(
@@ -268,7 +293,8 @@ def evaluate_checkpoint(
         x_all, y_all = _test_split(module, loader, group, elements, device, report, settings)
         pick = torch.randperm(x_all.shape[0], generator=generator)[: settings.samples]
         x, y = x_all[pick].to(device), y_all[pick].to(device)
-        report.run["subset"] = f"{x.shape[0]} of {x_all.shape[0]} test samples (seed {settings.seed})"
+        report.run["subset"] = (f"{x.shape[0]} of {x_all.shape[0]} test samples "
+                                f"(seed {settings.seed})")
         with torch.inference_mode(False), torch.enable_grad():
             _saliency(module, datamodule, group, elements, x, y, report, settings)
             _spectral(module, x, report, settings)
@@ -355,7 +381,8 @@ def _geed(module, group, x, report, settings) -> None:
 
 
 def _drift(module, group, elements, x, y, report, settings) -> None:
-    """DriftCallback's measurement: OrbitMetrics on ``(1 − β)·x + β·d`` for each ``β``."""
+    """DriftCallback's measurement: OrbitMetrics on ``(1 − β)·x + β·d`` for each ``β``; the
+    figure draws DI's float rounding below 0 as 0 (:func:`comparison_figure`)."""
     source = get_drift_source(settings.drift_source)
     generator = torch.Generator().manual_seed(settings.seed)
     drift = source.sample(x.shape[0], tuple(x.shape[1:]), generator).to(x.dtype)
@@ -371,7 +398,8 @@ def _drift(module, group, elements, x, y, report, settings) -> None:
         row["accuracy_ratio"] = row["accuracy"] / clean if clean > 0 else math.nan
     report.drift = rows
     report.figures["drift"] = _png(drift_figure(
-        [r["beta"] for r in rows], [r["DI"] for r in rows], [r["accuracy_ratio"] for r in rows],
+        [r["beta"] for r in rows], [max(r["DI"], 0.0) for r in rows],
+        [r["accuracy_ratio"] for r in rows],
         f"Drift ({source!r}): {report.name} ({model_title(module)})"))
 
 
@@ -439,16 +467,17 @@ def geed_figure(geed: dict[str, float], title: str) -> Any:
 
 def comparison_figure(reports: Sequence[CheckpointReport], source: str) -> Any:
     """DI (left) and ``Acc(β)/Acc(0)`` (right) against the drift weight ``β``, one line per
-    checkpoint."""
+    checkpoint. DI is a KL divergence, ``≥ 0``: float rounding below 0 (an invariant model's
+    ``-1e-9``) is drawn as 0, the tables keep the measured value."""
     figure = new_figure(9.0, 3.4)
     left, right = figure.subplots(1, 2)
     for index, report in enumerate(reports):
         betas = [row["beta"] for row in report.drift]
-        left.plot(betas, [row["DI"] for row in report.drift], "o-", color=f"C{index}",
-                  label=report.name)
+        left.plot(betas, [max(row["DI"], 0.0) for row in report.drift], "o-",
+                  color=f"C{index}", label=report.name)
         right.plot(betas, [row["accuracy_ratio"] for row in report.drift], "s--",
                    color=f"C{index}", label=report.name)
-    scale_for(left, [row["DI"] for report in reports for row in report.drift])
+    scale_for(left, [max(row["DI"], 0.0) for report in reports for row in report.drift])
     left.set(xlabel="β (weight of the drift sample)", ylabel="DI", title="DI under drift")
     right.set(xlabel="β (weight of the drift sample)", ylabel="Acc(β) / Acc(0)",
               title="accuracy under drift")
@@ -759,7 +788,10 @@ def _describe_run(module, datamodule, group, ckpt_path, config, meta) -> dict[st
 def _plain(values: dict[str, Any]) -> dict[str, str]:
     """Constructor arguments as text (nested descriptions as compact JSON), private keys
     (``_class_path``, ``_instantiator``) left out."""
-    return {key: value if isinstance(value, str) else json.dumps(value, default=repr)
+    def plain(value: Any) -> Any:
+        return value.as_dict() if hasattr(value, "as_dict") else repr(value)
+
+    return {key: value if isinstance(value, str) else json.dumps(value, default=plain)
             for key, value in values.items() if not key.startswith("_")}
 
 

@@ -1,0 +1,253 @@
+"""``invreg report``, run as a user runs it: the console script on checkpoints of tiny runs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+from matplotlib import image as mpimg
+
+from invreg.cli import main, run_cli
+from invreg.report import METRICS, ReportSettings, bootstrap_interval, feature_layers
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "1"]
+# small measurements: the test checks the report's contents, not the statistics
+QUICK = ["--samples", "24", "--bootstrap", "200", "--saliency_steps", "4",
+         "--betas", "[0.0, 0.5]", "--batch_size", "16"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# float32 rounding of an exactly invariant (weight-tied) model: the orbit's logits differ by at
+# most some hundred ulps of their size, so the normalised LI ‖Δ‖²/‖f‖² stays below (1000 ε)²;
+# an untied model trained for two steps scores ~0.5
+EXACT_TOL = (1000 * torch.finfo(torch.float32).eps) ** 2
+
+
+def script(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    env.pop("INVREG_TRACEBACK", None)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+class Page(HTMLParser):
+    """Every ``<img>`` source, every ``src``/``href`` attribute and the cells of each table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.links += [attrs[k] for k in ("src", "href") if k in attrs]
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parse(path: Path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def summary(page: Page) -> dict[str, dict[str, str]]:
+    """The summary table: ``{metric label: {checkpoint name: cell}}``."""
+    header, *rows = page.tables[0]
+    names = header[1:-1]
+    return {row[0]: dict(zip(names, row[1:-1], strict=True)) for row in rows}
+
+
+def first_number(cell: str) -> float:
+    return float(cell.split()[0])
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Two tiny runs of the quickstart config: ``IR`` as it is, ``WT`` with its weight-tied
+    (exactly invariant) MLP; each leaves ``<run>/version_0/checkpoints/best.ckpt``."""
+    root = tmp_path_factory.mktemp("runs")
+    common = ["fit", "--config", str(QUICKSTART), *TINY, "--trainer.logger", "false",
+              "--trainer.callbacks",
+              "[{class_path: pytorch_lightning.callbacks.ModelCheckpoint, "
+              "init_args: {filename: best}}]"]
+    run_cli([*common, "--trainer.default_root_dir", str(root / "IR")])
+    run_cli([*common, "--model.init_args.invariance_weight", "0",
+             "--model.init_args.backbone.class_path", "invreg.models.TiedMLP",
+             "--model.init_args.backbone.init_args.input_shape", "[1, 8, 8]",
+             "--trainer.default_root_dir", str(root / "WT")])
+    paths = {name: root / name / "version_0" / "checkpoints" / "best.ckpt" for name in ("IR", "WT")}
+    assert all(path.is_file() for path in paths.values()), list(root.rglob("*.ckpt"))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def report(checkpoints, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``invreg report`` on both checkpoints, which carry their model and data."""
+    out = tmp_path_factory.mktemp("report") / "both"
+    done = run([script("invreg"), "report", "--ckpt_path", str(checkpoints["IR"]),
+                "--ckpt_path", str(checkpoints["WT"]), "--name", "IR", "--name", "WT",
+                "--report_dir", str(out), *QUICK], cwd=out.parent)
+    return out, done
+
+
+def test_report_writes_markdown_and_self_contained_html(report):
+    out, done = report
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    assert str(out / "report.html") in done.stdout
+    page = parse(out / "report.html")
+    # 1 comparison figure + 3 per checkpoint, each an embedded PNG that decodes
+    assert len(page.images) == 7
+    for source in page.images:
+        prefix = "data:image/png;base64,"
+        assert source.startswith(prefix), source[:60]
+        data = base64.b64decode(source[len(prefix):], validate=True)
+        assert data.startswith(PNG_SIGNATURE)
+        pixels = mpimg.imread(io.BytesIO(data), format="png")
+        assert pixels.ndim == 3 and min(pixels.shape[:2]) > 100 and pixels.std() > 0
+    assert all(link.startswith("data:") for link in page.links), "no external link or file"
+    text = (out / "report.html").read_text()
+    assert "<style>" in text and "<link" not in text and "<script" not in text
+    # the markdown links its figures as files next to it
+    for target in re.findall(r"!\[[^]]*]\(([^)]+)\)", (out / "report.md").read_text()):
+        assert (out / target).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_every_metric_side_by_side_for_both_checkpoints(report):
+    out, done = report
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = summary(parse(out / "report.html"))
+    assert [label for _, label, _ in METRICS] == list(table)
+    for label, cells in table.items():
+        assert list(cells) == ["IR", "WT"], label
+        for cell in cells.values():
+            assert first_number(cell) == first_number(cell), f"{label}: {cell!r} is not a number"
+    for cell in table["SI"].values():  # "0.61 [0.55, 0.67]": the bootstrap interval holds SI
+        value, low, high = (float(v) for v in re.findall(r"-?[\d.]+(?:e-?\d+)?", cell))
+        assert low <= value <= high, cell
+    # the weight-tied MLP is invariant by construction, the augmented one is not
+    assert first_number(table["normalised LI"]["WT"]) <= EXACT_TOL
+    assert first_number(table["DI"]["WT"]) <= EXACT_TOL
+    assert first_number(table["normalised LI"]["IR"]) > 100 * EXACT_TOL
+    markdown = (out / "report.md").read_text()
+    for _, label, _ in METRICS:
+        assert re.search(rf"^\| {re.escape(label)} \| \S", markdown, re.M), label
+
+
+def test_report_names_the_run_it_measured(report, checkpoints):
+    out, _ = report
+    text = (out / "report.html").read_text()
+    for expected in (str(checkpoints["IR"].resolve()), "Rotations(n=4)", "DigitsDataModule",
+                     "0, 1, 2, 3, 4, 5, 6, 7, 8, 9", "TiedMLP", "invariance_weight", "epoch",
+                     "hidden.1", "percentile bootstrap"):
+        assert expected in text, expected
+
+
+def test_config_per_checkpoint_and_overwrite(report, checkpoints, capsys):
+    out, done = report
+    assert done.returncode == 0, done.stderr[-3000:]
+    before = (out / "report.html").read_text()
+    args = ["report", "--config", str(QUICKSTART), "--ckpt_path", str(checkpoints["IR"]),
+            "--report_dir", str(out), *QUICK, "--progress", "false"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("invreg: error: report_dir: ") and "--overwrite" in err, err
+    assert (out / "report.html").read_text() == before, "nothing was replaced"
+    assert main([*args, "--overwrite"]) == 0
+    table = summary(parse(out / "report.html"))
+    assert list(table["accuracy"]) == ["quickstart"], "named after its config"
+    assert len(list((out / "figures").iterdir())) == 3, "the earlier report's figures are gone"
+
+
+def test_missing_checkpoint_is_a_short_error(tmp_path, capsys):
+    code = main(["report", "--ckpt_path", str(tmp_path / "none.ckpt"),
+                 "--report_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("invreg: error: ckpt_path: no such checkpoint file"), err
+    assert "Traceback" not in err and len(err.splitlines()) <= 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rejected_option_exits_2(tmp_path, capsys):
+    assert main(["report", "--ckpt_path", "x.ckpt", "--report_dir", str(tmp_path),
+                 "--samples", "many"]) == 2
+    assert "samples" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--config", "{tmp}/none.yaml", "--ckpt_path", "{ckpt}"], "config: no such config file"),
+    (["--config", "{cfg}", "--config", "{cfg}", "--config", "{cfg}", "--ckpt_path", "{ckpt}",
+      "--ckpt_path", "{ckpt}"], "one for all, or one per checkpoint (2), got 3"),
+    (["--ckpt_path", "{ckpt}", "--name", "a", "b"], "name: expected one per checkpoint"),
+])
+def test_bad_arguments_stop_before_any_work(tmp_path, capsys, checkpoints, args, expected):
+    args = [a.format(tmp=tmp_path, ckpt=checkpoints["WT"], cfg=QUICKSTART) for a in args]
+    assert main(["report", *args, "--report_dir", str(tmp_path / "out")]) == 1
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_that_does_not_fit_the_checkpoint(tmp_path, capsys, checkpoints):
+    # the quickstart config builds an MLP; the WT checkpoint holds a TiedMLP, whose parameters
+    # have the same names and shapes: they would load, and the report measure the wrong model
+    code = main(["report", "--config", str(QUICKSTART), "--ckpt_path", str(checkpoints["WT"]),
+                 "--report_dir", str(tmp_path / "out"), "--progress", "false"])
+    err = capsys.readouterr().err
+    assert code == 1 and "does not fit the model of config" in err, err
+    assert "invreg.models.TiedMLP" in err and "invreg.models.MLP" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_samples():
+    generator = torch.Generator().manual_seed(0)
+    values = torch.rand(400, generator=generator, dtype=torch.float64)
+    low, high = bootstrap_interval(values, 2000, 0.95, seed=1)
+    mean = values.mean().item()
+    # normal approximation of the mean's 95 % interval; the bootstrap agrees within its own
+    # Monte-Carlo error (2000 resamples: a few % of the width)
+    half = 1.96 * values.std().item() / len(values) ** 0.5
+    assert low < mean < high
+    assert abs((high - low) - 2 * half) < 0.1 * 2 * half
+    small_low, small_high = bootstrap_interval(values[:25], 2000, 0.95, seed=1)
+    assert small_high - small_low > 2 * (high - low)
+
+
+def test_settings_and_layers():
+    with pytest.raises(ValueError, match="samples: expected an integer >= 2, got 1"):
+        ReportSettings(samples=1)
+    with pytest.raises(ValueError, match="betas: expected values in"):
+        ReportSettings(betas=(0.2, 1.5))
+    assert ReportSettings(betas=(0.5, 0.1)).betas == (0.0, 0.1, 0.5)
+    assert feature_layers(torch.nn.Linear(2, 2)) == [""]
