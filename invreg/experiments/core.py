@@ -54,18 +54,17 @@ SCALES = {
 #: paper: 10k for 300 epochs, 6,000 steps), 2k validation, 2k test images, ν = 100 alone: in a
 #: few minutes on two CPU cores the IR models reach SI ≥ 0.9 on R4 and T3 (T3 is the slow one:
 #: with ν = 10 its SI stalls near 0.89, with ν = 30 it reaches 0.90–0.92 after 1,580 steps).
-#: ``hyper-evidence`` (data sizes and ν grid from configs/hyper): ``epochs`` downstream, twice
-#: as many upstream; full: the configs' 20 / 40 epochs and 3 seeds.
+#: ``hyper``: seeds and downstream epochs here, every other size in
+#: ``invreg.experiments.hyper.HYPER_SCALES``.
 EXPERIMENT_SCALES = {
     ("genuine-table1", "quick"): Scale("quick", 40_000, 2_000, 2_000, 16, 1, 512, 16, (100.0,)),
     # lie: the digits' own splits; eval_samples: digits measured per split; the ν grid
     ("lie", "full"): Scale("full", None, 0, None, 40, 5, 1_000, 0, (1e-4, 3e-4, 1e-3, 3e-3)),
     ("lie", "quick"): Scale("quick", None, 0, None, 15, 3, 1_000, 0, (3e-4, 3e-3)),
     ("lie", "smoke"): Scale("smoke", None, 0, None, 1, 1, 32, 0, (1e-3,), limit_batches=2),
-    ("hyper-evidence", "full"): Scale("full", None, 0, None, 20, 3, 0, 0, ()),
-    ("hyper-evidence", "quick"): Scale("quick", None, 0, None, 5, 1, 0, 0, ()),
-    ("hyper-evidence", "smoke"): Scale("smoke", None, 0, None, 1, 1, 0, 0, (),
-                                       limit_batches=2),
+    ("hyper", "full"): Scale("full", None, 0, None, 30, 3, 0, 0, ()),
+    ("hyper", "quick"): Scale("quick", None, 0, None, 4, 1, 0, 0, ()),
+    ("hyper", "smoke"): Scale("smoke", None, 0, None, 2, 1, 0, 0, ()),
 }
 
 

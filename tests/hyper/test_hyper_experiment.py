@@ -1,78 +1,123 @@
-"""The evidence script ``python -m invreg.experiments.hyper``: table format; the real (slow) run."""
+"""``invreg-experiment hyper``: the tasks, the summary and acceptance tables, Augerino, and the
+quick run end to end."""
+
+import math
+import time
 
 import pytest
+import torch
 
+from invreg.data.tasks import TRANSFORMATION_TASKS, transformation_task
 from invreg.experiments import hyper
+from invreg.models.hyper import HyperCNN
 
 
-def test_summary_table_reports_means_and_learned_descriptors():
-    rows = [dict(seed=s, task="upstream", variant="upstream", val_acc=0.9) for s in (0, 1)]
-    for seed, (acc, d) in enumerate([(0.90, 0.8), (0.92, 0.9)]):
-        rows.append(dict(seed=seed, task="rotated", variant="learned", test_acc=acc,
-                         descriptor={"rotation": d}))
-        rows.append(dict(seed=seed, task="rotated", variant="fixed d=1", test_acc=acc,
-                         descriptor={"rotation": 1.0}))
-    table = hyper.summarise(rows)
-    assert "| rotated | learned | 91.0 ± 1.4 | 0.80, 0.90 |" in table
-    assert "| rotated | fixed d=1 | 91.0 ± 1.4 | 1 |" in table
-    assert "upstream val acc (sampled descriptors): 90.0 ± 0.0 %" in table
+def test_tasks_label_the_transformation_they_apply():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(64, 1, 10, 10)
+    digits = torch.randint(0, 10, (64,))
+    x, turns = transformation_task("orientation", images, digits, generator)
+    assert set(turns.tolist()) == {0, 1, 2, 3}
+    for image, k, out in zip(images, turns, x, strict=True):  # exact quarter turns
+        assert torch.equal(out, torch.rot90(image, int(k), dims=(-2, -1)))
+    x, labels = transformation_task("rotated_digits", images, digits, generator)
+    assert torch.equal(labels, digits) and not torch.allclose(x, images)
+    x, mirrored = transformation_task("mirror", images, digits, generator)
+    assert set(mirrored.tolist()) == {0, 1}
+    assert {name: c for name, (_, c) in TRANSFORMATION_TASKS.items()} == {
+        "rotated_digits": 10, "orientation": 4, "mirror": 2}
+    with pytest.raises(ValueError, match="task: expected one of"):
+        transformation_task("upside", images, digits, generator)
 
 
-@pytest.mark.slow
-def test_learned_rotation_strength_moves_the_right_way(tmp_path, monkeypatch):
-    """One seed of the evidence run at a reduced budget (a few minutes on 2 CPU cores)."""
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    rows = hyper.main(["--seeds", "0", "--upstream-epochs", "30", "--downstream-epochs", "15",
-                       "--out", str(tmp_path)])
-    result = {(r["task"], r["variant"]): r for r in rows if r["task"] != "upstream"}
-    assert result["rotated", "learned"]["descriptor"]["rotation"] > 0.5
-    assert result["orientation", "learned"]["descriptor"]["rotation"] < 0.5
-    for task in ("rotated", "orientation"):
-        best_fixed = max(result[task, v]["test_acc"] for v in ("fixed d=0", "fixed d=1"))
-        assert result[task, "learned"]["test_acc"] >= best_fixed - 0.05
+def _rows():
+    rows = []
+    for seed, noise in enumerate((0.0, 1.0, -1.0)):
+        for task, best in (("rotated_digits", (1.0, 0.0, 0.0)), ("orientation", (0.0, 1.0, 0.0)),
+                           ("mirror", (1.0, 0.0, 1.0))):
+            for d in [(0.0, 0.0, 0.0), (1.0, 1.0, 1.0), best]:
+                acc = 90.0 if d == best else 60.0
+                rows.append(dict(task=task, method="fixed d", seed=seed, acc=acc + noise,
+                                 seconds=0.1, trained_parameters=330, d_rotation=d[0],
+                                 d_flip=d[1], d_scale=d[2]))
+            fitted = dict(zip(("d_rotation", "d_flip", "d_scale"), best, strict=True))
+            rows.append(dict(task=task, method="fitted d", seed=seed, acc=89.0 + noise,
+                             seconds=1.0, trained_parameters=331, trajectory=[[0.5] * 3],
+                             **fitted))
+            rows.append(dict(task=task, method="linear probe", seed=seed, acc=70.0,
+                             seconds=0.1, trained_parameters=330))
+    return rows
 
 
-def test_scratch_baseline_is_augmented_with_rotations_only_where_they_keep_the_label(tmp_path):
-    backbone = {"channels": [16, 32, 32], "input_shape": [1, 20, 20], "num_classes": 10}
-
-    def args(task, variant):
-        return hyper.downstream_args(task, variant, tmp_path / "up.ckpt", backbone, 3,
-                                     ["--seed_everything", "0"])
-
-    rotated, orientation = args("rotated", "scratch"), args("orientation", "scratch")
-    assert rotated[-2:] == ["--data.init_args.augment_group", "so2"]
-    assert "--data.init_args.augment_group" not in orientation
-    for scratch in (rotated, orientation):
-        assert "--model.init_args.upstream_checkpoint" not in scratch
-        assert '"augment": false' in scratch[scratch.index("--model") + 1]  # no c4 on top
-    learned = args("rotated", "learned")
-    assert learned[learned.index("--model.init_args.upstream_checkpoint") + 1] == str(
-        tmp_path / "up.ckpt")
-    assert "--data.init_args.augment_group" not in learned
-    assert args("orientation", "fixed d=1")[-4:] == [
-        "--model.init_args.learn_descriptor", "false", "--model.init_args.descriptor_init", "1"]
+def test_best_fixed_descriptor_and_the_summary_rows():
+    rows = _rows()
+    best = hyper.best_fixed(rows, "orientation")
+    assert best["d"] == (0.0, 1.0, 0.0) and best["acc"] == pytest.approx(90.0)
+    assert best["acc_std"] == pytest.approx(1.0)
+    summary = hyper.summary_rows(rows)
+    orientation = {r["method"]: r for r in summary if r["task"] == "orientation"}
+    assert list(orientation) == ["fitted d", "best fixed d", "linear probe"]
+    best_row = orientation["best fixed d"]
+    assert best_row["d_flip"] == 1.0 and best_row["seeds"] == 3
+    assert "d_rotation" not in orientation["linear probe"]  # no descriptor, no NaN column
 
 
-def test_every_model_of_the_table_reports_the_fraction_classified_correctly():
-    import torch
+def test_acceptance_compares_with_seed_noise_and_the_task_direction():
+    rows = _rows()
+    table = {r["task"]: r for r in hyper.acceptance(rows)}
+    rotated = table["rotated_digits"]
+    assert rotated["fitted_minus_best"] == pytest.approx(-1.0)
+    assert rotated["seed_noise"] == pytest.approx(1.0) and rotated["within_noise"]
+    assert rotated["points_right"] and table["orientation"]["points_right"]
+    assert table["mirror"]["points_right"]  # flip strength 0 wanted, fitted 0
+    assert table["mean over tasks"]["fitted_minus_probe"] == pytest.approx(19.0)
+    for row in rows:  # a fitted descriptor on the wrong side, 5 points short
+        if row["task"] == "orientation" and row["method"] == "fitted d":
+            row["d_rotation"], row["acc"] = 0.9, row["acc"] - 4.0
+    orientation = {r["task"]: r for r in hyper.acceptance(rows)}["orientation"]
+    assert not orientation["points_right"] and not orientation["within_noise"]
 
-    from invreg.models.hyper import HyperCNN
-    from invreg.modules import HyperUpstreamModule, InvarianceModule
 
-    hyper_module = HyperUpstreamModule(
-        invariance_weight=1.0,
-        backbone=HyperCNN((1, 8, 8), 3, descriptor=["rotation"], channels=(4, 8)))
-    plain = InvarianceModule(torch.nn.Flatten(), num_classes=3)
-    # imbalanced classes: 3 of class 0 all right, 1 of class 1 wrong → micro 0.75 (exact in
-    # float32), macro ≤ 0.5
-    target, preds = torch.tensor([0, 0, 0, 1]), torch.tensor([0, 0, 0, 2])
-    logged = {}
-    hyper_module.log = lambda name, value, **kw: logged.__setitem__(name, value)
-    logits = torch.nn.functional.one_hot(preds, 3).float()
-    terms = {name: torch.tensor(1.0) for name in hyper_module.loss_terms}
-    hyper_module._log_metrics("test", 0, logits, target, terms)
-    hyper_module.on_test_epoch_end()
-    assert logged["test/acc"].item() == 0.75
-    # InvarianceModule's test accuracy is OrbitMetrics' micro accuracy of the identity element
-    identity_logits = torch.nn.functional.one_hot(preds, 3).float().unsqueeze(1)
-    assert plain.orbit_metrics["test_"]["accuracy"](identity_logits, target).item() == 0.75
+def test_augerino_width_gets_a_gradient_and_evaluation_averages_rotations():
+    torch.manual_seed(0)
+    cnn = HyperCNN((1, 10, 10), 3, descriptor=["rotation"], channels=(4,)).fixed(0.0)
+    model = hyper.Augerino(cnn, width=0.5)
+    x = torch.rand(8, 1, 10, 10)
+    model.train()
+    torch.nn.functional.cross_entropy(model(x), torch.zeros(8, dtype=torch.long)).backward()
+    assert model.width.grad is not None and model.width.grad.abs() > 0
+    model.eval()
+    log_probabilities = model(x)
+    # a log of averaged probabilities: exp sums to 1 per sample to float32 rounding
+    assert torch.allclose(log_probabilities.exp().sum(-1), torch.ones(8),
+                          atol=8 * torch.finfo(torch.float32).eps)
+    model.width.data.fill_(0.0)  # no rotation: the plain network
+    assert torch.allclose(model(x).exp(), cnn(x).softmax(-1), atol=1e-6)
+
+
+def test_upstream_cache_key_follows_the_upstream_configuration():
+    full, quick = hyper.HYPER_SCALES["full"], hyper.HYPER_SCALES["quick"]
+    assert hyper.upstream_key("hyper", full, 0) != hyper.upstream_key("hyper", quick, 0)
+    assert hyper.upstream_key("hyper", full, 0) != hyper.upstream_key("conventional", full, 0)
+    # downstream sizes do not change the upstream model
+    changed = hyper.HyperScale(**{**hyper.asdict(full), "downstream_epochs": 3})
+    assert hyper.upstream_key("hyper", full, 0) == hyper.upstream_key("hyper", changed, 0)
+
+
+def test_quick_run_is_quick_and_reuses_its_cached_upstream(tmp_path):
+    start = time.time()
+    results = hyper.run_experiment(hyper.HYPER_SCALES["quick"], [0], tmp_path, lambda line: None)
+    first = time.time() - start
+    methods = {(r["task"], r["method"]) for r in results.rows}
+    assert {(t, m) for t in hyper.TASKS for m in hyper.METHODS} == methods
+    assert "upstream" in results.tables
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".ckpt", ".pt"]
+    for row in results.rows:
+        assert 0.0 <= row["acc"] <= 100.0 and math.isfinite(row["seconds"])
+    trained = {r["method"]: r["trained_parameters"] for r in results.rows
+               if r["task"] == "orientation"}
+    assert trained["fitted d"] == trained["linear probe"] + 3  # the descriptor's 3 strengths
+    assert trained["fine-tune"] == trained["scratch"] > trained["linear probe"]
+    again = hyper.run_experiment(hyper.HYPER_SCALES["quick"], [0], tmp_path, lambda line: None)
+    assert "upstream" not in again.tables  # loaded, not trained
+    assert first < 60

@@ -15,7 +15,7 @@ Three files, read in this order:
   head.
 """
 
-from invreg.models.hyper.cnn import HyperCNN
+from invreg.models.hyper.cnn import FixedDescriptorCNN, HyperCNN
 from invreg.models.hyper.descriptor import (
     DESCRIPTOR_COMPONENTS,
     DescriptorComponent,
@@ -30,6 +30,7 @@ from invreg.models.hyper.layers import HyperBlock, HyperConv2d, StaticConv2d
 __all__ = [
     "DESCRIPTOR_COMPONENTS",
     "DescriptorComponent",
+    "FixedDescriptorCNN",
     "FlipComponent",
     "HyperBlock",
     "HyperCNN",

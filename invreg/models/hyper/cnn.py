@@ -15,6 +15,7 @@ all descriptors. The layers are in :mod:`invreg.models.hyper.layers`, the meanin
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -202,6 +203,11 @@ class HyperCNN(Backbone):
         """Logits ``[B, num_classes]``."""
         return self.head(self.features(x, descriptor))
 
+    def fixed(self, descriptor=None) -> FixedDescriptorCNN:
+        """An ordinary CNN with this network's architecture and the weights it generates for
+        ``descriptor`` (``None``: :attr:`default_descriptor`); see :class:`FixedDescriptorCNN`."""
+        return FixedDescriptorCNN(self, descriptor)
+
     # ------------------------------------------------------------------ bookkeeping
     def hyper_parameters(self):
         """Every parameter except the head's: the part a downstream task keeps frozen."""
@@ -258,3 +264,56 @@ class HyperCNN(Backbone):
         return (f"descriptor={list(self.descriptor.names)}, parameters={counts['total']:,}, "
                 f"generated_weights={cost['generated_weights']:,}, "
                 f"generation_macs={cost['generation_macs']:,}")
+
+
+class FixedDescriptorCNN(Backbone):
+    """The CNN a :class:`HyperCNN` generates for one descriptor, as an ordinary network.
+
+    Every generated convolution becomes a :class:`StaticConv2d` holding the kernel and bias
+    generated for ``descriptor``; norms, activations, pools, pooling and head are copies. So
+    ``FixedDescriptorCNN(net, d)(x)`` equals ``net(x, d)`` (up to float rounding), and its
+    parameters are those of a plain CNN of the same shape: what a conventional feature extractor
+    of this architecture trains (fine-tuning, training from scratch on a fresh ``HyperCNN``).
+
+    >>> net = HyperCNN((1, 16, 16), num_classes=10, descriptor=["rotation", "flip"])
+    >>> cnn = net.fixed([1.0, 0.0])
+    >>> x = torch.randn(4, 1, 16, 16)
+    >>> bool(torch.allclose(cnn(x), net(x, [1.0, 0.0]), atol=1e-5))
+    True
+    >>> sum(p.numel() for p in cnn.parameters()) < sum(p.numel() for p in net.parameters())
+    True
+    """
+
+    def __init__(self, hyper: HyperCNN, descriptor=None) -> None:
+        if not isinstance(hyper, HyperCNN):
+            raise TypeError(f"hyper: expected a HyperCNN, got {type(hyper).__name__}")
+        super().__init__(hyper.input_shape, hyper.num_classes)
+        with torch.no_grad():
+            value = hyper.default_descriptor if descriptor is None else descriptor
+            generated = hyper.generate_weights(value)
+        self.pooling = hyper.pooling
+        blocks = []
+        for i, block in enumerate(hyper.blocks):
+            layers: OrderedDict[str, nn.Module] = OrderedDict()
+            for name, module in block.named_children():
+                if name == "conv" and isinstance(module, HyperConv2d):
+                    weight, bias = generated[f"blocks.{i}.conv"]
+                    conv = StaticConv2d(module.in_channels, module.out_channels,
+                                        module.kernel_size, padding=module.kernel_size // 2,
+                                        dtype=weight.dtype, device=weight.device)
+                    with torch.no_grad():
+                        conv.weight.copy_(weight)
+                        conv.bias.copy_(bias)
+                    layers[name] = conv
+                else:
+                    layers[name] = copy.deepcopy(module)
+            blocks.append(HyperBlock(layers))
+        self.blocks = nn.ModuleList(blocks)
+        self.head = copy.deepcopy(hyper.head)
+
+    def _features(self, x: Tensor) -> Tensor:
+        for block in self.blocks:
+            x = block(x, None)
+        if self.pooling == "flatten":
+            return x.flatten(start_dim=1)
+        return x.flatten(start_dim=2).mean(dim=2)

@@ -11,10 +11,12 @@ sample and transform.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from invreg.groups import ContinuousRotations, Flips, Group, Scalings, Translations
@@ -47,9 +49,24 @@ class DescriptorComponent:
     def _make_group(self) -> Group:
         raise NotImplementedError
 
+    #: width of :meth:`target`, what a head predicting the applied element outputs
+    target_size: ClassVar[int] = 1
+
     def elements(self, strength: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Group elements ``[B, *group.element_shape]`` for strengths ``[B]`` in [0, 1]."""
         return self.group.sample_with_strength(strength, generator)
+
+    def target(self, elements: Tensor) -> Tensor:
+        """What a head should predict about the applied elements: ``[B, target_size]``, each
+        value in ``[-1, 1]`` (the element divided by the full-strength limit)."""
+        return (elements.reshape(elements.shape[0], -1) / self.limit).to(
+            torch.get_default_dtype())
+
+    def prediction_loss(self, prediction: Tensor, elements: Tensor) -> Tensor:
+        """Per-sample loss ``[B]`` of ``prediction`` ``[B, target_size]`` against the applied
+        ``elements``: squared error to :meth:`target`, summed over its ``target_size`` values."""
+        target = self.target(elements).to(prediction)
+        return (prediction - target).pow(2).sum(dim=1)
 
     def __repr__(self) -> str:
         return f"{self.name}({self.limit_name}={self.limit:g})"
@@ -62,8 +79,15 @@ class RotationComponent(DescriptorComponent):
     limit_name = "max_angle"
     default_limit = 180.0
 
+    target_size = 2
+
     def _make_group(self) -> Group:
         return ContinuousRotations(self.limit)
+
+    def target(self, elements: Tensor) -> Tensor:
+        """``(cos θ, sin θ)`` of the angles ``θ`` ``[B]`` (degrees): continuous across ±180°."""
+        radians = elements.to(torch.get_default_dtype()) * (math.pi / 180.0)
+        return torch.stack([radians.cos(), radians.sin()], dim=1)
 
 
 class FlipComponent(DescriptorComponent):
@@ -81,6 +105,15 @@ class FlipComponent(DescriptorComponent):
     def elements(self, strength, generator=None):
         return self.group.sample_with_strength(strength, generator, probability=self.limit)
 
+    def target(self, elements: Tensor) -> Tensor:
+        """``[B, 1]``: 1 where the image was mirrored, 0 where not."""
+        return (elements != 0).to(torch.get_default_dtype()).unsqueeze(1)
+
+    def prediction_loss(self, prediction: Tensor, elements: Tensor) -> Tensor:
+        """Binary cross-entropy of the logit ``prediction[:, 0]`` against "mirrored"."""
+        target = self.target(elements).to(prediction)
+        return F.binary_cross_entropy_with_logits(prediction, target, reduction="none")[:, 0]
+
 
 class TranslationComponent(DescriptorComponent):
     """Strength ``r``: shift by ``(dx, dy)``, each uniform in ``[-r·max_shift, r·max_shift]``
@@ -89,6 +122,7 @@ class TranslationComponent(DescriptorComponent):
     name = "translation"
     limit_name = "max_shift"
     default_limit = 2.0
+    target_size = 2
 
     def _make_group(self) -> Group:
         return Translations(self.limit)
@@ -104,6 +138,10 @@ class ScaleComponent(DescriptorComponent):
 
     def _make_group(self) -> Group:
         return Scalings(self.limit)
+
+    def target(self, elements: Tensor) -> Tensor:
+        """``[B, 1]``: the log-factor over ``log(max_scale)``, in ``[-1, 1]``."""
+        return (elements / math.log(self.limit)).to(torch.get_default_dtype()).reshape(-1, 1)
 
 
 #: descriptor component name → class
@@ -256,6 +294,26 @@ class InvarianceDescriptor:
                 continue
             elements = component.elements(strength.to(torch.get_default_dtype()), generator)
             x = component.group.act(x, elements, fill=fill)
+        return x
+
+    def full_range_elements(
+        self, batch_size: int, generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> list[Tensor]:
+        """One element per sample of every component, drawn at full strength: a list of ``k``
+        tensors ``[B, *element_shape]`` (:meth:`act` applies them)."""
+        strength = torch.ones(batch_size)
+        return [c.elements(strength, generator).to(device) for c in self.components]
+
+    def act(self, x: Tensor, elements: Sequence[Tensor], fill: float = 0.0) -> Tensor:
+        """Apply every component's ``elements[j]`` ``[B, ...]`` to ``x`` ``[B, C, H, W]``, in
+        component order (as :meth:`augment` does)."""
+        if len(elements) != self.size:
+            raise ValueError(
+                f"elements: expected one tensor per component ({self.size}), got {len(elements)}"
+            )
+        for component, element in zip(self.components, elements, strict=True):
+            x = component.group.act(x, element, fill=fill)
         return x
 
     def to_dict(self, descriptor: Tensor) -> dict[str, float]:
