@@ -210,7 +210,7 @@ def main(args: list[str] | None = None) -> int:
 
             run_report_cli(argv[1:])
         else:
-            run_cli(argv)
+            run_cli(args)  # None: LightningCLI reads sys.argv itself
     except CONFIG_ERRORS as error:
         if full_traceback_wanted():
             raise

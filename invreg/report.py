@@ -828,25 +828,29 @@ def build_parser():
                         help="training config(s): none (checkpoints of `invreg fit` carry their "
                              "model and data), one for all, or one per checkpoint")
     parser.add_argument("--name", action="append", nargs="+",
-                        help="column name(s), one per checkpoint (default: config stem or run "
-                             "folder)")
+                        help="column name(s), one per checkpoint; without it: the config's "
+                             "stem, else the run folder's name")
     parser.add_argument("--report_dir", required=True, help="folder of the report")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing report in --report_dir")
-    parser.add_argument("--samples", type=int, default=defaults.samples,
-                        help="test samples for SI, sigma_max, G-EED and drift")
-    parser.add_argument("--saliency_rows", type=int, default=defaults.saliency_rows)
-    parser.add_argument("--saliency_steps", type=int, default=defaults.saliency_steps)
-    parser.add_argument("--betas", type=list[float], default=list(defaults.betas))
-    parser.add_argument("--drift_source", type=str, default=defaults.drift_source)
-    parser.add_argument("--orbit_size", type=int, default=defaults.orbit_size,
-                        help="orbit elements for a continuous group")
-    parser.add_argument("--bootstrap", type=int, default=defaults.bootstrap)
-    parser.add_argument("--confidence", type=float, default=defaults.confidence)
-    parser.add_argument("--batch_size", type=int, default=defaults.batch_size)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--device", type=str, default=defaults.device)
-    parser.add_argument("--progress", type=bool, default=True)
+    options = {
+        "samples": (int, "test samples (a seeded subset) for SI, sigma_max, G-EED and drift"),
+        "saliency_rows": (int, "samples shown in the saliency-orbit grid"),
+        "saliency_steps": (int, "integrated-gradients steps of SI and the grid"),
+        "betas": (list[float], "drift weights beta of (1 - beta) x + beta d"),
+        "drift_source": (str, "natural_images, noise, mnist1d or fashion_mnist (local files)"),
+        "orbit_size": (int, "orbit elements for a continuous group"),
+        "bootstrap": (int, "resamples of SI's percentile-bootstrap interval"),
+        "confidence": (float, "level of SI's interval"),
+        "batch_size": (int, "samples per forward/backward pass"),
+        "seed": (int, "seeds the subset, drift samples, bootstrap and Lanczos starts"),
+        "device": (str, "auto (CUDA when available), cpu, cuda, ..."),
+        "progress": (bool, "progress bars on stderr"),
+    }
+    for name, (kind, text) in options.items():
+        default = getattr(defaults, name)
+        parser.add_argument(f"--{name}", type=kind, help=text,
+                            default=list(default) if isinstance(default, tuple) else default)
     return parser
 
 
