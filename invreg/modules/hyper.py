@@ -16,6 +16,12 @@ is in :mod:`invreg.modules.hyper_common`.
 
 from invreg.modules.hyper_common import load_upstream_backbone
 from invreg.modules.hyper_downstream import HyperDownstreamModule
+from invreg.modules.hyper_sensitivity import HyperSensitivityUpstreamModule
 from invreg.modules.hyper_upstream import HyperUpstreamModule
 
-__all__ = ["HyperDownstreamModule", "HyperUpstreamModule", "load_upstream_backbone"]
+__all__ = [
+    "HyperDownstreamModule",
+    "HyperSensitivityUpstreamModule",
+    "HyperUpstreamModule",
+    "load_upstream_backbone",
+]
