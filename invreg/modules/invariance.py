@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from numbers import Real
 from typing import Literal
 
 import pytorch_lightning as pl
@@ -11,7 +13,12 @@ from torch import Tensor, nn
 
 from invreg.config import build
 from invreg.data.augment import background_of
-from invreg.functional.invariance import capture_layers, get_layer, layer_output
+from invreg.functional.invariance import (
+    capture_layers,
+    get_layer,
+    layer_output,
+    orbit_pair_errors,
+)
 from invreg.groups import Group, get_group
 from invreg.losses import InvarianceLoss, get_loss
 from invreg.metrics.orbit import OrbitMetrics
@@ -28,6 +35,15 @@ from invreg.modules.streams import RandomStreams
 
 #: the loss terms logged under ``{train,val,test}/``
 LOSS_TERMS = ("task_loss", "invariance_loss", "loss")
+#: ``target_metric`` names: the orbit metric's name -> its pair error on the training logits
+#: (:data:`invreg.functional.PAIR_ERRORS`); ``"loss"`` is the invariance loss term itself
+TARGET_METRICS = {"LI": "logit_l2", "LI_normalized": "normalized_logit_l2",
+                  "DI": "predictive_kl", "loss": None}
+#: ``target_update`` -> the default ``target_lr`` η
+DEFAULT_TARGET_LR = {"multiplicative": 0.02, "additive": 0.02}
+#: the multiplicative update's ``|log(I/ε)|`` is clipped here: one batch moves ν by at most a
+#: factor ``exp(η·3)`` (1.06 at η = 0.02), also when ``I = 0`` exactly
+LOG_RATIO_CLIP = 3.0
 
 
 class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
@@ -71,6 +87,36 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
     samples, kept as metric states, so under DDP they equal a single-process run.
     Validation and test use the full orbit for finite groups, so they are deterministic.
 
+    **Invariance as a target.** With ``invariance_target=ε`` the weight ν is no longer fixed: it
+    is the Lagrange multiplier of the constraint ``I ≤ ε`` and is updated by dual ascent after
+    every training batch, from that batch's measured invariance error ``I`` (detached; the mean
+    over processes under DDP), starting from ``ν₀ = invariance_weight``:
+
+    * ``target_update="additive"`` (plain dual ascent): ``ν ← max(0, ν + η·(I − ε))``;
+    * ``target_update="multiplicative"`` (default): ``ν ← ν·exp(η·clip(log(I/ε), ±3))``.
+
+    The loss stays ``CE + ν·I``. The multiplicative form is the default because it is
+    scale-free: it depends on ``I`` only through ``I/ε`` (the same η serves ε = 0.01 and ε = 10,
+    whereas the additive step ``η·(I − ε)`` is ``ε`` times smaller for the same relative
+    violation), and it moves ν by factors, so a ν that must travel from 1 to 100 gets there as
+    fast as one from 0.01 to 1. Near the target ``log(I/ε) ≈ I/ε − 1``, so it is the additive
+    update on ``log ν`` with a normalised violation; the clip keeps a first batch with
+    ``I = 1000·ε`` (or ``I = 0``) from changing ν by more than a factor ``exp(3η)``. ν stays
+    positive, so it needs ``ν₀ > 0``. The default η = 0.02 was measured on the quickstart run
+    (digits, C4, 400 steps): η = 0.05 makes ν oscillate over a decade, η = 0.01 settles slowly
+    (``docs/target.md``). With the additive form choose η for the scale of ``I`` and ν: about
+    ``0.02·ν/ε`` moves ν as fast as the multiplicative default near the target.
+
+    ``target_metric`` names the measured ``I``: ``"LI"`` (default), ``"LI_normalized"`` or
+    ``"DI"``, the orbit metrics of :class:`~invreg.metrics.orbit.OrbitMetrics` on the training
+    step's logits and transformed copies (no extra forward; the invariance loss itself when it
+    is the same error on the logits), or ``"loss"``: the invariance loss term, whatever it is
+    (a feature-layer or Lie derivative loss; a Lie derivative loss forms no orbit of logits, so
+    it needs ``"loss"``). ν is the buffer ``learned_invariance_weight``, saved in checkpoints:
+    a resumed run and ``load_from_checkpoint`` continue from it; :attr:`invariance_weight`
+    reads it. It is logged as ``train/invariance_weight_step`` (the ν the batch was trained
+    with, on the steps the loggers write) and ``train/invariance_weight_epoch`` (its mean).
+
     A NaN or infinite loss stops the run with :class:`~invreg.modules.NonFiniteLossError`,
     naming the step and every loss term (``on_nonfinite_loss="skip"`` skips such training
     batches instead, with a warning).
@@ -95,6 +141,13 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
             it from the data module.
         lr: Adam learning rate. weight_decay: Adam weight decay.
         on_nonfinite_loss: ``"raise"`` (default) or ``"skip"`` (see above).
+        invariance_target: ``ε > 0``: learn ν so that the invariance error settles at ε
+            (see above); ``None`` (default): ν fixed at ``invariance_weight``.
+        target_metric: the error held at ε: ``"LI"``, ``"LI_normalized"``, ``"DI"`` or
+            ``"loss"``.
+        target_update: ``"multiplicative"`` (default) or ``"additive"``.
+        target_lr: the dual step size ``η > 0``; default 0.02 (for the additive form an
+            absolute step of ν per unit of ``I − ε``).
 
     Logged: ``train/<name>_step`` (on the steps the loggers write) and ``train/<name>_epoch``,
     ``val/<name>``, ``test/<name>`` for the loss terms ``task_loss``, ``invariance_loss``,
@@ -119,6 +172,10 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
         lr: float = 8e-4,
         weight_decay: float = 0.0,
         on_nonfinite_loss: Literal["raise", "skip"] = "raise",
+        invariance_target: float | None = None,
+        target_metric: Literal["LI", "LI_normalized", "DI", "loss"] = "LI",
+        target_update: Literal["multiplicative", "additive"] = "multiplicative",
+        target_lr: float | None = None,
     ) -> None:
         super().__init__()
         backbone = restored("backbone", backbone)
@@ -159,7 +216,23 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
         self.invariance_loss = get_loss(build(invariance_loss, InvarianceLoss, "invariance_loss"))
         if self.invariance_loss.layer is not None:
             self._check_layer(backbone, self.invariance_loss.layer)
-        self.invariance_weight = float(invariance_weight)
+        self.invariance_target = check_target(
+            invariance_target, target_metric, target_update, invariance_weight,
+            self.invariance_loss,
+        )
+        self.target_metric, self.target_update = target_metric, target_update
+        self.target_lr = check_target_lr(target_lr, target_update)
+        if self.invariance_target is None:
+            # a fixed ν: the checkpoint's hyper-parameters (and the experiments' model cache
+            # keys, made from them) stay those of a module without the target arguments
+            for name in ("invariance_target", "target_metric", "target_update", "target_lr"):
+                self.hparams.pop(name, None)
+        else:
+            # the multiplier ν: a buffer, so checkpoints save it and resuming restores it
+            self.register_buffer(
+                "learned_invariance_weight", torch.tensor(float(invariance_weight))
+            )
+        self._fixed_invariance_weight = float(invariance_weight)
         self.orbit_mode = orbit_mode
         self.orbit_size = orbit_size
         self.augment = augment
@@ -174,9 +247,17 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
         )
         # epoch means (invreg.modules.epoch_logging); validation and test accuracy come from
         # the orbit metrics, which see every validation batch anyway
+        learned = ("invariance_weight",) if self.invariance_target is not None else ()
         self._build_epoch_means(
-            {"train": (*LOSS_TERMS, "acc"), "val": LOSS_TERMS, "test": LOSS_TERMS}
+            {"train": (*LOSS_TERMS, "acc", *learned), "val": LOSS_TERMS, "test": LOSS_TERMS}
         )
+
+    @property
+    def invariance_weight(self) -> float:
+        """ν: the fixed weight, or with ``invariance_target`` the multiplier's current value."""
+        if self.invariance_target is None:
+            return self._fixed_invariance_weight
+        return float(self.learned_invariance_weight)
 
     # ------------------------------------------------------------------ the research
     def forward(self, x: Tensor) -> Tensor:
@@ -244,17 +325,76 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
             invariance_loss = self.invariance_loss(self.backbone, x, fill=self.fill)
         else:
             invariance_loss = self.invariance_loss(as_orbit(features, batch_size, k))
-        loss = task_loss + self.invariance_weight * invariance_loss
+        weight = self._step_invariance_weight()
+        loss = task_loss + weight * invariance_loss
         terms = dict(task_loss=task_loss, invariance_loss=invariance_loss, loss=loss)
         if not check_finite_loss(self, stage, batch_idx, terms):
             return None  # on_nonfinite_loss="skip": Lightning skips the optimiser step
         if stage == "train":
             accuracy = (reference_logits.detach().argmax(dim=-1) == y).float().mean()
-            self._record_batch("train", {**terms, "acc": accuracy}, batch_size)
+            values = {**terms, "acc": accuracy}
+            if self.invariance_target is not None:
+                values["invariance_weight"] = weight
+                self.update_invariance_weight(
+                    self.measured_invariance(invariance_loss, logits, batch_size, k)
+                )
+            self._record_batch("train", values, batch_size)
         else:
             self.orbit_metrics[f"{stage}_"].update(as_orbit(logits.detach(), batch_size, k), y)
             self._record_batch(stage, terms, batch_size)
         return loss
+
+    # ------------------------------------------------------------------ the learned ν
+    def _step_invariance_weight(self) -> float | Tensor:
+        """The ν of this step: the fixed float, or a copy of the multiplier (the update after
+        the step must not change a tensor the backward pass still needs)."""
+        if self.invariance_target is None:
+            return self._fixed_invariance_weight
+        return self.learned_invariance_weight.clone()
+
+    def measured_invariance(
+        self, invariance_loss: Tensor, logits: Tensor, batch_size: int, copies: int
+    ) -> Tensor:
+        """The batch's invariance error ``I`` held at ``invariance_target`` (detached scalar).
+
+        ``target_metric="loss"``: the invariance loss term; otherwise the named orbit metric
+        on ``logits`` ``[B·(1 + K), C]`` (``B`` untransformed rows first, then ``B·K``
+        copies, sample-major), the same value the invariance loss computed when it is that
+        error on the logits.
+        """
+        pair_error = TARGET_METRICS[self.target_metric]
+        loss_is_it = (self.invariance_loss.layer is None
+                      and not getattr(self.invariance_loss, "needs_model", False)
+                      and self.invariance_loss.pair_error == pair_error)
+        if pair_error is None or loss_is_it:
+            measured = invariance_loss.detach()
+            if measured.numel() != 1:
+                raise ValueError(
+                    f"invariance_loss: target_metric={self.target_metric!r} needs one number "
+                    f"per batch, but {type(self.invariance_loss).__name__} returned shape "
+                    f"{tuple(measured.shape)}; reduce it to a scalar or pick an orbit metric"
+                )
+            return measured.reshape(())
+        orbit = as_orbit(logits.detach(), batch_size, copies)
+        return orbit_pair_errors(orbit, pair_error, allow_nonfinite=True).mean()
+
+    @torch.no_grad()
+    def update_invariance_weight(self, measured: Tensor) -> None:
+        """One dual-ascent step of ν from the batch's invariance error ``measured`` (averaged
+        over processes under DDP, so every process keeps the same ν); a non-finite
+        ``measured`` leaves ν as it is."""
+        measured = measured.detach().float()
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            measured = trainer.strategy.reduce(measured, reduce_op="mean")
+        weight, target = self.learned_invariance_weight, self.invariance_target
+        if self.target_update == "additive":
+            updated = (weight + self.target_lr * (measured - target)).clamp_min(0.0)
+        else:
+            log_ratio = torch.log(measured / target).clamp(-LOG_RATIO_CLIP, LOG_RATIO_CLIP)
+            updated = weight * torch.exp(self.target_lr * log_ratio)
+        finite = torch.isfinite(measured) & torch.isfinite(updated)
+        weight.copy_(torch.where(finite, updated, weight))
 
     def _epoch_extras(self, stage: str) -> dict[str, Tensor]:
         if stage == "train":
@@ -304,6 +444,53 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
                 f"backbone output: expected logits of shape [{batch_size}, {self.num_classes}] "
                 f"(num_classes={self.num_classes}), got {tuple(logits.shape)}"
             )
+
+
+def check_target(
+    target: object, metric: object, update: object, initial_weight: float,
+    loss: InvarianceLoss,
+) -> float | None:
+    """``invariance_target`` as a float (``None``: a fixed ν), after checking it and the
+    arguments that go with it; ``ValueError`` naming the argument otherwise."""
+    if metric not in TARGET_METRICS:
+        raise ValueError(f"target_metric: expected one of {list(TARGET_METRICS)}, got {metric!r}")
+    if update not in DEFAULT_TARGET_LR:
+        raise ValueError(
+            f"target_update: expected one of {list(DEFAULT_TARGET_LR)}, got {update!r}"
+        )
+    if target is None:
+        return None
+    if isinstance(target, bool) or not isinstance(target, Real):
+        raise ValueError(
+            f"invariance_target: expected a number > 0 or None, got {target!r} "
+            f"({type(target).__name__})"
+        )
+    if not math.isfinite(target) or target <= 0:
+        raise ValueError(f"invariance_target: expected a finite number > 0, got {target!r}")
+    if update == "multiplicative" and initial_weight <= 0:
+        raise ValueError(
+            "invariance_weight: the multiplicative update scales ν, so it must start > 0, got "
+            f"{initial_weight!r}; pass e.g. invariance_weight=1.0, or target_update='additive'"
+        )
+    if metric != "loss" and getattr(loss, "needs_model", False):
+        raise ValueError(
+            f"target_metric: {type(loss).__name__} forms no orbit of logits to measure "
+            f"{metric!r} on; pass target_metric='loss' to hold the loss term itself at the target"
+        )
+    return float(target)
+
+
+def check_target_lr(target_lr: object, update: str) -> float:
+    """``target_lr`` η as a float (``None``: the update's default); ``ValueError`` unless a
+    finite number > 0."""
+    if target_lr is None:
+        return DEFAULT_TARGET_LR[update]
+    if isinstance(target_lr, bool) or not isinstance(target_lr, Real):
+        raise ValueError(f"target_lr: expected a number > 0, got {target_lr!r} "
+                         f"({type(target_lr).__name__})")
+    if not math.isfinite(target_lr) or target_lr <= 0:
+        raise ValueError(f"target_lr: expected a finite number > 0, got {target_lr!r}")
+    return float(target_lr)
 
 
 def check_same_group(name: str, other: object, group: Group) -> None:
