@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invreg.evaluation import eval_mode
+from invreg.evaluation import eval_mode as evaluation_mode
 from invreg.functional import orbit_logits
 from invreg.groups import Group, get_group
 
@@ -162,10 +162,12 @@ def assert_invariant(
     num_samples: int | None = None,
     floor_factor: float = FLOOR_FACTOR,
     seed: int = 0,
+    eval_mode: bool = True,
 ) -> None:
     """Assert ``f(g·x) == f(x)`` for every element ``g`` of the orbit of ``x``.
 
-    The model runs in ``eval()`` mode without gradients (modes restored afterwards). Entry ``c``
+    The model runs in ``eval()`` mode without gradients (modes restored afterwards;
+    ``eval_mode=False`` keeps the modes it has, e.g. to check a model as it trains). Entry ``c``
     of the output of element ``g`` passes when
     ``|f(g·x)_c − f(x)_c| ≤ atol + rtol·|f(x)_c|``; ``atol`` / ``rtol`` default to
     :func:`default_tolerance` (``K·eps·sqrt(D)·max|f|`` and ``K·eps``). For a non-exact group the
@@ -181,6 +183,7 @@ def assert_invariant(
         num_samples: orbit size of a continuous group (default 8, identity included).
         floor_factor: how many times the interpolation floor a non-exact group may reach.
         seed: seeds the random input and the elements of a continuous group.
+        eval_mode: run the model in ``eval()`` mode (default).
 
     Raises:
         AssertionError: naming the worst element, the max and mean absolute error, the
@@ -200,7 +203,9 @@ def assert_invariant(
     atol, rtol = _check_tolerances(atol, rtol)
     _check_floor_factor(floor_factor)
     elements = _elements(group, num_samples, seed, x.device)
-    with torch.no_grad(), eval_mode(model):
+    if not isinstance(eval_mode, bool):
+        raise TypeError(f"eval_mode: expected True or False, got {eval_mode!r}")
+    with torch.no_grad(), evaluation_mode(model, eval_mode):
         outputs = orbit_logits(model, x, group, elements=elements)  # [B, N, ...]
         _check_finite(outputs, "model outputs")
         floors = None
@@ -276,7 +281,7 @@ def assert_equivariant(
     atol, rtol = _check_tolerances(atol, rtol)
     _check_floor_factor(floor_factor)
     elements = _elements(group, num_samples, seed, x_tensor.device)
-    with torch.no_grad(), eval_mode(module):
+    with torch.no_grad(), evaluation_mode(module):
         y = module(x)
         _check_finite(_tensor_of(y, "module output"), "module outputs")
         act_out = out_action or _default_action(group, y, "module output")
