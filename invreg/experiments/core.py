@@ -58,6 +58,9 @@ SCALES = {
 #: ``invreg.experiments.hyper.HYPER_SCALES``.
 EXPERIMENT_SCALES = {
     ("genuine-table1", "quick"): Scale("quick", 40_000, 2_000, 2_000, 16, 1, 512, 16, (100.0,)),
+    # target: the quickstart config's data and 20 epochs; full 3 seeds, quick 1
+    ("target", "full"): Scale("full", None, 0, None, 20, 3, 0, 0, ()),
+    ("target", "quick"): Scale("quick", None, 0, None, 20, 1, 0, 0, ()),
     # lie: the digits' own splits; eval_samples: digits measured per split; the ν grid
     ("lie", "full"): Scale("full", None, 0, None, 40, 5, 1_000, 0, (1e-4, 3e-4, 1e-3, 3e-3)),
     ("lie", "quick"): Scale("quick", None, 0, None, 15, 3, 1_000, 0, (3e-4, 3e-3)),

@@ -135,6 +135,12 @@ def _hyper(settings):
     return evidence(settings)
 
 
+def _target(settings, grid_size: bool = False):
+    from invreg.experiments import target
+
+    return target.grid_size(settings) if grid_size else target.target_experiment(settings)
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "genuine-table1": Experiment(
         "Genuine invariance: WT / DA / IR on MNIST (Moskalev et al. 2023, Table 1)", _table1,
@@ -157,6 +163,9 @@ EXPERIMENTS: dict[str, Experiment] = {
     "hyper": Experiment(
         "HyperInvariances on MNIST: a fitted descriptor against fixed descriptors and "
         "conventional baselines (Chavhan et al. 2022)", _hyper, lambda s: 2 + 18 * s.seeds),
+    "target": Experiment(
+        "Invariance as a target: ν learned by dual ascent against a grid of fixed ν",
+        _target, lambda s: _target(s, grid_size=True)),
 }
 
 
