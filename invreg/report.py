@@ -39,6 +39,7 @@ import importlib
 import io
 import json
 import math
+import re
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
@@ -473,10 +474,11 @@ def comparison_figure(reports: Sequence[CheckpointReport], source: str) -> Any:
     left, right = figure.subplots(1, 2)
     for index, report in enumerate(reports):
         betas = [row["beta"] for row in report.drift]
+        # clip_on off: an invariant model's line at DI = 0 stays visible over the axis
         left.plot(betas, [max(row["DI"], 0.0) for row in report.drift], "o-",
-                  color=f"C{index}", label=report.name)
+                  color=f"C{index}", label=report.name, clip_on=False, zorder=3)
         right.plot(betas, [row["accuracy_ratio"] for row in report.drift], "s--",
-                   color=f"C{index}", label=report.name)
+                   color=f"C{index}", label=report.name, clip_on=False, zorder=3)
     scale_for(left, [max(row["DI"], 0.0) for report in reports for row in report.drift])
     left.set(xlabel="β (weight of the drift sample)", ylabel="DI", title="DI under drift")
     right.set(xlabel="β (weight of the drift sample)", ylabel="Acc(β) / Acc(0)",
@@ -498,8 +500,8 @@ def _png(figure: Any) -> bytes:
 def format_value(value: float | None) -> str:
     """A metric for a table: 4 significant digits, scientific below 1e-3, ``n/a`` for NaN.
 
-    >>> format_value(0.94625), format_value(1.5e-07), format_value(0.0), format_value(math.nan)
-    ('0.9462', '1.50e-07', '0', 'n/a')
+    >>> format_value(0.946312), format_value(1.5e-07), format_value(0.0), format_value(math.nan)
+    ('0.9463', '1.50e-07', '0', 'n/a')
     """
     if value is None or math.isnan(value):
         return "n/a"
@@ -744,11 +746,19 @@ def write_report(
 
 def default_name(ckpt_path: Path, config: Path | None) -> str:
     """A checkpoint's column name: the config's stem, else its run folder's name
-    (``<run>/checkpoints/best.ckpt`` → ``<run>``), else the file's stem."""
+    (``<run>/checkpoints/best.ckpt`` → ``<run>``; ``runs/da/version_0`` → ``da/version_0``),
+    else the file's stem.
+
+    >>> default_name(Path("runs/da/version_0/checkpoints/best.ckpt"), None)
+    'da/version_0'
+    """
     if config is not None:
         return config.stem
-    if ckpt_path.parent.name == "checkpoints" and ckpt_path.parent.parent.name:
-        return ckpt_path.parent.parent.name
+    run = ckpt_path.parent.parent
+    if ckpt_path.parent.name == "checkpoints" and run.name:
+        if re.fullmatch(r"version_\d+", run.name) and run.parent.name:
+            return f"{run.parent.name}/{run.name}"
+        return run.name
     return ckpt_path.stem
 
 

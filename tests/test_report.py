@@ -6,6 +6,8 @@ import base64
 import io
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -188,6 +190,26 @@ def test_config_per_checkpoint_and_overwrite(report, checkpoints, capsys):
     table = summary(parse(out / "report.html"))
     assert list(table["accuracy"]) == ["quickstart"], "named after its config"
     assert len(list((out / "figures").iterdir())) == 3, "the earlier report's figures are gone"
+
+
+def test_the_command_of_the_docs(checkpoints, tmp_path, monkeypatch, capsys):
+    """docs/report.md's first example, as written, on a tiny run's checkpoint at its path."""
+    text = (ROOT / "docs" / "report.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.DOTALL).group(1).replace("\\\n", " ")
+    fit, report = (shlex.split(line) for line in block.splitlines() if line.strip())
+    assert fit[:2] == ["invreg", "fit"] and report[:2] == ["invreg", "report"]
+    # the fit writes <default_root_dir>/version_0/checkpoints/best.ckpt (as the fixture's runs)
+    root = fit[fit.index("--trainer.default_root_dir") + 1]
+    ckpt = report[report.index("--ckpt_path") + 1]
+    assert ckpt == f"{root}/version_0/checkpoints/best.ckpt"
+    monkeypatch.chdir(tmp_path)
+    Path(ckpt).parent.mkdir(parents=True)
+    shutil.copy(checkpoints["IR"], ckpt)
+    assert main(report[1:] + ["--progress", "false"]) == 0, capsys.readouterr().err
+    out = Path(report[report.index("--report_dir") + 1])
+    table = summary(parse(out / "report.html"))
+    assert list(table["SI"]) == ["report-demo/version_0"], "named after the run"
+    assert (out / "report.md").is_file()
 
 
 def test_missing_checkpoint_is_a_short_error(tmp_path, capsys):
