@@ -32,13 +32,14 @@ coordinate. We define ``L f`` with the **symmetric** derivative, the average of 
 derivatives at ``t = 0⁺`` and ``t = 0⁻``. For bilinear interpolation that average is exactly
 ``V · ∇x`` with ``∇x`` the central-difference image gradient (``½(x[i+1] − x[i−1])`` per axis,
 zeros beyond the frame), so it is what a central finite difference
-``(f(g_ε·x) − f(g_{−ε}·x)) / 2ε`` converges to. We obtain each one-sided coordinate derivative
-from ``grid_sample`` itself, on the identity grid offset by ``±½`` pixel along that axis (the
-middle of the cell on that side, where the interpolation is smooth): the derivative of
-``grid_sample`` with respect to its grid there is ``x[i±1] − x[i]``, read with one reverse
-pass through ``grid_sample`` (this PyTorch has no forward-mode rule for ``grid_sampler_2d``;
-each output pixel depends only on its own grid point, so the gradient is that pixel's exact
-partial derivative). The model sees the untransformed ``x``.
+``(f(g_ε·x) − f(g_{−ε}·x)) / 2ε`` converges to. Why: at a pixel centre the derivative of
+``grid_sample`` with respect to its sampling point is, on either side, the slope of the
+interpolation in the cell on that side (``x[i+1] − x[i]`` moving right, ``x[i] − x[i−1]``
+moving left, times ``W/2`` per normalised unit with ``align_corners=False``); their average is
+the central difference. So the tangent is computed directly: central differences of
+``x − fill`` padded with zeros (``W/4 · (x[i+1] − x[i−1])`` along the width, ``H/4 · ...``
+along the height), dotted with ``V``. Exact, elementwise and differentiable in ``x``: no
+resampling pass. The model sees the untransformed ``x``.
 
 Measure in ``model.eval()``: in training mode batch norm couples the samples of a batch.
 """
@@ -126,32 +127,18 @@ def lie_tangent(x: Tensor, generator: str, fill: float = 0.0) -> Tensor:
     theta = GENERATORS[generator]
     zero = torch.zeros((), dtype=compute, device=x.device)
     # the sampling grid as a function of t, [1, H, W, 2]; its velocity V at t = 0 by forward AD
-    grid0, velocity = jvp(
+    _, velocity = jvp(
         lambda t: F.affine_grid(theta(t, h, w)[None], [1, 1, h, w], align_corners=False),
         (zero,),
         (torch.ones_like(zero),),
     )
-    # one-sided coordinate derivatives from grid_sample at the middle of the cells on each
-    # side: offsets ±½ pixel (±1/W, ±1/H in normalised units) along x, then along y
-    half = torch.tensor([[1.0 / w, 0.0], [-1.0 / w, 0.0], [0.0, 1.0 / h], [0.0, -1.0 / h]],
-                        dtype=compute, device=x.device)
-    grids = (grid0 + half[:, None, None, :]).repeat_interleave(b * c, dim=0)  # [4·B·C, H, W, 2]
-    # each output pixel depends on its own grid point only: the gradient of the sum is its
-    # exact partial derivative; keep the graph when x itself is differentiated. Grad mode is
-    # on even inside no_grad() (torchmetrics' update): the pass is local to this function
-    keep_graph = x.requires_grad and torch.is_grad_enabled()
-    with torch.enable_grad():
-        grids.requires_grad_(True)
-        image = (x.to(compute) - fill).reshape(1, b * c, 1, h, w).expand(4, -1, -1, -1, -1)
-        sampled = F.grid_sample(image.reshape(4 * b * c, 1, h, w), grids, mode="bilinear",
-                                padding_mode="zeros", align_corners=False)
-        (partials,) = torch.autograd.grad(sampled.sum(), grids, create_graph=keep_graph)
-    partials = partials.reshape(4, b * c, h, w, 2)
-    # x-component from the ±x offsets, y-component from the ±y offsets, each side averaged
-    slope_x = 0.5 * (partials[0, ..., 0] + partials[1, ..., 0])
-    slope_y = 0.5 * (partials[2, ..., 1] + partials[3, ..., 1])
+    # the symmetric derivative of the bilinear resampling with respect to its sampling point,
+    # in normalised units: central differences of x − fill, zeros beyond the frame
+    padded = F.pad(x.to(compute) - fill, (1, 1, 1, 1))
+    slope_x = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) * (w / 4)
+    slope_y = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) * (h / 4)
     tangent = slope_x * velocity[..., 0] + slope_y * velocity[..., 1]
-    return tangent.reshape(b, c, h, w).to(x.dtype)
+    return tangent.to(x.dtype)
 
 
 def lie_derivative(
