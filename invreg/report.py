@@ -530,7 +530,8 @@ def _methods(reports: Sequence[CheckpointReport], settings: ReportSettings) -> l
         f"SI, Jacobian σ_max, G-EED and drift: a fixed subset of test samples (seed "
         f"{settings.seed}, at most {settings.samples}). SI: the paper's recipe (|integrated "
         f"gradients|, {settings.saliency_steps} steps, 0.9·max threshold, 3×3 Gaussian blur), "
-        f"from the data's empty-pixel baseline ({baselines}); its interval is a {level} "
+        f"integrated gradients from the data module's empty pixel (its `background`, else 0: "
+        f"{baselines}); its interval is a {level} "
         f"percentile bootstrap over samples ({settings.bootstrap} resamples of the per-sample "
         f"SI, each the mean over the sample's non-identity group elements).",
         "G-EED: normalised invariance deviation, cosine distance to the orbit centroid ÷ cosine "
@@ -779,7 +780,7 @@ def _describe_run(module, datamodule, group, ckpt_path, config, meta) -> dict[st
     run = {
         "checkpoint": str(Path(ckpt_path).resolve()),
         "config": str(Path(config).resolve()) if config else "none: read from the checkpoint",
-        "epoch": str(meta.get("epoch")),
+        "epoch (from 0)": str(meta.get("epoch")),
         "global step": str(meta.get("global_step")),
         "model": f"{type(module).__module__}.{type(module).__qualname__}",
         "backbone": type(backbone).__name__ if isinstance(backbone, nn.Module) else "-",

@@ -18,7 +18,14 @@ import torch
 from matplotlib import image as mpimg
 
 from invreg.cli import main, run_cli
-from invreg.report import METRICS, ReportSettings, bootstrap_interval, feature_layers
+from invreg.evaluation import evaluate_invariance
+from invreg.report import (
+    METRICS,
+    ReportSettings,
+    bootstrap_interval,
+    feature_layers,
+    load_checkpoint,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
@@ -162,9 +169,24 @@ def test_every_metric_side_by_side_for_both_checkpoints(report):
     assert first_number(table["normalised LI"]["WT"]) <= EXACT_TOL
     assert first_number(table["DI"]["WT"]) <= EXACT_TOL
     assert first_number(table["normalised LI"]["IR"]) > 100 * EXACT_TOL
+    assert "saliency (SI)" in done.stderr, "a progress bar per part"
     markdown = (out / "report.md").read_text()
     for _, label, _ in METRICS:
         assert re.search(rf"^\| {re.escape(label)} \| \S", markdown, re.M), label
+
+
+def test_numbers_are_those_of_evaluate_invariance(report, checkpoints):
+    """The whole-split values equal invreg.evaluation's on the same checkpoint and split, up to
+    the table's 4 significant digits (relative rounding ≤ 5e-4)."""
+    out, done = report
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = summary(parse(out / "report.html"))
+    module, datamodule, _ = load_checkpoint(checkpoints["IR"])
+    datamodule.setup("test")
+    expected = evaluate_invariance(module, datamodule.test_dataloader(), module.group)
+    for key, label in (("acc", "accuracy"), ("orbit_acc", "orbit accuracy"), ("DI", "DI"),
+                       ("LI", "LI"), ("consistency", "orbit consistency")):
+        assert first_number(table[label]["IR"]) == pytest.approx(expected[key], rel=5e-4), label
 
 
 def test_report_names_the_run_it_measured(report, checkpoints):
