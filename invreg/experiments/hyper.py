@@ -106,7 +106,8 @@ class HyperScale:
 
 #: the upstream hyper-network's objective (HyperSensitivityUpstreamModule arguments)
 UPSTREAM_OBJECTIVE = dict(descriptor_sampling="batch", corner_probability=0.3,
-                          invariance_weight=3.0, sensitivity_weight=2.0, lr=3e-3)
+                          invariance_weight=2.0, sensitivity_weight=2.0,
+                          relative_invariance=True, lr=3e-3)
 
 HYPER_SCALES = {
     "full": HyperScale(58_000, 2_000, 10, 1_000, 5_000, 30, 5, (0.0, 0.5, 1.0)),

@@ -30,13 +30,24 @@ class HyperSensitivityUpstreamModule(HyperUpstreamModule):
                + invariance_weight  · I(h(a; d), h(b; d))
                + sensitivity_weight · mean_i Σ_j (1 − d_ij) · ℓ_j(p_j(h(a; d))_i, g_ij)
 
-    ``h`` are the features ``[B, feature_dim]``, ``I`` the ``invariance_loss``, ``p_j`` a linear
+    ``h`` are the features ``[B, feature_dim]``, ``I`` the invariance error, ``p_j`` a linear
     head per component that predicts the applied element and ``ℓ_j`` its loss
     (:meth:`~invreg.models.hyper.DescriptorComponent.prediction_loss`: squared error to
     ``(cos θ, sin θ)`` for a rotation, to the scaled log-factor or shift for a scale or a
     translation, binary cross-entropy of "mirrored" for a flip). At ``d_j = 1`` the features are
     pushed to be invariant to ``j`` and nothing asks them to encode it; at ``d_j = 0`` they must
     encode ``g_j`` linearly and nothing asks for invariance.
+
+    With ``relative_invariance=True`` (the default) ``I`` is the change between the views
+    relative to the spread of the batch::
+
+        I = Σ_i ‖h(a_i) − h(b_i)‖² / Σ_i ‖h(a_i) − mean_k h(a_k)‖²
+
+    which a constant offset of the features cannot shrink — the ``‖h(a_i)‖²`` in the
+    denominator of ``normalized_logit_l2`` can be inflated by one large constant feature while
+    the others keep the transformation (so measured on this objective: the rotation-invariant
+    member still told quarter turns apart as well as the sensitive one). ``False`` uses
+    ``invariance_loss``.
 
     The prediction heads (:attr:`transformation_heads`) are part of this module, not of the
     backbone: :class:`~invreg.modules.HyperDownstreamModule` loads the hyper-network alone.
@@ -47,6 +58,8 @@ class HyperSensitivityUpstreamModule(HyperUpstreamModule):
     Args:
         sensitivity_weight: weight of the transformation-prediction term (0: the objective of
             :class:`~invreg.modules.HyperUpstreamModule` on fully transformed inputs).
+        relative_invariance: measure the invariance error against the batch's spread (see
+            above) instead of with ``invariance_loss``.
         Others: see :class:`~invreg.modules.HyperUpstreamModule`.
     """
 
@@ -60,6 +73,7 @@ class HyperSensitivityUpstreamModule(HyperUpstreamModule):
         corner_probability: float = 0.0,
         invariance_weight: float = 1.0,
         sensitivity_weight: float = 1.0,
+        relative_invariance: bool = True,
         invariance_loss: str | InvarianceLoss = "normalized_logit_l2",
         lr: float = 3e-3,
         weight_decay: float = 0.0,
@@ -72,6 +86,8 @@ class HyperSensitivityUpstreamModule(HyperUpstreamModule):
                          backbone_config, on_nonfinite_loss)
         self.sensitivity_weight = check_weight("sensitivity_weight", sensitivity_weight)
         self.hparams["sensitivity_weight"] = self.sensitivity_weight
+        self.relative_invariance = bool(relative_invariance)
+        self.hparams["relative_invariance"] = self.relative_invariance
         self.transformation_heads = nn.ModuleDict({
             c.name: nn.Linear(self.backbone.feature_dim, c.target_size)
             for c in self.backbone.descriptor.components
@@ -94,7 +110,10 @@ class HyperSensitivityUpstreamModule(HyperUpstreamModule):
         logits = self.backbone.head(features)
         task_loss = F.cross_entropy(logits, y.repeat(2))
         first_features = features[:batch_size]
-        invariance_loss = self.invariance_loss(first_features, features[batch_size:])
+        if self.relative_invariance:
+            invariance_loss = relative_invariance_error(first_features, features[batch_size:])
+        else:
+            invariance_loss = self.invariance_loss(first_features, features[batch_size:])
         sensitivity = torch.zeros(batch_size, device=x.device, dtype=features.dtype)
         for j, component in enumerate(desc.components):
             prediction = self.transformation_heads[component.name](first_features)
@@ -106,3 +125,25 @@ class HyperSensitivityUpstreamModule(HyperUpstreamModule):
         terms = dict(task_loss=task_loss, invariance_loss=invariance_loss,
                      sensitivity_loss=sensitivity_loss, loss=loss)
         return self._log_metrics(split, batch_idx, logits[:batch_size], y, terms)
+
+
+def relative_invariance_error(features: Tensor, transformed: Tensor) -> Tensor:
+    """``Σ_i ‖h_i − h'_i‖² / Σ_i ‖h_i − mean_k h_k‖²`` for features ``h`` and ``h'`` of shape
+    ``[B, D]`` (``B ≥ 2``): how far the transformation moves a sample's features, relative to
+    how far apart the samples' features are. Unchanged by adding a constant to every feature
+    vector or scaling all of them; 0 for invariant features.
+
+    >>> h = torch.tensor([[0.0, 1.0], [2.0, 1.0]])
+    >>> float(relative_invariance_error(h, h + torch.tensor([1.0, 0.0])))
+    1.0
+    >>> float(relative_invariance_error(h + 100.0, h + 100.0))
+    0.0
+    """
+    if features.ndim != 2 or features.shape != transformed.shape or features.shape[0] < 2:
+        raise ValueError(
+            f"features, transformed: expected two [B, D] tensors with B >= 2, got "
+            f"{tuple(features.shape)} and {tuple(transformed.shape)}"
+        )
+    spread = (features - features.mean(dim=0)).pow(2).sum()
+    change = (features - transformed).pow(2).sum()
+    return change / spread.clamp_min(torch.finfo(features.dtype).tiny)

@@ -122,3 +122,24 @@ def test_upstream_trains_heads_and_its_checkpoint_feeds_the_downstream_module(tm
 def test_sensitivity_weight_is_checked():
     with pytest.raises(ValueError, match="sensitivity_weight"):
         _module(sensitivity_weight=-1.0)
+
+
+def test_relative_invariance_error_cannot_be_shrunk_by_a_constant_feature():
+    from invreg.modules.hyper_sensitivity import relative_invariance_error
+
+    torch.manual_seed(0)
+    h = torch.randn(32, 8, dtype=torch.float64)
+    moved = h + 0.1 * torch.randn(32, 8, dtype=torch.float64)
+    offset = torch.zeros(8, dtype=torch.float64)
+    offset[0] = 1e3  # one large constant feature
+    plain = relative_invariance_error(h, moved)
+    # float64 sums of 256 terms: relative rounding well below 1e-12
+    assert relative_invariance_error(h + offset, moved + offset).item() == pytest.approx(
+        plain.item(), rel=1e-12)
+    assert relative_invariance_error(3 * h, 3 * moved).item() == pytest.approx(plain.item(),
+                                                                               rel=1e-12)
+    # what the relative form prevents: the norm-normalised error collapses under the offset
+    norm_normalised = ((h + offset - moved - offset).pow(2).sum(1) / (h + offset).pow(2).sum(1))
+    assert norm_normalised.mean() < 1e-4 * plain
+    with pytest.raises(ValueError, match="B >= 2"):
+        relative_invariance_error(h[:1], moved[:1])
