@@ -8,6 +8,13 @@ and reused (:func:`choose_invariance_weight`). Every ν tried is recorded with i
 and accuracy (``invariance_weights.csv`` and a table in ``results.md``). The tables give
 accuracy on upright images and orbit accuracy (correct on every orbit element).
 
+The row ``IR-target`` ("IR, ν learned") trains the IR model once per seed with
+``invariance_target=ε`` (ν learned by dual ascent from ν₀ = 1, no grid;
+:class:`~invreg.modules.InvarianceModule`). The rule for ε: the validation LI (full orbits) of
+the model the ν search chose, on the first seed — the invariance that reached SI ≥ 0.95
+(:func:`target_from_choice`). ``train_s`` gives each model's training time and, for IR,
+``search_s`` the time of every training of the ν search: the cost a target replaces.
+
 ``genuine-drift``: DI and accuracy ratio Acc(β)/Acc(0) of WT / DA / IR on inputs blended
 ``(1 − β)·x + β·x_drift``; FashionMNIST is not available offline, so the drift source is
 patches of scikit-learn's bundled photographs (``natural_images``), matched to the data's
@@ -17,6 +24,7 @@ mean and std.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -37,7 +45,9 @@ from invreg.experiments.core import (
     held_out_tensors,
     invariance_report,
     mean_std,
+    model_key,
     train,
+    training_description,
 )
 from invreg.groups import get_group
 from invreg.modules import InvarianceModule
@@ -46,6 +56,10 @@ GROUPS = {"R4": "c4", "T3": "t3"}
 #: a group's name in the file names of ``configs/genuine``
 CONFIG_GROUPS = {"c4": "r4", "t3": "t3"}
 KINDS = ("WT", "DA", "IR")
+#: Table 1's row of the IR model trained with ``invariance_target`` (ν learned)
+LEARNED = "IR-target"
+#: ν₀ of the learned row: the dual ascent starts here
+LEARNED_INITIAL_WEIGHT = 1.0
 SI_TARGET = 0.95
 PAPER_TABLE1 = {  # acc %, LI, DI, SI (Moskalev et al. 2023, Table 1)
     ("R4", "WT"): (94.6, 0.00, 0.0, 1.00), ("R4", "DA"): (94.0, 98.6, 0.3, 0.17),
@@ -65,9 +79,10 @@ def config_file(kind: str, group: str) -> Path:
 
 
 def config_overrides(kind: str, settings: Settings, seed: int, weight: float = 0.0,
-                     loss: str = "logit_l2") -> list[str]:
+                     loss: str = "logit_l2", target: float | None = None) -> list[str]:
     """The ``invreg fit`` arguments that turn a ``configs/genuine`` config into the model the
-    experiment trains: seeds, epochs and data sizes of ``settings``, IR's weight ν, the loss."""
+    experiment trains: seeds, epochs and data sizes of ``settings``, IR's weight ν (with
+    ``target``: ν₀, and ``invariance_target=target``), the loss."""
     scale = settings.scale
 
     def value(v: int | None) -> str:
@@ -81,26 +96,65 @@ def config_overrides(kind: str, settings: Settings, seed: int, weight: float = 0
             "--model.init_args.invariance_loss", loss]
     if kind == "IR":  # WT and DA keep the config's weight 0
         args += ["--model.init_args.invariance_weight", repr(float(weight))]
+        if target is not None:
+            args += ["--model.init_args.invariance_target", repr(float(target))]
     if settings.extra.get("data_dir"):
         args += ["--data.init_args.data_dir", str(settings.extra["data_dir"])]
     return args
 
 
 def build(kind: str, group: str, settings: Settings, seed: int, weight: float = 0.0,
-          loss: str = "logit_l2") -> tuple[InvarianceModule, MNISTDataModule]:
+          loss: str = "logit_l2", target: float | None = None
+          ) -> tuple[InvarianceModule, MNISTDataModule]:
     """The paper's model ``kind`` (WT, DA, IR) for ``group`` and its data, from
     ``configs/genuine/<kind>_<group>.yaml`` (:func:`config_file`) with
     :func:`config_overrides`: every model trains with random group augmentation, IR adds
-    ``weight`` · ``loss``. The initial weights are a function of ``seed`` (the config's
-    ``seed_everything``): a cached model is keyed by seed."""
+    ``weight`` · ``loss`` (with ``target``: ν learned from ``weight`` by dual ascent to hold
+    the invariance error at ``target``). The initial weights are a function of ``seed`` (the
+    config's ``seed_everything``): a cached model is keyed by seed."""
     return from_config(config_file(kind, group),
-                       config_overrides(kind, settings, seed, weight, loss))
+                       config_overrides(kind, settings, seed, weight, loss, target))
 
 
 def mnist(settings: Settings, seed: int) -> MNISTDataModule:
     """The experiments' MNIST data module for ``seed`` (the data section of the
     ``configs/genuine`` configs, which is the same in each)."""
     return build("DA", "c4", settings, seed)[1]
+
+
+#: the file beside a cached model that keeps the seconds its training took
+TRAIN_SECONDS = "train_seconds.txt"
+
+
+def timed_train(module: InvarianceModule, data: MNISTDataModule, settings: Settings, name: str,
+                seed: int) -> tuple[InvarianceModule, float]:
+    """:func:`~invreg.experiments.core.train` and the seconds the model's training took.
+
+    With a model cache the seconds are kept beside the model (:data:`TRAIN_SECONDS`), so a
+    model loaded from the cache reports the cost of its training, not of the load (``nan`` for
+    a model cached before training times were kept).
+    """
+    folder = None
+    if settings.cache is not None:
+        folder = settings.cache / model_key(training_description(module, data, settings, seed))
+    cached = folder is not None and (folder / "model.ckpt").is_file()
+    start = time.perf_counter()
+    model = train(module, data, settings, name, seed)
+    seconds = time.perf_counter() - start
+    if folder is None:
+        return model, seconds
+    record = folder / TRAIN_SECONDS
+    if cached:
+        return model, float(record.read_text()) if record.is_file() else math.nan
+    if folder.is_dir() and not record.is_file():
+        record.write_text(f"{seconds!r}\n")
+    return model, seconds
+
+
+def validation_li(model, data: MNISTDataModule, group: str) -> float:
+    """LI of ``model`` over full orbits of the validation split."""
+    data.setup("validate")
+    return evaluate_invariance(model, [tuple(data.val_dataset.tensors)], group)["LI"]
 
 
 def validation_si(model, data: MNISTDataModule, group: str, settings: Settings) -> float:
@@ -247,13 +301,14 @@ SEARCHES = {"coarse-to-fine": choose_invariance_weight, "bisect": bisect_invaria
 
 
 def choose_weight(group_name: str, settings: Settings, seed: int, loss: str = "logit_l2",
-                  search: str = "coarse-to-fine"):
+                  search: str = "coarse-to-fine", seconds: dict[float, float] | None = None):
     """The ν rule (``search``: ``"coarse-to-fine"``, :func:`choose_invariance_weight`, or
     ``"bisect"``, :func:`bisect_invariance_weight`) with ``measure`` = train IR with ``loss``,
     then validation SI.
 
     Returns ``(choice, model trained with the chosen ν, rows)``; one row per ν tried:
     ``nu``, validation SI, validation accuracy (%) on upright images and on whole orbits.
+    ``seconds``, if given, receives each ν's training time (:func:`timed_train`).
     """
     group = GROUPS[group_name]
     models, rows = {}, {}
@@ -261,8 +316,10 @@ def choose_weight(group_name: str, settings: Settings, seed: int, loss: str = "l
 
     def measure(weight: float) -> float:
         module, data = build("IR", group, settings, seed, weight, loss)
-        model = train(module, data, settings,
-                      f"table1/{group_name}/IR{tag}-nu{weight:g}", seed)
+        model, trained_in = timed_train(module, data, settings,
+                                        f"table1/{group_name}/IR{tag}-nu{weight:g}", seed)
+        if seconds is not None:
+            seconds[weight] = trained_in
         si = validation_si(model, data, group, settings)
         x, y = data.val_dataset.tensors
         scores = evaluate_invariance(model, [(x, y)], group)
@@ -301,9 +358,11 @@ def selected_groups(settings: Settings) -> dict[str, str]:
 TABLE1_LEGEND = {
     "group": "R4: rotations by multiples of 90°; T3: cyclic x-shifts by 12 of 36 pixels",
     "model": "WT weight-tied (invariant by construction), DA augmentation only, "
-             "IR augmentation + ν·LI",
+             "IR augmentation + ν·LI, IR-target the same with ν learned by dual ascent "
+             "(invariance_target = target_LI, ν₀ = 1, no grid)",
     "seeds": "number of seeds averaged",
-    "nu": "invariance weight ν of IR (chosen on the first seed's validation SI; 0 for WT, DA)",
+    "nu": "invariance weight ν of IR (chosen on the first seed's validation SI; 0 for WT, DA; "
+          "IR-target: the learned ν at the kept epoch, mean over seeds)",
     "acc": "test accuracy (%) on upright (untransformed) images",
     "orbit_acc": "test orbit accuracy (%): images classified correctly on every orbit element",
     "LI": "logit invariance error, mean ½‖f(x) − f(g·x)‖² over test images and g ≠ e (0 best)",
@@ -315,6 +374,11 @@ TABLE1_LEGEND = {
                "the baseline of earlier results",
     "consistency": "orbit consistency: fraction of test images with one predicted class on "
                    "the whole orbit",
+    "train_s": "seconds to train one model (mean over seeds; for a model from the cache, its "
+               "recorded training time)",
+    "search_s": "IR: seconds of every training of the ν search (first seed), the cost "
+                "IR-target's one training replaces",
+    "target_LI": "IR-target: ε, the validation LI of the model the ν search chose (first seed)",
     "paper_acc": "Moskalev et al. 2023, Table 1: accuracy (%)",
     "paper_LI": "Moskalev et al. 2023, Table 1: LI",
     "paper_DI": "Moskalev et al. 2023, Table 1: DI",
@@ -330,52 +394,93 @@ WEIGHT_LEGEND = {
 }
 
 
-def table1_models(group_name: str, settings: Settings, on_choice=None):
+def table1_models(group_name: str, settings: Settings, on_choice=None, learned: bool = True,
+                  timings: dict | None = None):
     """Table 1's models of one group: yields ``(seed, data, kind, ν, model)``.
 
     Seed by seed, WT, DA and IR; IR's ν is chosen on the first seed (:func:`choose_weight`),
-    which calls ``on_choice(choice, rows, seed)`` with the search's record. Every model comes
-    from :func:`~invreg.experiments.core.train`, so with a cache each is trained once, for
-    every experiment that asks for it.
+    which calls ``on_choice(choice, rows, seed)`` with the search's record. With ``learned``
+    (default; ``--jobs`` trains what this yields), then :data:`LEARNED` (IR with
+    ``invariance_target`` from :func:`target_from_choice`; its ν is the learned one). Every
+    model comes from :func:`~invreg.experiments.core.train`, so with a cache each is trained
+    once, for every experiment that asks for it. ``timings``, if given, receives
+    ``(kind, seed)`` -> training seconds and ``("search", seed)`` -> the seconds of every
+    training of the ν search.
     """
-    group, chosen = GROUPS[group_name], None
+    group, chosen, target = GROUPS[group_name], None, None
+    timings = {} if timings is None else timings
+    kinds = ("WT", "DA", "IR", LEARNED) if learned else ("WT", "DA", "IR")
     for seed in range(settings.seeds):
         data = mnist(settings, seed)
-        for kind in ("WT", "DA", "IR"):
+        for kind in kinds:
             if kind == "IR" and chosen is None:
-                choice, model, tried = choose_weight(group_name, settings, seed)
+                searched: dict[float, float] = {}
+                choice, model, tried = choose_weight(group_name, settings, seed, seconds=searched)
                 chosen = choice.weight
+                timings["search", seed] = sum(searched.values())
+                timings[kind, seed] = searched[chosen]
+                if learned:
+                    target = target_from_choice(model, data, group)
                 if on_choice is not None:
                     on_choice(choice, tried, seed)
             else:
-                module, kind_data = build(kind, group, settings, seed, chosen or 0.0)
-                model = train(module, kind_data, settings, f"table1/{group_name}/{kind}", seed)
-            yield seed, data, kind, (chosen if kind == "IR" else 0.0), model
+                built = ("IR", LEARNED_INITIAL_WEIGHT, target) if kind == LEARNED else (
+                    kind, chosen or 0.0, None)
+                module, kind_data = build(built[0], group, settings, seed, built[1],
+                                          target=built[2])
+                model, timings[kind, seed] = timed_train(
+                    module, kind_data, settings, f"table1/{group_name}/{kind}", seed)
+            nu = {"IR": chosen, LEARNED: model.invariance_weight}.get(kind, 0.0)
+            yield seed, data, kind, nu, model
+
+
+def target_from_choice(model: InvarianceModule, data: MNISTDataModule, group: str) -> float:
+    """ε of the learned row: the validation LI (full orbits) of the model the ν search chose,
+    the invariance that reached the SI target (validation data only, never the test split)."""
+    return validation_li(model, data, group)
 
 
 def table1(settings: Settings) -> Results:
     rows, notes, weight_rows = [], [], []
+    seconds: dict[tuple[str, str], list[float]] = {}
+    searches: dict[str, float] = {}
     for group_name, group in selected_groups(settings).items():
 
         def record(choice, tried, seed, group_name=group_name):
             weight_rows.extend(tried)
             notes.append(choice_note(group_name, choice, tried, seed))
 
-        for seed, data, kind, nu, model in table1_models(group_name, settings, record):
+        timings: dict = {}
+        for seed, data, kind, nu, model in table1_models(group_name, settings, record,
+                                                         timings=timings):
             x, y = held_out_tensors(data)
             report = invariance_report(model, x, y, get_group(group), settings.scale.eval_samples,
                                        settings.scale.ig_steps, background=data.background)
             settings.progress(f"{group_name} {kind} seed {seed}: " + ", ".join(
                 f"{k} {v:.4g}" for k, v in report.items()))
-            rows.append({"group": group_name, "model": kind, "seed": seed, "nu": nu, **report})
+            target = {"target_LI": model.invariance_target} if kind == LEARNED else {}
+            rows.append({"group": group_name, "model": kind, "seed": seed, "nu": nu, **report,
+                         **target})
+            # times stay out of the per-seed rows: those are equal for equal configurations
+            seconds.setdefault((group_name, kind), []).append(timings[kind, seed])
+            if kind == "IR" and ("search", seed) in timings:
+                searches[group_name] = timings["search", seed]
     summary = mean_std(rows, ["acc", "orbit_acc", "LI", "DI", "SI", "SI_grey", "consistency"],
                        ["group", "model"])
     for entry in summary:
-        paper = PAPER_TABLE1[(entry["group"], entry["model"])]
-        entry["nu"] = next(r["nu"] for r in rows
-                           if (r["group"], r["model"]) == (entry["group"], entry["model"]))
-        entry.update({"paper_acc": paper[0], "paper_LI": paper[1], "paper_DI": paper[2],
-                      "paper_SI": paper[3]})
+        key = (entry["group"], entry["model"])
+        members = [r for r in rows if (r["group"], r["model"]) == key]
+        # IR's ν is the same on every seed; the learned ν differs: its mean
+        entry["nu"] = sum(r["nu"] for r in members) / len(members)
+        entry["train_s"] = sum(seconds[key]) / len(seconds[key])
+        if entry["model"] == "IR":
+            entry["search_s"] = searches[entry["group"]]
+        if "target_LI" in members[0]:
+            entry["target_LI"] = members[0]["target_LI"]
+        paper = PAPER_TABLE1.get((entry["group"], entry["model"]))
+        if paper is not None:
+            entry.update({"paper_acc": paper[0], "paper_LI": paper[1], "paper_DI": paper[2],
+                          "paper_SI": paper[3]})
     summary = [{"group": e.pop("group"), "model": e.pop("model"), "seeds": e.pop("seeds"),
                 "nu": e.pop("nu"), **e} for e in summary]
     tables = {"invariance_weights": Table(
@@ -394,7 +499,7 @@ def drift(settings: Settings) -> Results:
     source = get_drift_source(settings.extra.get("drift_source", "natural_images"))
     rows, weights = [], {}
     for group_name, group in selected_groups(settings).items():
-        for seed, data, kind, nu, model in table1_models(group_name, settings):
+        for seed, data, kind, nu, model in table1_models(group_name, settings, learned=False):
             x, y = held_out_tensors(data, settings.scale.eval_samples * 4)
             gen = torch.Generator().manual_seed(seed)
             x_drift = match_statistics(source.sample(x.shape[0], x.shape[1:], gen), x)

@@ -40,7 +40,7 @@ LOSS_TERMS = ("task_loss", "invariance_loss", "loss")
 TARGET_METRICS = {"LI": "logit_l2", "LI_normalized": "normalized_logit_l2",
                   "DI": "predictive_kl", "loss": None}
 #: ``target_update`` -> the default ``target_lr`` η
-DEFAULT_TARGET_LR = {"multiplicative": 0.02, "additive": 0.02}
+DEFAULT_TARGET_LR = {"multiplicative": 0.02, "additive": 1.0}
 #: the multiplicative update's ``|log(I/ε)|`` is clipped here: one batch moves ν by at most a
 #: factor ``exp(η·3)`` (1.06 at η = 0.02), also when ``I = 0`` exactly
 LOG_RATIO_CLIP = 3.0
@@ -104,8 +104,9 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
     ``I = 1000·ε`` (or ``I = 0``) from changing ν by more than a factor ``exp(3η)``. ν stays
     positive, so it needs ``ν₀ > 0``. The default η = 0.02 was measured on the quickstart run
     (digits, C4, 400 steps): η = 0.05 makes ν oscillate over a decade, η = 0.01 settles slowly
-    (``docs/target.md``). With the additive form choose η for the scale of ``I`` and ν: about
-    ``0.02·ν/ε`` moves ν as fast as the multiplicative default near the target.
+    (``docs/target.md``). The additive default η = 1 was measured there too (LI of 0.05–0.5,
+    ν of 0.1–3); elsewhere choose η for the scale of ``I`` and ν: about ``0.02·ν/ε`` moves ν
+    as fast as the multiplicative default near the target.
 
     ``target_metric`` names the measured ``I``: ``"LI"`` (default), ``"LI_normalized"`` or
     ``"DI"``, the orbit metrics of :class:`~invreg.metrics.orbit.OrbitMetrics` on the training
@@ -146,8 +147,8 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
         target_metric: the error held at ε: ``"LI"``, ``"LI_normalized"``, ``"DI"`` or
             ``"loss"``.
         target_update: ``"multiplicative"`` (default) or ``"additive"``.
-        target_lr: the dual step size ``η > 0``; default 0.02 (for the additive form an
-            absolute step of ν per unit of ``I − ε``).
+        target_lr: the dual step size ``η > 0``; default 0.02 multiplicative, 1.0 additive
+            (there an absolute step of ν per unit of ``I − ε``).
 
     Logged: ``train/<name>_step`` (on the steps the loggers write) and ``train/<name>_epoch``,
     ``val/<name>``, ``test/<name>`` for the loss terms ``task_loss``, ``invariance_loss``,

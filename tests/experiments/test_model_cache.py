@@ -19,7 +19,7 @@ def test_a_second_run_reuses_every_model_and_reports_the_same_numbers(tmp_path, 
     cache = tmp_path / "models"
     first = run("genuine-table1", scale="smoke", out=tmp_path / "a", cache=cache, groups=["T3"])
     stored = sorted(p.parent.name for p in cache.glob("*/model.ckpt"))
-    assert len(stored) == 3  # WT, DA and the one IR of the smoke grid
+    assert len(stored) == 4  # WT, DA, the one IR of the smoke grid and IR-target
     assert not list(cache.glob("*.partial"))
     description = json.loads((cache / stored[0] / "description.json").read_text())
     assert {"module", "data", "epochs", "seed", "device"} <= set(description)

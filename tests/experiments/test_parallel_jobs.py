@@ -29,7 +29,7 @@ def test_two_processes_train_the_models_that_one_process_would(tmp_path, monkeyp
     cache = tmp_path / "models"
     parallel = run("genuine-table1", scale="smoke", out=tmp_path / "parallel", cache=cache,
                    groups=["R4", "T3"], jobs=2)
-    assert len(list(cache.glob("*/model.ckpt"))) == 6  # WT, DA, IR for each group
+    assert len(list(cache.glob("*/model.ckpt"))) == 8  # WT, DA, IR, IR-target for each group
     assert parallel.per_seed == serial.per_seed
     assert "--jobs 2" in (tmp_path / "parallel" / "results.md").read_text()
 

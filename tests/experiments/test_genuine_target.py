@@ -1,0 +1,64 @@
+"""Table 1's "IR, ν learned" row (``IR-target``): ε from the ν search's model, its training
+cost beside the search's, both kept with the cached models."""
+
+import json
+
+import pytest
+
+from invreg.experiments.core import SCALES, Settings, train
+from invreg.experiments.genuine import (
+    LEARNED,
+    LEARNED_INITIAL_WEIGHT,
+    TRAIN_SECONDS,
+    build,
+    mnist,
+    validation_li,
+)
+from invreg.experiments.runner import run
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+def test_learned_row_targets_the_chosen_models_validation_li_and_reports_its_cost(tmp_path):
+    cache = tmp_path / "models"
+    results = run("genuine-table1", scale="smoke", out=tmp_path / "a", cache=cache,
+                  groups=["T3"])
+    rows = {r["model"]: r for r in results.rows}
+    assert list(rows) == ["WT", "DA", "IR", LEARNED]
+    ir, learned = rows["IR"], rows[LEARNED]
+
+    # ε: the validation LI of the model the search chose (loaded back from the cache)
+    settings = Settings(SCALES["smoke"], tmp_path / "check", 1, 1, cache=cache)
+    module, data = build("IR", "t3", settings, 0, ir["nu"])
+    chosen = train(module, data, settings, "check", 0)
+    assert learned["target_LI"] == validation_li(chosen, mnist(settings, 0), "t3") > 0
+
+    # the learned model: IR's config with the target, ν moved from ν₀ by the dual ascent
+    (description,) = [json.loads(p.read_text()) for p in cache.glob("*/description.json")
+                      if "invariance_target" in p.read_text()]
+    init_args = description["module"]["init_args"]
+    assert init_args["invariance_target"] == learned["target_LI"]
+    assert init_args["invariance_weight"] == LEARNED_INITIAL_WEIGHT
+    assert learned["nu"] > 0 and learned["nu"] != LEARNED_INITIAL_WEIGHT
+
+    # cost: one training each; the search's trainings for IR (here a grid of one ν)
+    for row in rows.values():
+        assert row["train_s"] > 0
+    assert ir["search_s"] >= ir["train_s"]
+    assert "search_s" not in learned
+    # the per-seed rows hold no times: equal configurations give equal rows
+    assert not {"train_s", "search_s"} & {k for r in results.per_seed for k in r}
+    markdown = (tmp_path / "a" / "results.md").read_text()
+    assert "- `target_LI`:" in markdown and "- `search_s`:" in markdown
+
+    # every model now comes from the cache, with the time its training took, not the load's
+    assert len(list(cache.glob(f"*/{TRAIN_SECONDS}"))) == 4
+    again = {r["model"]: r for r in run("genuine-table1", scale="smoke", out=tmp_path / "b",
+                                        cache=cache, groups=["T3"]).rows}
+    for kind, row in rows.items():
+        assert again[kind]["train_s"] == pytest.approx(row["train_s"], abs=1e-3), kind
+    assert again["IR"]["search_s"] == pytest.approx(ir["search_s"], abs=1e-3)
+    assert again[LEARNED]["nu"] == learned["nu"]
