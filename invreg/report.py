@@ -365,7 +365,7 @@ def _geed(module, group, x, report, settings) -> None:
     """Normalised invariance G-EED (cosine) of every stage of the backbone, one orbit forward
     per batch for all of them (batches of one sample have no random pair: merged away)."""
     network = getattr(module, "backbone", module)
-    layers = feature_layers(network)
+    layers = feature_layers(network, x[:2])
     num = None if group.is_finite else settings.orbit_size
     metric = LayerInvariance(group, layers, normalize=True, chunk_size=settings.batch_size,
                              num_samples=num).to(x.device)
@@ -404,16 +404,23 @@ def _drift(module, group, elements, x, y, report, settings) -> None:
         f"Drift ({source!r}): {report.name} ({model_title(module)})"))
 
 
-def feature_layers(network: nn.Module) -> list[str]:
-    """The stages whose G-EED the report plots, input to output: every child of ``network``,
-    a ``Sequential`` / ``ModuleList`` child replaced by its own children (``flatten``,
-    ``hidden.0``, ``hidden.1``, ``head`` for an :class:`~invreg.models.MLP`; ``blocks.0``, …,
-    ``group_pool``, ``head`` for an :class:`~invreg.models.E2CNN`); ``[""]`` (the output)
-    for a network without children.
+def feature_layers(network: nn.Module, example: Tensor | None = None) -> list[str]:
+    """The layers whose G-EED the report plots: every child of ``network``, a ``Sequential`` /
+    ``ModuleList`` child replaced by its own children (``flatten``, ``hidden.0``, ``hidden.1``,
+    ``head`` for an :class:`~invreg.models.MLP`; ``blocks.0``, …, ``group_pool``, ``head``
+    for an :class:`~invreg.models.E2CNN`); ``[""]`` (the output) for a network without
+    children.
 
-    >>> from invreg.models import MLP
+    With an ``example`` batch the layers are listed in the order one forward pass runs them,
+    those it does not run left out: registration order is not execution order (a
+    :class:`~invreg.models.TiedMLP` pools after ``hidden.0``, but registers ``pool`` last).
+
+    >>> from invreg.models import MLP, TiedMLP
     >>> feature_layers(MLP((1, 8, 8), 10, hidden_widths=[16, 16]))
     ['flatten', 'hidden.0', 'hidden.1', 'head']
+    >>> tied = TiedMLP((1, 8, 8), 10, group="c4", hidden_widths=[16, 16])
+    >>> feature_layers(tied, torch.randn(2, 1, 8, 8))
+    ['hidden.0', 'pool', 'hidden.1', 'head']
     """
     layers = []
     for name, child in network.named_children():
@@ -421,7 +428,22 @@ def feature_layers(network: nn.Module) -> list[str]:
             layers += [f"{name}.{inner}" for inner, _ in child.named_children()]
         else:
             layers.append(name)
-    return layers or [""]
+    if not layers:
+        return [""]
+    if example is None:
+        return layers
+    modules = dict(network.named_modules())
+    order: list[str] = []
+    handles = [modules[name].register_forward_hook(
+        lambda *_, name=name: order.append(name) if name not in order else None)
+        for name in layers]
+    try:
+        with torch.no_grad():
+            network(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
 
 
 def bootstrap_interval(
@@ -467,26 +489,56 @@ def geed_figure(geed: dict[str, float], title: str) -> Any:
 
 
 def comparison_figure(reports: Sequence[CheckpointReport], source: str) -> Any:
-    """DI (left) and ``Acc(β)/Acc(0)`` (right) against the drift weight ``β``, one line per
-    checkpoint. DI is a KL divergence, ``≥ 0``: float rounding below 0 (an invariant model's
-    ``-1e-9``) is drawn as 0, the tables keep the measured value."""
-    figure = new_figure(9.0, 3.4)
-    left, right = figure.subplots(1, 2)
+    """All checkpoints in one figure, one colour each. Top: normalised G-EED against the
+    layers, aligned by name (:func:`merge_layers`: a layer only one model has, e.g. a
+    weight-tied model's ``pool``, sits between its neighbours). Bottom: DI (left) and
+    ``Acc(β)/Acc(0)`` (right) against the drift weight ``β``. DI is a KL divergence, ``≥ 0``:
+    float rounding below 0 (an invariant model's ``-1e-9``) is drawn as 0; the tables keep the
+    measured value."""
+    figure = new_figure(9.0, 6.6)
+    axes = figure.subplot_mosaic([["geed", "geed"], ["di", "accuracy"]])
+    layers = merge_layers([list(report.geed) for report in reports])
     for index, report in enumerate(reports):
+        style = dict(color=f"C{index}", label=report.name, clip_on=False, zorder=3)
+        names = list(report.geed)
+        axes["geed"].plot([layers.index(n) for n in names], [report.geed[n] for n in names],
+                          "o-", **style)
         betas = [row["beta"] for row in report.drift]
-        # clip_on off: an invariant model's line at DI = 0 stays visible over the axis
-        left.plot(betas, [max(row["DI"], 0.0) for row in report.drift], "o-",
-                  color=f"C{index}", label=report.name, clip_on=False, zorder=3)
-        right.plot(betas, [row["accuracy_ratio"] for row in report.drift], "s--",
-                   color=f"C{index}", label=report.name, clip_on=False, zorder=3)
-    scale_for(left, [max(row["DI"], 0.0) for report in reports for row in report.drift])
-    left.set(xlabel="β (weight of the drift sample)", ylabel="DI", title="DI under drift")
-    right.set(xlabel="β (weight of the drift sample)", ylabel="Acc(β) / Acc(0)",
-              title="accuracy under drift")
-    right.set_ylim(bottom=0.0)
-    left.legend(fontsize=8)
-    figure.suptitle(f"Drift ({source}), all checkpoints", fontsize=10)
+        # clip_on off: an invariant model's line at 0 stays visible over the axis
+        axes["di"].plot(betas, [max(row["DI"], 0.0) for row in report.drift], "o-", **style)
+        axes["accuracy"].plot(betas, [row["accuracy_ratio"] for row in report.drift], "s--",
+                              **style)
+    axes["geed"].set_xticks(range(len(layers)), [n or "output" for n in layers], fontsize=8)
+    axes["geed"].set(xlabel="layer (input → output)", ylabel="normalised G-EED (cosine)",
+                     title="per-layer invariance G-EED (0 = invariant)")
+    scale_for(axes["geed"], [v for report in reports for v in report.geed.values()])
+    axes["geed"].legend(fontsize=8)
+    scale_for(axes["di"], [max(row["DI"], 0.0) for report in reports for row in report.drift])
+    axes["di"].set(xlabel="β (weight of the drift sample)", ylabel="DI",
+                   title=f"DI under drift ({source})")
+    axes["accuracy"].set(xlabel="β (weight of the drift sample)", ylabel="Acc(β) / Acc(0)",
+                         title="accuracy under drift")
+    axes["accuracy"].set_ylim(bottom=0.0)
     return figure
+
+
+def merge_layers(layer_lists: Sequence[Sequence[str]]) -> list[str]:
+    """One ordered list of layer names from several models: each list's order is kept, a name
+    missing so far is placed right after the name that precedes it in its own list.
+
+    >>> merge_layers([["flatten", "hidden.0", "head"], ["hidden.0", "pool", "head"]])
+    ['flatten', 'hidden.0', 'pool', 'head']
+    """
+    merged: list[str] = []
+    for names in layer_lists:
+        position = 0
+        for name in names:
+            if name in merged:
+                position = merged.index(name) + 1
+            else:
+                merged.insert(position, name)
+                position += 1
+    return merged
 
 
 def _png(figure: Any) -> bytes:
@@ -556,7 +608,7 @@ def render_markdown(
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {_md(description)} |")
     lines.append("")
     if "comparison" in figures:
-        lines += [f"![drift, all checkpoints]({figures['comparison']})", ""]
+        lines += [f"![G-EED and drift, all checkpoints]({figures['comparison']})", ""]
     lines += ["How the numbers were measured:", ""]
     lines += [f"- {_md(text)}" for text in _methods(reports, settings)]
     for index, report in enumerate(reports):
@@ -619,7 +671,8 @@ def render_html(reports: Sequence[CheckpointReport], settings: ReportSettings,
         out.append(f"<tr><th>{e(label)}</th>{cells}<td class=\"def\">{e(description)}</td></tr>")
     out.append("</table>")
     if comparison is not None:
-        out.append(_html_figure(comparison, "DI and accuracy under drift, all checkpoints"))
+        out.append(_html_figure(comparison, "Per-layer G-EED, and DI and accuracy under drift, "
+                                            "all checkpoints"))
     out.append('<ul class="methods">'
                + "".join(f"<li>{e(t)}</li>" for t in _methods(reports, settings)) + "</ul>")
     for report in reports:
@@ -730,8 +783,8 @@ def write_report(
     figures_dir.mkdir(parents=True)
     relative: dict[str, str] = {}
     if comparison is not None:
-        (figures_dir / "comparison_drift.png").write_bytes(comparison)
-        relative["comparison"] = "figures/comparison_drift.png"
+        (figures_dir / "comparison.png").write_bytes(comparison)
+        relative["comparison"] = "figures/comparison.png"
     for index, report in enumerate(reports):
         stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in report.name)
         for name, png in report.figures.items():

@@ -170,6 +170,13 @@ def test_every_metric_side_by_side_for_both_checkpoints(report):
     assert first_number(table["DI"]["WT"]) <= EXACT_TOL
     assert first_number(table["normalised LI"]["IR"]) > 100 * EXACT_TOL
     assert "saliency (SI)" in done.stderr, "a progress bar per part"
+    # per-layer G-EED of WT (the second checkpoint), in execution order: invariant from the
+    # orbit pooling on, up to float32 rounding of 1 − cos (a few ε, here ÷ R ≈ 0.1 - 1)
+    geed = [table for table in parse(out / "report.html").tables
+            if table[0] == ["layer", "normalised G-EED"]][1]
+    assert [row[0] for row in geed[1:]] == ["hidden.0", "pool", "hidden.1", "head"]
+    assert all(float(value) <= 1000 * torch.finfo(torch.float32).eps for _, value in geed[2:])
+    assert float(geed[1][1]) > 0.01, "before pooling the features move with the input"
     markdown = (out / "report.md").read_text()
     for _, label, _ in METRICS:
         assert re.search(rf"^\| {re.escape(label)} \| \S", markdown, re.M), label
