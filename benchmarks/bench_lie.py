@@ -8,7 +8,9 @@ For each model, the same weights, the same batch and the same optimiser (Adam):
 * **Lie** — ``cross_entropy(f(x), y) + ν·LieDerivativeL2("rotation")(f, x)``, the step of
   :class:`~invreg.modules.InvarianceModule` with that loss: the plain forward, the image
   tangent ``d/dt g_t·x`` (:func:`~invreg.functional.lie.lie_tangent`), one forward-mode pass
-  of ``f`` and the backward through both.
+  of ``f`` and the backward through both;
+* **Lie, one pass** — the same loss with ``f(x)`` taken from the forward-mode pass
+  (:meth:`~invreg.losses.LieDerivativeL2.output_and_loss`): no separate plain forward.
 
 Models: the paper's MLP (5×128) on 1×36×36 inputs, batch 512, and a SmallCNN (16-32-32, batch
 norm) on 1×28×28, batch 128; 10 classes. The two steps alternate after warm-up, in one
@@ -21,7 +23,7 @@ own rotation at ε = 10⁻⁶ rad to a relative 10⁻³ (measured: 4·10⁻⁷ f
 of ReLU the difference straddles; 3·10⁻⁴ for the CNN, where max-pool ties in the empty
 background make the model non-differentiable and forward mode takes one side), and both steps
 move the weights; the exit status is 1 otherwise. ``--profile`` prints
-the top items of ``torch.profiler`` for the Lie step of each model.
+the top items of ``torch.profiler`` for the two Lie steps of each model.
 """
 
 from __future__ import annotations
@@ -86,7 +88,15 @@ def steps(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, Callable[[], Tens
         optimiser.step()
         return loss.detach()
 
-    return {"plain": plain, "Lie": with_lie}
+    def one_pass() -> Tensor:
+        optimiser.zero_grad()
+        logits, penalty = lie.output_and_loss(model, x)
+        loss = F.cross_entropy(logits, y) + NU * penalty
+        loss.backward()
+        optimiser.step()
+        return loss.detach()
+
+    return {"plain": plain, "Lie": with_lie, "one pass": one_pass}
 
 
 def measure(kind: str, repeats: int, warmup: int, tiny: bool) -> dict[str, float]:
@@ -107,8 +117,9 @@ def measure(kind: str, repeats: int, warmup: int, tiny: bool) -> dict[str, float
             wall[name].append(time.perf_counter() - start_wall)
     result = {f"{name}_{clock}": 1e3 * statistics.median(values[name])
               for clock, values in (("cpu", cpu), ("wall", wall)) for name in work}
-    result["ratio_cpu"] = result["Lie_cpu"] / result["plain_cpu"]
-    result["ratio_wall"] = result["Lie_wall"] / result["plain_wall"]
+    for name in ("Lie", "one pass"):
+        result[f"{name}_ratio_cpu"] = result[f"{name}_cpu"] / result["plain_cpu"]
+        result[f"{name}_ratio_wall"] = result[f"{name}_wall"] / result["plain_wall"]
     result["batch"] = x.shape[0]
     return result
 
@@ -130,6 +141,16 @@ def check(kind: str) -> list[str]:
     if not relative < 1e-3:
         problems.append(f"{kind}: Lie loss {float(value):.6g} vs finite difference "
                         f"{float(reference):.6g} (relative error {relative:.2g})")
+    lie = LieDerivativeL2("rotation")
+    logits, penalty = lie.output_and_loss(model, x)
+    one_pass = (F.cross_entropy(logits, y) + NU * penalty).detach()
+    two_passes = (F.cross_entropy(model(x), y) + NU * lie(model, x)).detach()
+    # the same float64 kernels on the same numbers: equal to rounding
+    if not abs(float(one_pass - two_passes)) <= 64 * torch.finfo(torch.float64).eps * float(
+        two_passes
+    ):
+        problems.append(f"{kind}: one-pass loss {float(one_pass):.17g} differs from the two "
+                        f"passes' {float(two_passes):.17g}")
     model = build(kind, shape).train()
     for name, step in steps(model, x.float(), y).items():
         before = [p.detach().clone() for p in model.parameters()]
@@ -147,13 +168,15 @@ def profile(kind: str, repeats: int) -> None:
     shape, batch, _ = SIZES[kind]
     model = build(kind, shape)
     x, y = digit_like(batch, shape)
-    step = steps(model, x, y)["Lie"]
-    step()
-    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(repeats):
-            step()
-    print(f"\n## torch.profiler: {repeats} Lie steps of the {kind}\n")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    for name, step in steps(model, x, y).items():
+        if name == "plain":
+            continue
+        step()
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(repeats):
+                step()
+        print(f"\n## torch.profiler: {repeats} {name} steps of the {kind}\n")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,12 +193,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()} thread(s), load {load:.1f}, ν = {NU:g}, "
           f"median of {repeats} interleaved steps")
     print("| model | batch | plain step CPU (ms) | Lie step CPU (ms) | ratio (CPU) | "
-          "ratio (wall) |")
-    print("|---|---|---|---|---|---|")
+          "ratio (wall) | one-pass Lie step CPU (ms) | ratio (CPU) | ratio (wall) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for kind in args.models:
         r = measure(kind, repeats, warmup, args.tiny)
         print(f"| {kind} | {r['batch']} | {r['plain_cpu']:.2f} | {r['Lie_cpu']:.2f} | "
-              f"**{r['ratio_cpu']:.2f}** | {r['ratio_wall']:.2f} |")
+              f"**{r['Lie_ratio_cpu']:.2f}** | {r['Lie_ratio_wall']:.2f} | "
+              f"{r['one pass_cpu']:.2f} | **{r['one pass_ratio_cpu']:.2f}** | "
+              f"{r['one pass_ratio_wall']:.2f} |")
     if args.profile:
         for kind in args.models:
             profile(kind, 5)

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("bench_spectral.py", "auto ÷ faster"),
         ("bench_metrics.py", "ratio to best-chunked"),
         ("bench_saliency.py", "largest SI pass"),
+        ("bench_lie.py", "one-pass Lie step CPU"),
     ],
 )
 def test_benchmark_tiny_run_agrees(script, columns):

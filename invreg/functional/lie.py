@@ -164,11 +164,35 @@ def lie_derivative(
     ``torch.autograd.forward_ad``: the engine of ``torch.func.jvp``, but it also runs modules
     that update buffers in place, such as batch norm in training mode), in ``x``'s dtype; the
     result is ``[B, prod(D)]``. In training mode batch norm uses this batch's statistics and
-    updates its running statistics once more.
+    updates its running statistics once more. The same pass computes ``f(x)``:
+    :func:`lie_derivative_with_output` returns it too.
 
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(9, 2))
     >>> lie_derivative(model, torch.randn(4, 1, 3, 3), "rotation").shape
     torch.Size([4, 2])
+    """
+    return lie_derivative_with_output(model, x, generator, layer, fill)[1]
+
+
+def lie_derivative_with_output(
+    model: nn.Module | Callable[[Tensor], Tensor],
+    x: Tensor,
+    generator: str,
+    layer: str | None = None,
+    fill: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """``(f(x), L f(x))`` from one forward-mode pass: the model's output ``[B, *D]`` (the
+    primal of the pass, differentiable like a plain forward's; the model's output also when
+    ``layer`` is set) and :func:`lie_derivative`'s ``[B, C]``.
+
+    A training step that needs both the task loss on ``f(x)`` and the Lie penalty saves a
+    forward (and its backward) by taking ``f(x)`` from here (``benchmarks/bench_lie.py``).
+
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(9, 2))
+    >>> x = torch.randn(4, 1, 3, 3)
+    >>> output, derivative = lie_derivative_with_output(model, x, "rotation")
+    >>> torch.allclose(output, model(x)), derivative.shape
+    (True, torch.Size([4, 2]))
     """
     check_lie_input(x, generator)
     if layer is not None and not isinstance(model, nn.Module):
@@ -177,15 +201,16 @@ def lie_derivative(
     with forward_ad.dual_level():
         dual = forward_ad.make_dual(x, tangent)
         if layer is None:
-            output = model(dual)
+            model_output = differentiated = model(dual)
         else:
             with capture_layers(model, [layer]) as captured:
-                model(dual)
-            output = layer_output(captured, layer)[0]
-        derivative = forward_ad.unpack_dual(output).tangent
-    if derivative is None:  # the output does not depend on x
-        derivative = torch.zeros_like(output)
-    return derivative.reshape(x.shape[0], -1)
+                model_output = model(dual)
+            differentiated = layer_output(captured, layer)[0]
+        derivative = forward_ad.unpack_dual(differentiated).tangent
+        output = forward_ad.unpack_dual(model_output).primal
+        if derivative is None:  # the output does not depend on x
+            derivative = torch.zeros_like(forward_ad.unpack_dual(differentiated).primal)
+    return output, derivative.reshape(x.shape[0], -1)
 
 
 def lie_derivative_norms(derivative: Tensor, norm: str = "squared") -> Tensor:

@@ -13,7 +13,13 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from invreg.functional.lie import GENERATORS, lie_derivative_error
+from invreg.functional.lie import (
+    GENERATORS,
+    check_lie_input,
+    lie_derivative_error,
+    lie_derivative_norms,
+    lie_derivative_with_output,
+)
 from invreg.losses.invariance import InvarianceLoss
 
 
@@ -66,6 +72,33 @@ class LieDerivativeL2(InvarianceLoss):
                 f"(orbits of features) need an orbit loss such as LogitL2"
             )
         return lie_derivative_error(model, x, self.generator, layer=self.layer, fill=fill)
+
+    def output_and_loss(
+        self, model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, fill: float = 0.0
+    ) -> tuple[Tensor, Tensor]:
+        """``(f(x), loss)`` from one forward-mode pass: the model's output ``[B, *D]`` for the
+        task loss, differentiable like a plain forward's, and the value of :meth:`forward`.
+
+        A training step that would run ``f(x)`` for its task loss anyway saves that forward
+        and its backward (:func:`~invreg.functional.lie.lie_derivative_with_output`; measured
+        in ``benchmarks/bench_lie.py``).
+
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(9, 2))
+        >>> x = torch.randn(4, 1, 3, 3)
+        >>> logits, loss = LieDerivativeL2("rotation").output_and_loss(model, x)
+        >>> torch.allclose(logits, model(x)), loss.shape
+        (True, torch.Size([]))
+        """
+        check_lie_input(x, self.generator)
+        if x.shape[0] == 0:
+            raise ValueError(
+                f"x: empty batch {tuple(x.shape)}; the mean over 0 samples is undefined"
+            )
+        output, derivative = lie_derivative_with_output(
+            model, x, self.generator, layer=self.layer, fill=fill
+        )
+        return output, lie_derivative_norms(derivative).mean()
 
     def extra_repr(self) -> str:
         layer = f", layer={self.layer!r}" if self.layer is not None else ""
