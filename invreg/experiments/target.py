@@ -49,6 +49,7 @@ LEGEND = {
     "in_band": f"seeds whose validation LI lies in [{BAND[0]}·ε, {BAND[1]}·ε]",
     "nu_final": "learned ν at the end of training (mean over seeds)",
     "acc": "test accuracy (%) on upright images (mean over seeds)",
+    "acc_std": "standard deviation of acc over seeds",
     "test_LI": "test LI, full orbits (mean over seeds)",
     "acc_fixed_at_LI": "test accuracy (%) of a fixed ν at the same validation LI, interpolated "
                        "over the fixed-ν grid",
@@ -151,7 +152,8 @@ def target_experiment(settings: Settings) -> Results:
                    in_band=f"{sum(BAND[0] * target <= v <= BAND[1] * target for v in lis)}"
                            f"/{len(lis)}")
         row.update(_means({}, runs, ("nu_final", "acc", "test_LI", "seconds")))
-        row.pop("seeds")
+        row["seeds"] = len(runs)
+        row["acc_std"] = statistics.stdev(r["acc"] for r in runs) if len(runs) > 1 else 0.0
         row["acc_fixed_at_LI"] = interpolate_accuracy(curve, row["val_LI"])
         row["acc_vs_fixed"] = row["acc"] - row["acc_fixed_at_LI"]
         rows.append(row)
