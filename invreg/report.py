@@ -582,7 +582,7 @@ def _methods(reports: Sequence[CheckpointReport], settings: ReportSettings) -> l
         f"SI, Jacobian σ_max, G-EED and drift: a fixed subset of test samples (seed "
         f"{settings.seed}, at most {settings.samples}). SI: the paper's recipe (|integrated "
         f"gradients|, {settings.saliency_steps} steps, 0.9·max threshold, 3×3 Gaussian blur), "
-        f"integrated gradients from the data module's empty pixel (its `background`, else 0: "
+        f"integrated gradients from the data module's empty pixel (its background value, else 0: "
         f"{baselines}); its interval is a {level} "
         f"percentile bootstrap over samples ({settings.bootstrap} resamples of the per-sample "
         f"SI, each the mean over the sample's non-identity group elements).",
