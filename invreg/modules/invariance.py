@@ -326,6 +326,9 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
             invariance_loss = self.invariance_loss(self.backbone, x, fill=self.fill)
         else:
             invariance_loss = self.invariance_loss(as_orbit(features, batch_size, k))
+        learning = stage == "train" and self.invariance_target is not None
+        if learning:  # measured first: a loss term that is not one number is named here
+            measured = self.measured_invariance(invariance_loss, logits, batch_size, k)
         weight = self._step_invariance_weight()
         loss = task_loss + weight * invariance_loss
         terms = dict(task_loss=task_loss, invariance_loss=invariance_loss, loss=loss)
@@ -334,11 +337,9 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
         if stage == "train":
             accuracy = (reference_logits.detach().argmax(dim=-1) == y).float().mean()
             values = {**terms, "acc": accuracy}
-            if self.invariance_target is not None:
+            if learning:
                 values["invariance_weight"] = weight
-                self.update_invariance_weight(
-                    self.measured_invariance(invariance_loss, logits, batch_size, k)
-                )
+                self.update_invariance_weight(measured)
             self._record_batch("train", values, batch_size)
         else:
             self.orbit_metrics[f"{stage}_"].update(as_orbit(logits.detach(), batch_size, k), y)

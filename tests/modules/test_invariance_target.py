@@ -184,12 +184,13 @@ def test_target_metric_measures_the_named_error(metric, loss, expected):
         assert torch.equal(measured, reference) and not torch.equal(measured, invariance_loss)
 
 
-def test_a_loss_without_one_number_per_batch_cannot_be_the_target():
+def test_a_loss_without_one_number_per_batch_cannot_be_the_target(tmp_path):
     module = _module(invariance_target=0.1, target_metric="loss",
                      invariance_loss=_FirstLogitGap())
-    with pytest.raises(ValueError, match="invariance_loss: target_metric='loss' needs one "
-                                         "number per batch, but _FirstLogitGap returned shape"):
-        module.measured_invariance(torch.ones(4), torch.randn(8, 3), 4, 1)
+    with pytest.raises(ValueError, match=r"invariance_loss: target_metric='loss' needs one "
+                                         r"number per batch, but _FirstLogitGap returned shape "
+                                         r"\(8,\)"):
+        _fit(module, tmp_path, epochs=1)
 
 
 def test_load_from_checkpoint_restores_the_learned_weight(tmp_path):
