@@ -65,7 +65,7 @@ EXPERIMENT_SCALES = {
     ("lie", "full"): Scale("full", None, 0, None, 40, 5, 1_000, 0, (1e-4, 3e-4, 1e-3, 3e-3)),
     ("lie", "quick"): Scale("quick", None, 0, None, 15, 3, 1_000, 0, (3e-4, 3e-3)),
     ("lie", "smoke"): Scale("smoke", None, 0, None, 1, 1, 32, 0, (1e-3,), limit_batches=2),
-    ("hyper", "full"): Scale("full", None, 0, None, 30, 3, 0, 0, ()),
+    ("hyper", "full"): Scale("full", None, 0, None, 50, 3, 0, 0, ()),
     ("hyper", "quick"): Scale("quick", None, 0, None, 4, 1, 0, 0, ()),
     ("hyper", "smoke"): Scale("smoke", None, 0, None, 2, 1, 0, 0, ()),
 }

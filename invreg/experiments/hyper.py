@@ -96,7 +96,8 @@ class HyperScale:
     grid: tuple[float, ...]
     image_size: int = 14
     channels: tuple[int, ...] = (16, 32, 32)
-    batch_size: int = 128
+    batch_size: int = 128  # upstream
+    downstream_batch: int = 64
     head_lr: float = 0.01
     descriptor_lr: float = 0.05
     finetune_lr: float = 1e-3
@@ -110,7 +111,7 @@ UPSTREAM_OBJECTIVE = dict(descriptor_sampling="batch", corner_probability=0.3,
                           relative_invariance=True, lr=3e-3)
 
 HYPER_SCALES = {
-    "full": HyperScale(58_000, 2_000, 10, 1_000, 5_000, 30, 5, (0.0, 0.5, 1.0)),
+    "full": HyperScale(58_000, 2_000, 10, 256, 5_000, 50, 10, (0.0, 0.5, 1.0)),
     "quick": HyperScale(2_000, 256, 1, 200, 500, 4, 1, (0.0, 1.0), channels=(8, 16)),
     "smoke": HyperScale(512, 128, 1, 64, 128, 2, 1, (0.0, 1.0), channels=(4, 8)),
 }
@@ -237,7 +238,7 @@ def linear_head_accuracy(train_features: Tensor, y: Tensor, test_features: Tenso
     """A linear head trained on frozen features with the downstream budget; test accuracy."""
     torch.manual_seed(seed)
     head = nn.Linear(train_features.shape[1], num_classes)
-    fit_classifier(head, train_features, y, scale.downstream_epochs, scale.batch_size,
+    fit_classifier(head, train_features, y, scale.downstream_epochs, scale.downstream_batch,
                    scale.head_lr, seed=seed)
     return accuracy(head, test_features, y_test)
 
@@ -302,7 +303,7 @@ def fitted_descriptor(data: TaskData, checkpoint: Path, scale: HyperScale, seed:
         lr=scale.head_lr)
     trajectory = DescriptorTrajectoryCallback()
     trainer = quiet_trainer(scale.downstream_epochs, callbacks=[trajectory])
-    loader = DataLoader(TensorDataset(data.x, data.y), scale.batch_size, shuffle=True)
+    loader = DataLoader(TensorDataset(data.x, data.y), scale.downstream_batch, shuffle=True)
     trainer.fit(module, loader)
     test = DataLoader(TensorDataset(data.x_test, data.y_test), 1024)
     acc = trainer.test(module, test, verbose=False)[0]["test/acc"]
@@ -352,7 +353,7 @@ def run_task(task: str, seed: int, scale: HyperScale, hyper_checkpoint: Path,
     torch.manual_seed(seed)
     tuned = copy.deepcopy(conventional)
     tuned.head = nn.Linear(tuned.feature_dim, data.num_classes)
-    fit_classifier(tuned, data.x, data.y, scale.downstream_epochs, scale.batch_size,
+    fit_classifier(tuned, data.x, data.y, scale.downstream_epochs, scale.downstream_batch,
                    scale.finetune_lr, seed=seed)
     record("fine-tune", start, accuracy(tuned, data.x_test, data.y_test),
            sum(p.numel() for p in tuned.parameters()))
@@ -361,7 +362,7 @@ def run_task(task: str, seed: int, scale: HyperScale, hyper_checkpoint: Path,
         start = time.time()
         torch.manual_seed(seed)
         model = fresh_hyper(scale, data.num_classes).fixed(0.0)
-        fit_classifier(model, data.x, data.y, scale.downstream_epochs, scale.batch_size,
+        fit_classifier(model, data.x, data.y, scale.downstream_epochs, scale.downstream_batch,
                        scale.scratch_lr, augmenter(names), seed)
         record(method, start, accuracy(model, data.x_test, data.y_test),
                sum(p.numel() for p in model.parameters()))
@@ -369,7 +370,7 @@ def run_task(task: str, seed: int, scale: HyperScale, hyper_checkpoint: Path,
     start = time.time()
     torch.manual_seed(seed)
     model = Augerino(fresh_hyper(scale, data.num_classes).fixed(0.0))
-    fit_classifier(model, data.x, data.y, scale.downstream_epochs, scale.batch_size,
+    fit_classifier(model, data.x, data.y, scale.downstream_epochs, scale.downstream_batch,
                    scale.scratch_lr, seed=seed,
                    extra_loss=lambda: -scale.augerino_weight * model.width.clamp(0.0, 1.0))
     torch.manual_seed(seed)
