@@ -97,10 +97,10 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
 
     The loss stays ``CE + ν·I``. The multiplicative form is the default because it is
     scale-free: it depends on ``I`` only through ``I/ε`` (the same η serves ε = 0.01 and ε = 10,
-    whereas the additive step ``η·(I − ε)`` is ``ε`` times smaller for the same relative
-    violation), and it moves ν by factors, so a ν that must travel from 1 to 100 gets there as
-    fast as one from 0.01 to 1. Near the target ``log(I/ε) ≈ I/ε − 1``, so it is the additive
-    update on ``log ν`` with a normalised violation; the clip keeps a first batch with
+    whereas the additive step ``η·(I − ε)`` is proportional to ε for the same relative
+    violation ``I/ε``), and it moves ν by factors, so a ν that must travel from 1 to 100 gets
+    there as fast as one from 0.01 to 1. Near the target ``log(I/ε) ≈ I/ε − 1``, so it is the
+    additive update on ``log ν`` with a normalised violation; the clip keeps a first batch with
     ``I = 1000·ε`` (or ``I = 0``) from changing ν by more than a factor ``exp(3η)``. ν stays
     positive, so it needs ``ν₀ > 0``. The default η = 0.02 was measured on the quickstart run
     (digits, C4, 400 steps): η = 0.05 makes ν oscillate over a decade, η = 0.01 settles slowly
