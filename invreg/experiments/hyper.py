@@ -469,11 +469,12 @@ def figures(per_seed: Sequence[dict], summary: Sequence[dict]) -> dict:
         for row in per_seed:
             if row["task"] != task or row["method"] != "fitted d":
                 continue
+            style = ("-", "--", ":", "-.")[row["seed"] % 4]
             for k, name in enumerate(COMPONENTS):
                 ax.plot([values[k] for values in row["trajectory"]], color=colours[name],
-                        alpha=0.8, lw=1, label=name if row["seed"] == 0 else None)
+                        ls=style, alpha=0.8, lw=1.2, label=name if row["seed"] == 0 else None)
         ax.set_title(task)
-        ax.set_xlabel("step")
+        ax.set_xlabel("step (seeds 0, 1, 2: solid, dashed, dotted)")
         ax.set_ylim(-0.03, 1.03)
     axes[0][0].set_ylabel("descriptor strength")
     axes[0][0].legend(fontsize=8)
@@ -498,7 +499,39 @@ def figures(per_seed: Sequence[dict], summary: Sequence[dict]) -> dict:
         ax.set_ylim(min(means) - 15 if means else 0, 100)
     axes[0][0].set_ylabel("test accuracy % (mean ± std, dots: seeds)")
     bars.tight_layout()
-    return {"descriptor_trajectories": trajectories, "accuracy": bars}
+    return {"descriptor_trajectories": trajectories, "accuracy": bars,
+            "fixed_descriptors": grid_figure(per_seed, tasks, plt)}
+
+
+def grid_figure(per_seed: Sequence[dict], tasks: Sequence[str], plt):
+    """Per task and component: accuracy of the fixed descriptors against that component's
+    strength (mean over the other components' grid values and seeds, band: ± std over seeds
+    of those means), with the fitted descriptor's mean accuracy as a dashed line."""
+    figure, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
+    colours = dict(zip(COMPONENTS, ("C0", "C3", "C2"), strict=True))
+    for ax, task in zip(axes[0], tasks, strict=True):
+        fixed = [r for r in per_seed if r["task"] == task and r["method"] == "fixed d"]
+        seeds = sorted({r["seed"] for r in fixed})
+        for name in COMPONENTS:
+            strengths = sorted({r[f"d_{name}"] for r in fixed})
+            per_seed_means = [[statistics.fmean(r["acc"] for r in fixed if r["seed"] == seed
+                                                and r[f"d_{name}"] == v) for seed in seeds]
+                              for v in strengths]
+            means = [statistics.fmean(m) for m in per_seed_means]
+            stds = [statistics.stdev(m) if len(m) > 1 else 0.0 for m in per_seed_means]
+            ax.plot(strengths, means, "o-", color=colours[name], label=name)
+            ax.fill_between(strengths, [m - s for m, s in zip(means, stds, strict=True)],
+                            [m + s for m, s in zip(means, stds, strict=True)],
+                            color=colours[name], alpha=0.15)
+        fitted = [r["acc"] for r in per_seed if r["task"] == task and r["method"] == "fitted d"]
+        if fitted:
+            ax.axhline(statistics.fmean(fitted), color="C1", ls="--", label="fitted d")
+        ax.set_title(task)
+        ax.set_xlabel("fixed strength of the component")
+    axes[0][0].set_ylabel("test accuracy %")
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    return figure
 
 
 LEGEND = {
