@@ -377,8 +377,9 @@ TABLE1_LEGEND = {
     "train_s": "seconds to train one model (mean over seeds; for a model from the cache, its "
                "recorded training time)",
     "search_s": "IR: seconds of every training of the ν search (first seed), the cost "
-                "IR-target's one training replaces",
-    "target_LI": "IR-target: ε, the validation LI of the model the ν search chose (first seed)",
+                "IR-target's one training replaces (nan for the other rows)",
+    "target_LI": "IR-target: ε, the validation LI of the model the ν search chose (first seed; "
+                 "nan for the other rows)",
     "paper_acc": "Moskalev et al. 2023, Table 1: accuracy (%)",
     "paper_LI": "Moskalev et al. 2023, Table 1: LI",
     "paper_DI": "Moskalev et al. 2023, Table 1: DI",
@@ -472,15 +473,13 @@ def table1(settings: Settings) -> Results:
         members = [r for r in rows if (r["group"], r["model"]) == key]
         # IR's ν is the same on every seed; the learned ν differs: its mean
         entry["nu"] = sum(r["nu"] for r in members) / len(members)
+        # every row has every column (nan where it does not apply): the CSV reads as numbers
         entry["train_s"] = sum(seconds[key]) / len(seconds[key])
-        if entry["model"] == "IR":
-            entry["search_s"] = searches[entry["group"]]
-        if "target_LI" in members[0]:
-            entry["target_LI"] = members[0]["target_LI"]
-        paper = PAPER_TABLE1.get((entry["group"], entry["model"]))
-        if paper is not None:
-            entry.update({"paper_acc": paper[0], "paper_LI": paper[1], "paper_DI": paper[2],
-                          "paper_SI": paper[3]})
+        paper = PAPER_TABLE1.get(key, (math.nan,) * 4)
+        entry.update({"paper_acc": paper[0], "paper_LI": paper[1], "paper_DI": paper[2],
+                      "paper_SI": paper[3]})
+        entry["search_s"] = searches[entry["group"]] if entry["model"] == "IR" else math.nan
+        entry["target_LI"] = members[0].get("target_LI", math.nan)
     summary = [{"group": e.pop("group"), "model": e.pop("model"), "seeds": e.pop("seeds"),
                 "nu": e.pop("nu"), **e} for e in summary]
     tables = {"invariance_weights": Table(
