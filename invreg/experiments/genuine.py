@@ -9,7 +9,7 @@ and accuracy (``invariance_weights.csv`` and a table in ``results.md``). The tab
 accuracy on upright images and orbit accuracy (correct on every orbit element).
 
 The row ``IR-target`` ("IR, ν learned") trains the IR model once per seed with
-``invariance_target=ε`` (ν learned by dual ascent from ν₀ = 1, η = 0.005, no grid;
+``invariance_target=ε`` (ν learned by dual ascent from ν₀ = 1, the module's default η, no grid;
 :class:`~invreg.modules.InvarianceModule`). The rule for ε: the validation LI (full orbits) of
 the model the ν search chose, on the first seed — the invariance that reached SI ≥ 0.95
 (:func:`target_from_choice`). ``train_s`` gives each model's training time and, for IR,
@@ -60,10 +60,6 @@ KINDS = ("WT", "DA", "IR")
 LEARNED = "IR-target"
 #: ν₀ of the learned row: the dual ascent starts here
 LEARNED_INITIAL_WEIGHT = 1.0
-#: η of the learned row. Table 1 trains 1,264 (quick) to 6,000 (full) steps towards ε ≈ 0.001,
-#: where the module's default 0.02 (measured on 400 quickstart steps) swung ν between 1.6 and
-#: 190 on R4 at the quick scale; 0.005 rose smoothly and settled (R4 ν ≈ 140, T3 ≈ 185)
-LEARNED_TARGET_LR = 0.005
 SI_TARGET = 0.95
 PAPER_TABLE1 = {  # acc %, LI, DI, SI (Moskalev et al. 2023, Table 1)
     ("R4", "WT"): (94.6, 0.00, 0.0, 1.00), ("R4", "DA"): (94.0, 98.6, 0.3, 0.17),
@@ -86,8 +82,7 @@ def config_overrides(kind: str, settings: Settings, seed: int, weight: float = 0
                      loss: str = "logit_l2", target: float | None = None) -> list[str]:
     """The ``invreg fit`` arguments that turn a ``configs/genuine`` config into the model the
     experiment trains: seeds, epochs and data sizes of ``settings``, IR's weight ν (with
-    ``target``: ν₀, ``invariance_target=target`` and ``target_lr`` =
-    :data:`LEARNED_TARGET_LR`), the loss."""
+    ``target``: ν₀, and ``invariance_target=target``), the loss."""
     scale = settings.scale
 
     def value(v: int | None) -> str:
@@ -102,8 +97,7 @@ def config_overrides(kind: str, settings: Settings, seed: int, weight: float = 0
     if kind == "IR":  # WT and DA keep the config's weight 0
         args += ["--model.init_args.invariance_weight", repr(float(weight))]
         if target is not None:
-            args += ["--model.init_args.invariance_target", repr(float(target)),
-                     "--model.init_args.target_lr", repr(LEARNED_TARGET_LR)]
+            args += ["--model.init_args.invariance_target", repr(float(target))]
     if settings.extra.get("data_dir"):
         args += ["--data.init_args.data_dir", str(settings.extra["data_dir"])]
     return args
@@ -365,7 +359,7 @@ TABLE1_LEGEND = {
     "group": "R4: rotations by multiples of 90°; T3: cyclic x-shifts by 12 of 36 pixels",
     "model": "WT weight-tied (invariant by construction), DA augmentation only, "
              "IR augmentation + ν·LI, IR-target the same with ν learned by dual ascent "
-             "(invariance_target = target_LI, ν₀ = 1, η = 0.005, no grid)",
+             "(invariance_target = target_LI, ν₀ = 1, no grid)",
     "seeds": "number of seeds averaged",
     "nu": "invariance weight ν of IR (chosen on the first seed's validation SI; 0 for WT, DA; "
           "IR-target: the learned ν at the kept epoch, mean over seeds)",

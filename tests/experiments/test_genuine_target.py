@@ -11,7 +11,6 @@ from invreg.experiments.core import SCALES, Settings, train
 from invreg.experiments.genuine import (
     LEARNED,
     LEARNED_INITIAL_WEIGHT,
-    LEARNED_TARGET_LR,
     TRAIN_SECONDS,
     build,
     mnist,
@@ -45,7 +44,6 @@ def test_learned_row_targets_the_chosen_models_validation_li_and_reports_its_cos
     init_args = description["module"]["init_args"]
     assert init_args["invariance_target"] == learned["target_LI"]
     assert init_args["invariance_weight"] == LEARNED_INITIAL_WEIGHT
-    assert init_args["target_lr"] == LEARNED_TARGET_LR
     assert learned["nu"] > 0 and learned["nu"] != LEARNED_INITIAL_WEIGHT
 
     # cost: one training each; the search's trainings for IR (here a grid of one ν)
