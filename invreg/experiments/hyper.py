@@ -50,6 +50,7 @@ import hashlib
 import json
 import math
 import statistics
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -601,9 +602,13 @@ def run_experiment(scale: HyperScale, seeds: Sequence[int], cache: Path,
 def evidence(settings) -> Results:
     """``invreg-experiment hyper``: :func:`run_experiment` at the runner's scale, seeds
     ``0 … seeds−1``; ``--epochs`` overrides the downstream epochs. Upstream models go to
-    ``--cache`` (default ``results/models``) or, with ``--no-cache``, to the output folder."""
+    ``--cache`` (default ``results/models``) or, with ``--no-cache``, to a temporary folder
+    removed at the end."""
     scale = HYPER_SCALES[settings.scale.name]
     if settings.epochs and settings.epochs != settings.scale.epochs:
         scale = HyperScale(**{**asdict(scale), "downstream_epochs": settings.epochs})
-    cache = settings.cache if settings.cache is not None else settings.out / "models"
-    return run_experiment(scale, range(settings.seeds), Path(cache), settings.progress)
+    if settings.cache is not None:
+        return run_experiment(scale, range(settings.seeds), Path(settings.cache),
+                              settings.progress)
+    with tempfile.TemporaryDirectory() as folder:
+        return run_experiment(scale, range(settings.seeds), Path(folder), settings.progress)

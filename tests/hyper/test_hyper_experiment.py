@@ -121,3 +121,13 @@ def test_quick_run_is_quick_and_reuses_its_cached_upstream(tmp_path):
     again = hyper.run_experiment(hyper.HYPER_SCALES["quick"], [0], tmp_path, lambda line: None)
     assert "upstream" not in again.tables  # loaded, not trained
     assert first < 60
+
+
+def test_runner_without_a_cache_keeps_no_upstream_model(tmp_path, monkeypatch):
+    from invreg.experiments.runner import run
+
+    monkeypatch.chdir(tmp_path)
+    results = run("hyper", scale="smoke", out=tmp_path / "out", cache=None)
+    assert (tmp_path / "out" / "results.md").is_file() and results.tables["upstream"].rows
+    written = [p for p in tmp_path.rglob("*") if p.suffix in (".ckpt", ".pt")]
+    assert written == []
