@@ -578,7 +578,7 @@ def run_experiment(scale: HyperScale, seeds: Sequence[int], cache: Path,
             upstream.append(dict(model="conventional CNN", **info))
             progress(json.dumps(upstream[-1]))
         conventional.load_state_dict(torch.load(conventional_path, weights_only=True))
-        conventional.eval().requires_grad_(True)
+        conventional.eval()
         per_seed = []
         for seed in seeds:
             for task in tasks:
