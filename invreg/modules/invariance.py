@@ -149,6 +149,11 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
         target_update: ``"multiplicative"`` (default) or ``"additive"``.
         target_lr: the dual step size ``η > 0``; default 0.02 multiplicative, 1.0 additive
             (there an absolute step of ν per unit of ``I − ε``).
+        track_invariance: with a fixed ``ν = 0`` (augmentation alone, a weight-tied model)
+            the invariance term cannot change the gradient, so the training step forwards the
+            batch alone (half the work of ``orbit_mode="sample"``) and logs no
+            ``train/invariance_loss``; ``True`` measures and logs it anyway. Validation and
+            test always measure it over the orbit. No effect when ν > 0 or with a target.
 
     Logged: ``train/<name>_step`` (on the steps the loggers write) and ``train/<name>_epoch``,
     ``val/<name>``, ``test/<name>`` for the loss terms ``task_loss``, ``invariance_loss``,
@@ -177,6 +182,7 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
         target_metric: Literal["LI", "LI_normalized", "DI", "loss"] = "LI",
         target_update: Literal["multiplicative", "additive"] = "multiplicative",
         target_lr: float | None = None,
+        track_invariance: bool = False,
     ) -> None:
         super().__init__()
         backbone = restored("backbone", backbone)
@@ -223,6 +229,13 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
         )
         self.target_metric, self.target_update = target_metric, target_update
         self.target_lr = check_target_lr(target_lr, target_update)
+        if not isinstance(track_invariance, bool):
+            raise TypeError(
+                f"track_invariance: expected True or False, got {track_invariance!r}"
+            )
+        #: a training step that forwards the batch alone: ν fixed at 0, nothing to measure
+        self.unweighted = (invariance_target is None and float(invariance_weight) == 0.0
+                           and not track_invariance)
         if self.invariance_target is None:
             # a fixed ν: the checkpoint's hyper-parameters (and the experiments' model cache
             # keys, made from them) stay those of a module without the target arguments
@@ -233,6 +246,10 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
             self.register_buffer(
                 "learned_invariance_weight", torch.tensor(float(invariance_weight))
             )
+        if float(invariance_weight) != 0.0 or invariance_target is not None:
+            # track_invariance changes nothing there: a ν > 0 module's hyper-parameters (and
+            # cache keys) stay as they were; a ν = 0 one records how it trained
+            self.hparams.pop("track_invariance", None)
         self._fixed_invariance_weight = float(invariance_weight)
         self.orbit_mode = orbit_mode
         self.orbit_size = orbit_size
@@ -249,8 +266,9 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
         # epoch means (invreg.modules.epoch_logging); validation and test accuracy come from
         # the orbit metrics, which see every validation batch anyway
         learned = ("invariance_weight",) if self.invariance_target is not None else ()
+        trained = ("task_loss", "loss") if self.unweighted else LOSS_TERMS
         self._build_epoch_means(
-            {"train": (*LOSS_TERMS, "acc", *learned), "val": LOSS_TERMS, "test": LOSS_TERMS}
+            {"train": (*trained, "acc", *learned), "val": LOSS_TERMS, "test": LOSS_TERMS}
         )
 
     @property
@@ -311,21 +329,34 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
         if stage == "train" and self.augment:
             g = self.group.sample(x.shape[0], generator=self.random_generator, device=x.device)
             x = self.group.act(x, g, fill=self.fill)
+        if stage == "train" and self.unweighted:
+            return self._unweighted_step(x, y, batch_idx)
         orbit_mode = self.orbit_mode if stage == "train" or not self.group.is_finite else "full"
-        if stage == "train" and getattr(self.invariance_loss, "needs_model", False):
-            copies = x.unsqueeze(1)[:, :0]  # the loss differentiates the model: no copies
+        needs_model = getattr(self.invariance_loss, "needs_model", False)  # LieDerivativeL2
+        batch_size = x.shape[0]
+        if stage == "train" and needs_model and self._one_pass_lie:
+            # the loss differentiates the model: no copies, and its forward-mode pass gives
+            # the logits too (LieDerivativeL2.output_and_loss), so no separate forward
+            logits, invariance_loss = self.invariance_loss.output_and_loss(
+                self.backbone, x, fill=self.fill
+            )
+            self._check_logits(logits, batch_size)
+            k = 0
         else:
-            copies = self.transformed_copies(x, orbit_mode)
-        batch_size, k = copies.shape[:2]
-        inputs = torch.cat([x, copies.reshape(batch_size * k, *x.shape[1:])])
-        logits, features = self.forward_with_features(inputs)
-        self._check_logits(logits, inputs.shape[0])
+            if stage == "train" and needs_model:
+                copies = x.unsqueeze(1)[:, :0]  # the loss differentiates the model: no copies
+            else:
+                copies = self.transformed_copies(x, orbit_mode)
+            k = copies.shape[1]
+            inputs = torch.cat([x, copies.reshape(batch_size * k, *x.shape[1:])])
+            logits, features = self.forward_with_features(inputs)
+            self._check_logits(logits, inputs.shape[0])
+            if needs_model:
+                invariance_loss = self.invariance_loss(self.backbone, x, fill=self.fill)
+            else:
+                invariance_loss = self.invariance_loss(as_orbit(features, batch_size, k))
         reference_logits = logits[:batch_size]
         task_loss = F.cross_entropy(reference_logits, y)
-        if getattr(self.invariance_loss, "needs_model", False):  # e.g. LieDerivativeL2
-            invariance_loss = self.invariance_loss(self.backbone, x, fill=self.fill)
-        else:
-            invariance_loss = self.invariance_loss(as_orbit(features, batch_size, k))
         learning = stage == "train" and self.invariance_target is not None
         if learning:  # measured first: a loss term that is not one number is named here
             measured = self.measured_invariance(invariance_loss, logits, batch_size, k)
@@ -345,6 +376,27 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
             self.orbit_metrics[f"{stage}_"].update(as_orbit(logits.detach(), batch_size, k), y)
             self._record_batch(stage, terms, batch_size)
         return loss
+
+    def _unweighted_step(self, x: Tensor, y: Tensor, batch_idx: int) -> Tensor | None:
+        """A training step with ν fixed at 0: the task loss on the (augmented) batch alone."""
+        logits, _ = self.forward_with_features(x)
+        self._check_logits(logits, x.shape[0])
+        task_loss = F.cross_entropy(logits, y)
+        terms = dict(task_loss=task_loss, loss=task_loss)
+        if not check_finite_loss(self, "train", batch_idx, terms):
+            return None
+        accuracy = (logits.detach().argmax(dim=-1) == y).float().mean()
+        self._record_batch("train", {**terms, "acc": accuracy}, x.shape[0])
+        return task_loss
+
+    @property
+    def _one_pass_lie(self) -> bool:
+        """Whether a training step takes its logits from the Lie loss's forward-mode pass:
+        a loss with ``output_and_loss`` on the logits, and the default
+        :meth:`forward_with_features` (an override decides the logits itself)."""
+        return (hasattr(self.invariance_loss, "output_and_loss")
+                and self.invariance_loss.layer is None
+                and type(self).forward_with_features is InvarianceModule.forward_with_features)
 
     # ------------------------------------------------------------------ the learned ν
     def _step_invariance_weight(self) -> float | Tensor:

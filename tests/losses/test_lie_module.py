@@ -32,12 +32,31 @@ def lie_module(orbit_mode: str = "sample") -> InvarianceModule:
 
 
 def test_training_step_forwards_no_transformed_copies():
-    # the Lie loss differentiates the model at x: a plain forward of x for the task loss and
-    # one forward-mode pass of x for the derivative, nothing for the orbit copies
+    # the Lie loss differentiates the model at x: one forward-mode pass of x gives both the
+    # logits of the task loss and the derivative; nothing for the orbit copies
     x, y = torch.randn(6, 1, 8, 8), torch.arange(6) % 3
     for orbit_mode in ("sample", "full"):
         module = lie_module(orbit_mode)
-        assert rows_forwarded(module, "train", (x, y)) == [6, 6]
+        assert rows_forwarded(module, "train", (x, y)) == [6]
+
+
+def test_an_overridden_forward_with_features_still_gives_the_logits():
+    # a subclass that decides the logits itself keeps its say: a plain forward through it,
+    # then the Lie loss's own pass
+    class Scaled(InvarianceModule):
+        def forward_with_features(self, x):
+            logits = 2.0 * self.backbone(x)
+            return logits, logits
+
+    pl.seed_everything(0)
+    module = Scaled(MLP((1, 8, 8), 3, hidden_widths=(8,)), group=ContinuousRotations(),
+                    invariance_loss=LieDerivativeL2("rotation"), augment=False)
+    x, y = torch.randn(6, 1, 8, 8), torch.arange(6) % 3
+    assert rows_forwarded(module, "train", (x, y)) == [6, 6]
+    loss = module.shared_step((x, y), "train")
+    expected = (torch.nn.functional.cross_entropy(2.0 * module.backbone(x), y)
+                + module.invariance_weight * module.invariance_loss(module.backbone, x))
+    assert torch.allclose(loss, expected, rtol=8 * torch.finfo(torch.float32).eps, atol=0.0)
 
 
 def test_validation_still_forwards_the_orbit_for_its_metrics():
