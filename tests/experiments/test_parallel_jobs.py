@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from invreg.experiments import runner
+from invreg.experiments.core import Settings, get_scale
 from invreg.experiments.runner import run
 
 
@@ -51,3 +52,13 @@ def test_the_console_script_exits_1_naming_the_fix(capsys, tmp_path):
                           "--out", str(tmp_path / "out")])
     assert status == 1
     assert "pass --cache DIR instead of --no-cache" in capsys.readouterr().err
+
+
+def test_drift_jobs_train_only_the_models_drift_reads(tmp_path):
+    # the IR-target row is Table 1's alone: the drift figure's jobs leave it out
+    settings = Settings(get_scale("genuine-drift", "smoke"), tmp_path, 1, 1,
+                        extra={"groups": ["R4", "T3"]})
+    table1 = runner.EXPERIMENTS["genuine-table1"].training_jobs(settings)
+    drift = runner.EXPERIMENTS["genuine-drift"].training_jobs(settings)
+    assert [args for _, args in table1] == [("R4", True), ("T3", True)]
+    assert [args for _, args in drift] == [("R4", False), ("T3", False)]
