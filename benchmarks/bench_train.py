@@ -8,9 +8,9 @@ For each model (the paper's setup: MLP 5×128 on 1×36×36 inputs, 10 classes, C
   invariance_weight=10)``: every step rotates the batch by a random element (augmentation),
   rotates it again by one random non-identity element, runs one forward over both, and adds
   ν·LI to the cross-entropy;
-* **DA** — the same with ``invariance_weight=0`` (the loss term is still computed and logged,
-  as the module does);
-* **WT** — the weight-tied MLP (``TiedMLP``, C4-pooled first layer), ν = 0.
+* **DA** — the same with ``invariance_weight=0``: the module then forwards the augmented batch
+  alone (a term weighted 0 cannot change the gradient), and so does the floor;
+* **WT** — the weight-tied MLP (``TiedMLP``, C4-pooled first layer), ν = 0, likewise.
 
 **invreg**: one epoch of ``pl.Trainer.fit`` (no logger, no checkpointing, no progress bar,
 validation off) over an :class:`~invreg.data.base.InvarianceDataModule` of the same tensors.
@@ -96,9 +96,12 @@ def rotate_quarters(x: Tensor, turns: Tensor) -> Tensor:
 def plain_loss(model: nn.Module, x: Tensor, y: Tensor, nu: float,
                generator: torch.Generator) -> Tensor:
     """The module's training work written plainly: augment by a random quarter turn, one random
-    non-identity turn more, one forward over both, cross-entropy + ν·½‖f(x) − f(g·x)‖²."""
+    non-identity turn more, one forward over both, cross-entropy + ν·½‖f(x) − f(g·x)‖²; with
+    ν = 0, cross-entropy on the augmented batch alone."""
     n = y.shape[0]
     x = rotate_quarters(x, torch.randint(0, 4, (n,), generator=generator))
+    if nu == 0:
+        return F.cross_entropy(model(x), y)
     copies = rotate_quarters(x, torch.randint(1, 4, (n,), generator=generator))
     logits = model(torch.cat([x, copies]))
     reference, moved = logits[:n], logits[n:]
