@@ -95,13 +95,10 @@ class HyperSensitivityUpstreamModule(HyperUpstreamModule):
 
     def step(self, batch: tuple[Tensor, Tensor], split: str, batch_idx: int) -> Tensor | None:
         x, y = batch
-        generator = self.random_generator
-        if split != "train":  # the same descriptors and transformations at every validation
-            generator = torch.Generator().manual_seed(batch_idx)
+        generator, d = self.sample_descriptors(x, split, batch_idx)
         desc = self.backbone.descriptor
         batch_size = x.shape[0]
         per_sample = self.descriptor_sampling == "sample"
-        d = desc.sample(batch_size, per_sample, self.corner_probability, generator, x.device)
         applied = desc.full_range_elements(batch_size, generator, x.device)
         first = desc.act(x, applied, self.fill_value)
         second = desc.augment(first, d, generator, self.fill_value)

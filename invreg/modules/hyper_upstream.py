@@ -135,15 +135,27 @@ class HyperUpstreamModule(HyperModuleBase):
         """Logits ``[B, num_classes]`` under ``descriptor`` (``None``: the backbone's default)."""
         return self.backbone(x, descriptor)
 
+    def sample_descriptors(
+        self, x: Tensor, split: str, batch_idx: int
+    ) -> tuple[torch.Generator, Tensor]:
+        """The step's random generator and descriptors ``d`` ``[B, k]`` for the batch ``x``:
+        training draws from the module's generator; validation and test from one seeded by
+        ``batch_idx``, so every evaluation sees the same descriptors and transformations."""
+        generator = self.random_generator
+        if split != "train":
+            generator = torch.Generator().manual_seed(batch_idx)
+        d = self.backbone.descriptor.sample(
+            x.shape[0], self.descriptor_sampling == "sample", self.corner_probability,
+            generator, x.device,
+        )
+        return generator, d
+
     def step(self, batch: tuple[Tensor, Tensor], split: str, batch_idx: int) -> Tensor | None:
         x, y = batch
-        generator = self.random_generator
-        if split != "train":  # the same descriptors and augmentations at every validation
-            generator = torch.Generator().manual_seed(batch_idx)
+        generator, d = self.sample_descriptors(x, split, batch_idx)
         desc = self.backbone.descriptor
         batch_size = x.shape[0]
         per_sample = self.descriptor_sampling == "sample"
-        d = desc.sample(batch_size, per_sample, self.corner_probability, generator, x.device)
         views = [desc.augment(x, d, generator, self.fill_value)]
         if self.invariance_weight > 0 or split != "train":
             views.append(desc.augment(x, d, generator, self.fill_value))
