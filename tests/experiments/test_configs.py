@@ -23,11 +23,13 @@ def full_settings(tmp_path: Path) -> Settings:
 
 
 # model cache keys of Table 1's models at the full scale, computed before the models were
-# built from the configs: trained models are stored under them and must stay valid
+# built from the configs: trained models are stored under them and must stay valid. WT and DA
+# (ν = 0) changed once, on purpose, when their training step stopped forwarding the unused
+# transformed copies (a different random stream: the hyper-parameter track_invariance=False)
 PINNED_KEYS = {
-    ("WT", "c4", 0, 2.0, "logit_l2"): "d9bc7883a368b6af",
-    ("DA", "t3", 1, 2.0, "logit_l2"): "82130cb081d46b62",
-    ("DA", "c4", 0, 2.0, "predictive_kl"): "4426b5541c35f699",
+    ("WT", "c4", 0, 2.0, "logit_l2"): "fbd3b51692bc56ad",
+    ("DA", "t3", 1, 2.0, "logit_l2"): "d946f1983e85a8ee",
+    ("DA", "c4", 0, 2.0, "predictive_kl"): "954e39dd55df4035",
     ("IR", "c4", 0, 50.0, "logit_l2"): "59296142f253e25f",
     ("IR", "t3", 1, 2.0, "predictive_kl"): "61044ebe7f5e33d8",
 }
