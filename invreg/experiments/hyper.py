@@ -561,22 +561,21 @@ def run_experiment(scale: HyperScale, seeds: Sequence[int], cache: Path,
     hyper_path = cache / f"{upstream_key('hyper', scale, 0)}.ckpt"
     conventional_path = cache / f"{upstream_key('conventional', scale, 0)}.pt"
     upstream = []
+
+    def cached_or_trained(label: str, path: Path, train: Callable) -> None:
+        """Train the upstream model ``label`` into ``path`` unless it is there already."""
+        if path.is_file():
+            progress(f"upstream {label}: cached {path}")
+            return
+        upstream.append(dict(model=label, **train(scale, 0, path)))
+        progress(json.dumps(upstream[-1]))
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        if hyper_path.is_file():
-            progress(f"upstream hyper-network: cached {hyper_path}")
-        else:
-            info = train_hyper_upstream(scale, 0, hyper_path)
-            upstream.append(dict(model="hyper-network", **info))
-            progress(json.dumps(upstream[-1]))
+        cached_or_trained("hyper-network", hyper_path, train_hyper_upstream)
         conventional = fresh_hyper(scale).fixed(0.0)
-        if conventional_path.is_file():
-            progress(f"upstream conventional CNN: cached {conventional_path}")
-        else:
-            info = train_conventional_upstream(scale, 0, conventional_path)
-            upstream.append(dict(model="conventional CNN", **info))
-            progress(json.dumps(upstream[-1]))
+        cached_or_trained("conventional CNN", conventional_path, train_conventional_upstream)
         conventional.load_state_dict(torch.load(conventional_path, weights_only=True))
         conventional.eval()
         per_seed = []
