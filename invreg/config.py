@@ -31,14 +31,27 @@ class RecordsInit:
     """Mixin: instances keep the arguments of the outermost constructor call in ``init_args``.
 
     Works through ``super().__init__`` chains: only the call that created the object (the most
-    derived class's ``__init__``) is recorded, with defaults filled in.
+    derived class's ``__init__``) is recorded, with defaults filled in. A class without an
+    ``__init__`` of its own records the arguments of the constructor it inherits, so
+    ``class Mine(RecordsInit, TheirNet): pass`` makes ``TheirNet`` reloadable as it is::
+
+        >>> from torch import nn
+        >>> class Mine(RecordsInit, nn.Linear):
+        ...     pass
+        >>> Mine(3, 2).init_args
+        {'in_features': 3, 'out_features': 2, 'bias': True, 'device': None, 'dtype': None}
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "__init__" not in cls.__dict__:
+        # the constructor this class is built with: its own, or the one it inherits; an
+        # inherited constructor that already records (a RecordsInit parent's) needs no wrapper,
+        # one that does not (``class Mine(RecordsInit, TheirNet): pass``) is wrapped here
+        original = cls.__dict__.get("__init__", cls.__init__)
+        if "__init__" not in cls.__dict__ and getattr(original, "_records_init", False):
             return
-        original = cls.__dict__["__init__"]
+        if original is object.__init__:
+            return
         signature = inspect.signature(original)
 
         @functools.wraps(original)
@@ -52,6 +65,7 @@ class RecordsInit:
                 object.__setattr__(self, "_init_args", arguments)
             original(self, *args, **kw)
 
+        __init__._records_init = True  # type: ignore[attr-defined]
         cls.__init__ = __init__  # type: ignore[method-assign]
 
     @property
