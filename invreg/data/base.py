@@ -48,8 +48,11 @@ from invreg.groups import Group, get_group
 
 SPLITS = ("train", "val", "test")
 
-#: a split size: a fraction of the available samples in ``(0, 1)`` or a count ``>= 1``
-SplitSize = float | int
+#: a split size: a count ``>= 1`` (an int) or a fraction of the available samples in ``(0, 1)``
+#: (a float). ``int`` comes first: the CLI / YAML parser (jsonargparse) tries a union's types in
+#: order, so ``--data.val_size 270`` is the count 270, not the float 270.0, and ``0.2`` (not an
+#: int) falls through to the fraction
+SplitSize = int | float
 
 
 class Stream(IntEnum):
@@ -76,7 +79,9 @@ def check_split_size(name: str, size: object, allow_none: bool = False) -> Split
         return None
     if isinstance(size, float) and not isinstance(size, bool):
         if not 0.0 < size < 1.0:
-            raise ValueError(f"{name} as a fraction must lie in (0, 1), got {size!r}")
+            count = (f"; for a count of samples write an integer, e.g. {name}={int(size)}"
+                     if size >= 1 and size.is_integer() else "")
+            raise ValueError(f"{name} as a fraction must lie in (0, 1), got {size!r}{count}")
         return size
     hint = " or None" if allow_none else ""
     if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
