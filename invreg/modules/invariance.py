@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from numbers import Real
 from typing import Literal
 
@@ -107,6 +108,12 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
     (``docs/target.md``). The additive default η = 1 was measured there too (LI of 0.05–0.5,
     ν of 0.1–3); elsewhere choose η for the scale of ``I`` and ν: about ``0.02·ν/ε`` moves ν
     as fast as the multiplicative default near the target.
+
+    Numeric guards: a multiplicative ``target_lr`` whose largest factor ``exp(3η)`` overflows
+    ν's dtype (η ≥ 29.5 in float32) is refused at construction; an update that would leave
+    the dtype's finite range is clamped to it (``[tiny, max]`` multiplicative, so ν never
+    reaches 0 and freezes there; ``[0, max]`` additive) with a ``RuntimeWarning``; a
+    non-finite measured ``I`` leaves ν as it is, also with a ``RuntimeWarning``.
 
     ``target_metric`` names the measured ``I``: ``"LI"`` (default), ``"LI_normalized"`` or
     ``"DI"``, the orbit metrics of :class:`~invreg.metrics.orbit.OrbitMetrics` on the training
@@ -435,20 +442,44 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
     @torch.no_grad()
     def update_invariance_weight(self, measured: Tensor) -> None:
         """One dual-ascent step of ν from the batch's invariance error ``measured`` (averaged
-        over processes under DDP, so every process keeps the same ν); a non-finite
-        ``measured`` leaves ν as it is."""
+        over processes under DDP, so every process keeps the same ν).
+
+        Guards, each with a ``RuntimeWarning``: a non-finite ``measured`` leaves ν as it is;
+        an update that leaves the finite range of ν's dtype is clamped to it (``[0, max]``
+        additive, ``[tiny, max]`` multiplicative, ``tiny`` the smallest normal number, so a
+        multiplicative ν never reaches 0, from which it could not move again).
+        """
         measured = measured.detach().float()
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1:
             measured = trainer.strategy.reduce(measured, reduce_op="mean")
         weight, target = self.learned_invariance_weight, self.invariance_target
+        if not bool(torch.isfinite(measured)):
+            warnings.warn(
+                f"invariance_target: the measured invariance error ({self.target_metric}) is "
+                f"{float(measured)}; ν stays at {float(weight):.6g} for this batch. A "
+                f"non-finite error means the logits overflow: lower lr, or pick another "
+                f"target_metric", RuntimeWarning, stacklevel=2,
+            )
+            return
         if self.target_update == "additive":
             updated = (weight + self.target_lr * (measured - target)).clamp_min(0.0)
         else:
             log_ratio = torch.log(measured / target).clamp(-LOG_RATIO_CLIP, LOG_RATIO_CLIP)
             updated = weight * torch.exp(self.target_lr * log_ratio)
-        finite = torch.isfinite(measured) & torch.isfinite(updated)
-        weight.copy_(torch.where(finite, updated, weight))
+        info = torch.finfo(weight.dtype)
+        low = 0.0 if self.target_update == "additive" else info.tiny
+        if not bool((updated >= low) & (updated <= info.max)):  # inf, or below tiny
+            clamped = updated.nan_to_num(posinf=info.max).clamp(low, info.max)
+            warnings.warn(
+                f"invariance_target: the {self.target_update} update moved ν from "
+                f"{float(weight):.6g} to {float(updated):.6g}, outside the finite range of "
+                f"{weight.dtype}; clamped to {float(clamped):.6g}. target_lr="
+                f"{self.target_lr:g} is too large for the measured error {float(measured):.6g} "
+                f"(target {target:g}): lower target_lr", RuntimeWarning, stacklevel=2,
+            )
+            updated = clamped
+        weight.copy_(updated)
 
     def _epoch_extras(self, stage: str) -> dict[str, Tensor]:
         if stage == "train":
@@ -534,9 +565,12 @@ def check_target(
     return float(target)
 
 
-def check_target_lr(target_lr: object, update: str) -> float:
+def check_target_lr(target_lr: object, update: str,
+                    dtype: torch.dtype | None = None) -> float:
     """``target_lr`` η as a float (``None``: the update's default); ``ValueError`` unless a
-    finite number > 0."""
+    finite number > 0 and, for the multiplicative update, small enough that one step's largest
+    factor ``exp(3·η)`` is finite in ``dtype`` (ν's dtype; default: the default dtype):
+    ``η < log(max) / 3``, 29.5 in float32."""
     if target_lr is None:
         return DEFAULT_TARGET_LR[update]
     if isinstance(target_lr, bool) or not isinstance(target_lr, Real):
@@ -544,6 +578,16 @@ def check_target_lr(target_lr: object, update: str) -> float:
                          f"({type(target_lr).__name__})")
     if not math.isfinite(target_lr) or target_lr <= 0:
         raise ValueError(f"target_lr: expected a finite number > 0, got {target_lr!r}")
+    if update == "multiplicative":
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        limit = math.log(torch.finfo(dtype).max) / LOG_RATIO_CLIP
+        if target_lr >= limit:
+            raise ValueError(
+                f"target_lr: the multiplicative update moves ν by up to a factor "
+                f"exp({LOG_RATIO_CLIP:g}·η) per batch, and exp({LOG_RATIO_CLIP:g}·{target_lr:g}) "
+                f"overflows {dtype} (ν's dtype); pass target_lr < {limit:.4g} (the default "
+                f"{DEFAULT_TARGET_LR['multiplicative']} changes ν by at most 6 % per batch)"
+            )
     return float(target_lr)
 
 

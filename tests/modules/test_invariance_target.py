@@ -8,6 +8,7 @@ hyper-parameters.
 
 import csv
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -68,11 +69,50 @@ def test_multiplicative_update_is_scale_free_and_clipped():
 
 
 @pytest.mark.parametrize("update", ["additive", "multiplicative"])
-def test_a_non_finite_measurement_leaves_the_weight(update):
+def test_a_non_finite_measurement_leaves_the_weight_with_a_warning(update):
     module = _module(invariance_weight=1.0, invariance_target=0.1, target_update=update)
     for bad in (math.nan, math.inf):
-        module.update_invariance_weight(torch.tensor(bad))
+        with pytest.warns(RuntimeWarning, match=r"measured invariance error \(LI\) is (nan|inf); "
+                                                r"ν stays at 1 for this batch"):
+            module.update_invariance_weight(torch.tensor(bad))
         assert module.invariance_weight == 1.0
+
+
+def test_a_target_lr_whose_largest_step_overflows_is_refused():
+    # the reported configuration: exp(3·50) = inf in float32, so every update was skipped and
+    # ν stayed at 1.0 without a word (and a batch below the target set it to 0 for good)
+    limit = math.log(torch.finfo(torch.float32).max) / LOG_RATIO_CLIP
+    with pytest.raises(ValueError, match=r"target_lr: .*exp\(3·50\) overflows torch.float32 "
+                                         rf"\(ν's dtype\); pass target_lr < {limit:.4g}"):
+        _module(invariance_weight=1.0, invariance_target=0.01, target_lr=50.0)
+    assert _module(invariance_target=0.01, target_lr=0.999 * limit).target_lr < limit
+    # the additive step is linear in η: no such bound
+    assert _module(invariance_target=0.01, target_update="additive", target_lr=50.0)
+
+
+@pytest.mark.parametrize(("update", "target_lr", "target", "high", "low"),
+                         [("multiplicative", 29.0, 0.01, 0.5, 0.0),
+                          ("additive", 3e38, 0.5, 1.5, 0.0)])
+def test_the_weight_is_clamped_to_its_dtype_and_never_freezes(update, target_lr, target, high,
+                                                              low):
+    info = torch.finfo(torch.float32)
+    module = _module(invariance_weight=1.0, invariance_target=target, target_update=update,
+                     target_lr=target_lr)
+    floor = info.tiny if update == "multiplicative" else 0.0  # additive: the projection at 0
+    weights = []
+    for measured in (high, high, high, low, low, low, low, low, high):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module.update_invariance_weight(torch.tensor(measured))
+        weight = module.invariance_weight
+        assert math.isfinite(weight) and weight >= floor
+        clamped = [w for w in caught if "outside the finite range" in str(w.message)]
+        expected = weight == info.max or (update == "multiplicative" and weight == info.tiny)
+        assert bool(clamped) == expected, (weight, [str(w.message) for w in caught])
+        weights.append(weight)
+    assert info.max in weights  # pinned at the top instead of skipping the update
+    assert weights[7] == floor  # pinned at the bottom, above 0 for the multiplicative update
+    assert weights[8] > floor  # and it moves again: never frozen
 
 
 @pytest.mark.parametrize(
