@@ -57,7 +57,7 @@ def test_weight_tied_model_uses_the_config_group(tmp_path, capsys):
     _, di, li, consistency = wt_row.rsplit(maxsplit=3)
     assert float(di) == 0.0 and float(li) == 0.0 and float(consistency) == 1.0
     # each model's run folder is named, and holds its config and summary
-    folders = {line.split(": ", 1)[0].strip(): line.split(": ", 1)[1]
+    folders = {line.split(": ", 1)[0].strip(): line.split(": ", 1)[1].rsplit(" (", 1)[0]
                for line in out[out.index("run folders"):].splitlines()[1:] if ": " in line}
     assert set(folders) == {"DA", "IR", "WT"}
     for folder in folders.values():
@@ -77,3 +77,49 @@ def test_unknown_model_name(tmp_path):
     with pytest.raises(ValueError, match=r"models: expected names among \['DA', 'IR', 'WT'\]"):
         quickstart.run(_config(tmp_path, "c4"), out=tmp_path / "out", models=("XX",))
 
+
+
+def test_config_without_logger_gets_a_csv_logger_in_one_folder_per_model(tmp_path, capsys):
+    text = _config(tmp_path, "t4").read_text()
+    start = text.index("  logger:")
+    end = text.index("model:")
+    (tmp_path / "nolog.yaml").write_text(text[:start] + text[end:])
+    out_dir = tmp_path / "out"
+    quickstart.run(tmp_path / "nolog.yaml", out=out_dir, models=("DA",))
+    out = capsys.readouterr().out
+    run = out_dir / "DA" / "version_0"
+    assert (run / "metrics.csv").is_file() and (run / "config.yaml").is_file()
+    assert not (out_dir / "DA" / "DA").exists()
+    line = next(line for line in out.splitlines() if line.strip().startswith("DA:"))
+    assert "metrics.csv" in line and "saliency/" not in line  # lists only what was written
+
+
+def test_logger_false_is_kept(tmp_path):
+    text = _config(tmp_path, "t4").read_text()
+    path = tmp_path / "off2.yaml"
+    path.write_text(text[:text.index("  logger:")] + "  logger: false\n"
+                    + text[text.index("model:"):])
+    assert quickstart.logger_arguments(path, "DA", tmp_path) == []
+
+
+def test_table_prints_no_negative_zero_and_flags_chance_level():
+    table = quickstart.format_table({"DA": {"acc": 0.1, "DI": -3e-9, "LI": 0.5,
+                                            "consistency": 1.0}})
+    assert "-0.0000" not in table and " 0.0000" in table
+    assert quickstart._fixed(-0.25, 4) == "-0.2500"
+    warnings = quickstart.chance_warnings({"DA": {"acc": 0.1}, "IR": {"acc": 0.9}}, 10)
+    assert len(warnings) == 1 and warnings[0].startswith("warning: DA is at chance level")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config", "no/such.yaml"], "--config: no such file"),
+    (["--max-epochs", "0"], "--max-epochs: expected a whole number >= 1"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, message):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "invreg.quickstart", *argv],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr
+    assert "Traceback" not in done.stderr
