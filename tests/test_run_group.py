@@ -29,7 +29,7 @@ GENUINE = ROOT / "configs" / "genuine"
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 EPS32 = torch.finfo(torch.float32).eps
 FINITE = [Rotations(4), CyclicShifts(3), Dihedral(4), Flips(("horizontal", "vertical")),
-          Product(Flips(), CyclicShifts(3))]
+          Product(Flips("vertical"), CyclicShifts(3))]
 
 
 def gen(seed=0):

@@ -33,7 +33,7 @@ EXTRA = [
     Dihedral(3),
     CyclicShifts(4, shift=3, dim=-2),
     Product(Flips("vertical"), CyclicShifts(4)),
-    Product(ContinuousRotations(45), Flips()),
+    Product(ContinuousRotations(45), Rotations(2)),
     Product(Flips(), Scalings()),
     Translations(),
     Scalings(),
