@@ -15,6 +15,11 @@ inputs are upcast *before* subtracting, squaring, softmaxing or summing, so a ba
 half-precision logits cannot overflow (fp16's largest value is 65504) and a mean is not
 rounded to 8 significant bits (bfloat16). Errors are returned in float32 for half-precision
 inputs, in float64 for float64 inputs. Argmax-based values (consistency, accuracy) are exact.
+Magnitude: squared norms and means are formed on values divided by a power of two
+(:func:`scaled_sum_of_squares`, exact), so finite logits of any size give the correct finite
+LI, normalised LI and mean (``½‖d‖²`` of float32 logits near ``1e20`` would overflow if
+squared directly); a value whose true result exceeds the dtype's range (float32: ``3.4e38``)
+is ``inf``, never NaN.
 
 Bad input is rejected at the public boundary, never answered silently: an orbit that is not a
 floating-point ``[B, N, C]`` tensor (``TypeError`` / ``ValueError``), NaN or Inf outputs
@@ -62,18 +67,70 @@ def upcast(values: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- pair errors
+def power_of_two_scale(peak: Tensor) -> Tensor:
+    """A power of two ``s`` with ``peak / s`` in ``[1, 2)``: ``2^(e − 1)`` for ``peak = m·2^e``
+    (:func:`torch.frexp`), ``0.5`` for a peak of 0, NaN or Inf (which then propagate).
+
+    Dividing by ``s`` is exact (a power of two; barring subnormal results), so a formula
+    computed on ``values / s`` and scaled back by ``s`` rounds exactly as on ``values``, but its
+    squares neither overflow nor underflow: ``s ≤ peak`` is always representable.
+
+    >>> power_of_two_scale(torch.tensor([3.0, 1e20, 0.0]))
+    tensor([2.0000e+00, 7.3787e+19, 5.0000e-01])
+    """
+    _, exponent = torch.frexp(peak)
+    return torch.ldexp(torch.ones_like(peak), exponent - 1)
+
+
+def scaled_sum_of_squares(values: Tensor) -> tuple[Tensor, Tensor]:
+    """``(s, r)`` with ``Σ v² = s²·r`` over the last axis, computed without squaring ``values``.
+
+    ``s`` (:func:`power_of_two_scale` of ``max |v|``, no gradient) and ``r = Σ (v / s)²`` in
+    ``[1, 4·n)`` are ``[...]``; ``s * (s * r)`` is ``Σ v²`` (infinite only when the true value
+    exceeds the dtype's range) and ``s * r.sqrt()`` the Euclidean norm, both correct for
+    finite values of any magnitude (``v² `` itself overflows float32 at ``|v| ≈ 1.8e19``).
+
+    >>> s, r = scaled_sum_of_squares(torch.tensor([3e20, 4e20]))
+    >>> s * r.sqrt()
+    tensor(5.0000e+20)
+    """
+    if values.ndim == 0 or values.shape[-1] == 0:
+        return torch.ones_like(values.sum(dim=-1)), values.pow(2).sum(dim=-1)
+    scale = power_of_two_scale(values.detach().abs().amax(dim=-1, keepdim=True))
+    return scale.squeeze(-1), (values / scale).pow(2).sum(dim=-1)
+
+
 def logit_l2(reference: Tensor, transformed: Tensor) -> Tensor:
-    """``½‖f(x) − f(g·x)‖²`` over the last axis, per pair ``[...]`` (at least float32)."""
+    """``½‖f(x) − f(g·x)‖²`` over the last axis, per pair ``[...]`` (at least float32).
+
+    Computed on the difference scaled by a power of two (:func:`scaled_sum_of_squares`), so
+    finite logits of any magnitude give the correct value; it is ``inf`` only when the true
+    value exceeds the dtype's range (float32: ``3.4e38``)."""
     reference, transformed = _check_pair(reference, transformed)
-    return 0.5 * (reference - transformed).pow(2).sum(dim=-1)
+    scale, squares = scaled_sum_of_squares(reference - transformed)
+    return scale * (scale * (0.5 * squares))
 
 
 def normalized_logit_l2(reference: Tensor, transformed: Tensor) -> Tensor:
     """``‖f(x) − f(g·x)‖² / max(‖f(x)‖², 1e-12)`` over the last axis, per pair (scale-free
-    logit error; at least float32)."""
+    logit error; at least float32).
+
+    Both outputs are divided by one power of two per pair (their largest magnitude) before
+    subtracting and squaring, so the ratio is correct for finite logits of any magnitude
+    (the squared norms of logits near ``1e20`` overflow float32); it is ``inf`` only when the
+    true ratio exceeds the dtype's range."""
     reference, transformed = _check_pair(reference, transformed)
+    if reference.ndim == 0 or reference.shape[-1] == 0:
+        return (reference - transformed).pow(2).sum(dim=-1) / reference.pow(2).sum(
+            dim=-1
+        ).clamp_min(NORM_EPS)
+    peak = torch.maximum(reference.detach().abs(), transformed.detach().abs())
+    scale = power_of_two_scale(peak.amax(dim=-1, keepdim=True))
+    reference, transformed = reference / scale, transformed / scale
     num = (reference - transformed).pow(2).sum(dim=-1)
-    return num / reference.pow(2).sum(dim=-1).clamp_min(NORM_EPS)
+    scale = scale.squeeze(-1)
+    # max(‖f(x)‖², 1e-12) / s², with 1e-12 / s² formed without squaring s
+    return num / torch.clamp(reference.pow(2).sum(dim=-1), min=(NORM_EPS / scale) / scale)
 
 
 def predictive_kl(reference: Tensor, transformed: Tensor) -> Tensor:
@@ -519,8 +576,15 @@ def check_orbit(orbit: Tensor, min_elements: int = 2, allow_nonfinite: bool = Fa
             f"orbit: expected at least {min_elements} orbit elements (identity first) on dim 1, "
             f"got shape {tuple(orbit.shape)}"
         )
-    if not allow_nonfinite and not torch.isfinite(orbit).all():
-        raise ValueError("orbit: contains NaN or Inf values; the model's outputs are not finite")
+    if not allow_nonfinite:
+        check_finite(orbit, "orbit", "the model's outputs are not finite")
+
+
+def check_finite(values: Tensor, name: str, hint: str) -> None:
+    """``ValueError`` naming the argument ``name`` if floating ``values`` hold NaN or Inf
+    (one ``isfinite`` reduction); ``hint`` says what that means or how to fix it."""
+    if values.is_floating_point() and not torch.isfinite(values).all():
+        raise ValueError(f"{name}: contains NaN or Inf values; {hint}")
 
 
 def check_target(target: Tensor, batch: int, num_classes: int | None) -> None:
@@ -574,4 +638,6 @@ def _reduce(values: Tensor, reduction: Reduction) -> Tensor:
             "empty batch: the mean over 0 samples is undefined; pass at least one sample, or "
             "use reduction='sum' or 'none'"
         )
-    return values.mean()
+    # scaled by a power of two (exact): a mean of values near the dtype's largest is finite
+    scale = power_of_two_scale(values.detach().abs().amax())
+    return scale * (values / scale).mean()

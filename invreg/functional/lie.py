@@ -41,11 +41,25 @@ the central difference. So the tangent is computed directly: central differences
 along the height), dotted with ``V``. Exact, elementwise and differentiable in ``x``: no
 resampling pass. The model sees the untransformed ``x``.
 
-Measure in ``model.eval()``: in training mode batch norm couples the samples of a batch.
+The model must return a tensor (an e2cnn ``GeometricTensor`` is read through its ``.tensor``);
+a model that returns a tuple such as ``(logits, features)`` gets a ``TypeError``: wrap it
+(``lambda x: model(x)[0]``) or pass ``layer=`` to differentiate a submodule's output. An empty
+batch gives ``[0, C]`` when the model runs on 0 inputs, else a ``ValueError`` naming ``x``.
+
+Measure in ``model.eval()``: in training mode batch norm couples the samples of a batch and
+these functions, like a forward of the model, update its running statistics (what the training
+loss wants). :class:`~invreg.metrics.LieDerivativeError` measures in ``eval()`` mode and
+leaves the model unchanged.
+
+Non-finite values: :func:`lie_derivative_error` raises ``ValueError`` for NaN / Inf in ``x``
+and for a Lie derivative that is not finite (the model's outputs or their derivative), unless
+``allow_nonfinite=True`` (the training loss: a gradient scaler must see the overflow). Squared
+norms are formed without overflow (:func:`~invreg.functional.scaled_sum_of_squares`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -54,7 +68,15 @@ from torch import Tensor, nn
 from torch.autograd import forward_ad
 from torch.func import jvp
 
-from invreg.functional.invariance import capture_layers, layer_output, working_dtype
+from invreg.functional.invariance import (
+    _reduce,
+    capture_layers,
+    check_finite,
+    forward_batch,
+    layer_output,
+    scaled_sum_of_squares,
+    upcast,
+)
 
 #: the generators of :func:`lie_derivative`: name → ``θ(t, H, W)``, the ``[2, 3]`` pull-back
 #: affine map of :func:`invreg.groups.rotations.resample` (normalised coordinates).
@@ -163,15 +185,19 @@ def lie_derivative(
     One batched forward-mode pass of the model (a dual tensor ``x + ε·tangent``,
     ``torch.autograd.forward_ad``: the engine of ``torch.func.jvp``, but it also runs modules
     that update buffers in place, such as batch norm in training mode), in ``x``'s dtype; the
-    result is ``[B, prod(D)]``. In training mode batch norm uses this batch's statistics and
-    updates its running statistics once more. The same pass computes ``f(x)``:
+    result is ``[B, prod(D)]`` (``[0, prod(D)]`` for an empty batch; ``ValueError`` if the
+    model cannot run on 0 inputs). The model must return a tensor: ``TypeError`` for a tuple
+    such as ``(logits, features)`` (wrap it, or use ``layer``). In training mode batch norm
+    uses this batch's statistics and updates its running statistics once more, as any forward
+    does; to measure without side effects use :class:`~invreg.metrics.LieDerivativeError`
+    (``eval()`` mode, model restored). The same pass computes ``f(x)``:
     :func:`lie_derivative_with_output` returns it too.
 
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(9, 2))
     >>> lie_derivative(model, torch.randn(4, 1, 3, 3), "rotation").shape
     torch.Size([4, 2])
     """
-    return lie_derivative_with_output(model, x, generator, layer, fill)[1]
+    return _forward_mode_pass(model, x, generator, layer, fill, keep_output=False)[2]
 
 
 def lie_derivative_with_output(
@@ -194,6 +220,21 @@ def lie_derivative_with_output(
     >>> torch.allclose(output, model(x)), derivative.shape
     (True, torch.Size([4, 2]))
     """
+    output, _, derivative = _forward_mode_pass(model, x, generator, layer, fill, keep_output=True)
+    return output, derivative  # type: ignore[return-value]  # keep_output: never None
+
+
+def _forward_mode_pass(
+    model: nn.Module | Callable[[Tensor], Tensor],
+    x: Tensor,
+    generator: str,
+    layer: str | None,
+    fill: float,
+    keep_output: bool,
+) -> tuple[Tensor | None, Tensor, Tensor]:
+    """One forward-mode pass (see :func:`lie_derivative`): ``(f(x)`` (``None`` unless
+    ``keep_output``), the differentiated output (the model's or ``layer``'s) and its
+    derivative ``L f(x)`` ``[B, C])``."""
     check_lie_input(x, generator)
     if layer is not None and not isinstance(model, nn.Module):
         raise TypeError(f"layer: needs an nn.Module model, got {type(model).__name__}")
@@ -201,25 +242,46 @@ def lie_derivative_with_output(
     with forward_ad.dual_level():
         dual = forward_ad.make_dual(x, tangent)
         if layer is None:
-            model_output = differentiated = model(dual)
+            model_output = differentiated = _model_tensor(forward_batch(model, dual), model)
         else:
             with capture_layers(model, [layer]) as captured:
-                model_output = model(dual)
+                model_output = forward_batch(model, dual)
             differentiated = layer_output(captured, layer)[0]
-        derivative = forward_ad.unpack_dual(differentiated).tangent
-        output = forward_ad.unpack_dual(model_output).primal
+        primal, derivative = forward_ad.unpack_dual(differentiated)
+        output = None
+        if keep_output:
+            output = forward_ad.unpack_dual(_model_tensor(model_output, model)).primal
         if derivative is None:  # the output does not depend on x
-            derivative = torch.zeros_like(forward_ad.unpack_dual(differentiated).primal)
-    return output, derivative.reshape(x.shape[0], -1)
+            derivative = torch.zeros_like(primal)
+    # not reshape(B, -1): an empty batch has no -1 to infer
+    return output, primal, derivative.reshape(x.shape[0], math.prod(derivative.shape[1:]))
+
+
+def _model_tensor(output: object, model: object) -> Tensor:
+    """The model's output as a tensor (an e2cnn ``GeometricTensor``'s ``.tensor``), else a
+    ``TypeError`` that says what the Lie derivative needs."""
+    if isinstance(output, Tensor):
+        return output
+    tensor = getattr(output, "tensor", None)
+    if isinstance(tensor, Tensor) and hasattr(output, "type"):  # e2cnn GeometricTensor
+        return tensor
+    raise TypeError(
+        f"model: must return a tensor of logits [B, ...], but {type(model).__name__} returned "
+        f"{type(output).__name__}; for a model that returns (logits, features) pass a wrapper "
+        f"such as lambda x: model(x)[0], or layer='<submodule name>' to differentiate a hidden "
+        f"layer's output"
+    )
 
 
 def lie_derivative_norms(derivative: Tensor, norm: str = "squared") -> Tensor:
     """Per-sample ``‖L f(x)‖²`` (``norm="squared"``) or ``‖L f(x)‖`` (``"l2"``) of a
-    derivative ``[B, C]``, ``[B]`` in at least float32."""
+    derivative ``[B, C]``, ``[B]`` in at least float32 (formed on the derivative scaled by a
+    power of two: finite for any finite derivative whose true norm is representable)."""
     if norm not in LIE_NORMS:
         raise ValueError(f"norm: expected one of {list(LIE_NORMS)}, got {norm!r}")
-    squared = derivative.to(working_dtype(derivative.dtype)).pow(2).sum(dim=-1)
-    return squared if norm == "squared" else squared.sqrt()
+    scale, squares = scaled_sum_of_squares(upcast(derivative))
+    # no overflow for finite derivatives: inf only where the true ‖L f‖² exceeds the dtype
+    return scale * (scale * squares) if norm == "squared" else scale * squares.sqrt()
 
 
 def lie_derivative_error(
@@ -230,6 +292,8 @@ def lie_derivative_error(
     norm: str = "squared",
     layer: str | None = None,
     fill: float = 0.0,
+    *,
+    allow_nonfinite: bool = False,
 ) -> Tensor:
     """Lie derivative error: ``mean_i ‖L f(x_i)‖²`` over the ``B`` samples.
 
@@ -237,6 +301,11 @@ def lie_derivative_error(
     ``"sum"`` (scalar) or ``"none"`` (``[B]``). Computed in at least float32; differentiable
     with respect to the model's parameters (a training loss, :class:`~invreg.losses.
     LieDerivativeL2`). Other arguments as :func:`lie_derivative`.
+
+    ``ValueError`` if ``x`` holds NaN / Inf, or if the Lie derivative is not finite (the
+    model's outputs or their derivative), rather than a NaN error; ``allow_nonfinite=True``
+    lets them propagate (what a training loss wants: a gradient scaler must see the overflow).
+    A finite derivative whose true ``‖L f‖²`` exceeds the dtype's range gives ``inf``.
 
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(9, 2))
     >>> x = torch.ones(2, 1, 3, 3)
@@ -251,8 +320,20 @@ def lie_derivative_error(
     check_lie_input(x, generator)
     if reduction == "mean" and x.shape[0] == 0:
         raise ValueError(f"x: empty batch {tuple(x.shape)}; the mean over 0 samples is undefined")
-    norms = lie_derivative_norms(lie_derivative(model, x, generator, layer, fill), norm)
-    if reduction == "none":
-        return norms
-    return norms.mean() if reduction == "mean" else norms.sum()
+    if not allow_nonfinite:
+        check_finite(x, "x", "clean or filter the inputs first (e.g. torch.nan_to_num)")
+    _, differentiated, derivative = _forward_mode_pass(
+        model, x, generator, layer, fill, keep_output=False
+    )
+    if not allow_nonfinite:
+        finite = (torch.isfinite(derivative) & torch.isfinite(differentiated).reshape(
+            derivative.shape)).all(dim=1)
+        if not finite.all():
+            what = "model" if layer is None else f"layer {layer!r}"
+            raise ValueError(
+                f"{what}: its output or its Lie derivative is NaN or Inf on "
+                f"{int((~finite).sum())} of {x.shape[0]} samples of finite inputs, so the "
+                f"error is undefined: fix the model (overflow, log / sqrt / division at 0)"
+            )
+    return _reduce(lie_derivative_norms(derivative, norm), reduction)
 

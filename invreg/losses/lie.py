@@ -39,7 +39,10 @@ class LieDerivativeL2(InvarianceLoss):
 
     In :class:`~invreg.modules.InvarianceModule` (``invariance_loss=LieDerivativeL2(
     "rotation")``) the term is computed on the (augmented) untransformed batch; the group still
-    drives augmentation and the validation orbit metrics.
+    drives augmentation and the validation orbit metrics. As a training term it runs the model
+    in its own mode (batch norm in training mode uses, and updates, the batch statistics: the
+    same pass gives the task loss its logits) and lets NaN / Inf propagate into the loss;
+    to *measure* a model use :class:`~invreg.metrics.LieDerivativeError`.
 
     >>> import torch
     >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(9, 2))
@@ -71,7 +74,10 @@ class LieDerivativeL2(InvarianceLoss):
                 f"{type(model).__name__} and {type(x).__name__}; modules that pass outputs "
                 f"(orbits of features) need an orbit loss such as LogitL2"
             )
-        return lie_derivative_error(model, x, self.generator, layer=self.layer, fill=fill)
+        # non-finite values propagate: a gradient scaler must see the overflow
+        return lie_derivative_error(
+            model, x, self.generator, layer=self.layer, fill=fill, allow_nonfinite=True
+        )
 
     def output_and_loss(
         self, model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, fill: float = 0.0
