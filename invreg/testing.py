@@ -21,6 +21,12 @@ network, the two sides of the comparison and the ratio between hidden and output
 (measured largest error ÷ ``atol``: 0.003–0.006 for a weight-tied MLP, 0.004–0.012 for an
 e2cnn G-CNN, in float32 and float64; 5·10³ and 10¹² for a plain MLP: ``docs/testing.md``).
 
+Low precision is refused. In bfloat16 (``eps = 2⁻⁷``) ``atol`` reaches ``max |f|`` itself for
+any input of 64 entries or more, in float16 (``eps = 2⁻¹⁰``) for 4096: every model would pass.
+So a float16 / bfloat16 output with a derived tolerance raises ``TypeError``: check the model
+in float32 or float64 (``assert_invariant(model.double(), group, x.double())``), or give both
+``atol`` and ``rtol`` yourself.
+
 Interpolation floor. Groups whose action is not exact on the pixel grid (``group.is_exact`` is
 ``False``: ``c8``, ``so2`` ...) resample bilinearly, so ``g⁻¹·(g·x) ≠ x`` and even a model that is
 invariant on continuous images moves. The floor is measured with a *round trip*: the input
@@ -61,6 +67,8 @@ from invreg.groups import Group, get_group
 DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
 #: safety factor of the derived tolerance (see the module docstring)
 TOLERANCE_FACTOR = 16.0
+#: dtypes whose derived tolerance is as large as the outputs: refused (module docstring)
+LOW_PRECISION = (torch.float16, torch.bfloat16)
 #: a non-exact group fails when its error exceeds this multiple of the interpolation floor
 FLOOR_FACTOR = 4.0
 #: orbit size used for continuous groups
@@ -95,12 +103,22 @@ def default_tolerance(outputs: Tensor, input_numel: int, dtype: torch.dtype) -> 
     """``(atol, rtol)`` for comparing ``outputs`` computed from inputs of ``input_numel`` entries.
 
     ``atol = K · eps(dtype) · sqrt(input_numel) · max|outputs|`` and ``rtol = K · eps(dtype)``
-    with ``K =`` :data:`TOLERANCE_FACTOR` (derivation: module docstring).
+    with ``K =`` :data:`TOLERANCE_FACTOR` (derivation: module docstring). ``TypeError`` for
+    float16 / bfloat16, where this tolerance is as large as the outputs (module docstring).
 
     >>> atol, rtol = default_tolerance(torch.full((2, 3), 1000.0), 64, torch.float32)
     >>> round(atol / (16 * 8 * 1000 * torch.finfo(torch.float32).eps), 6), rtol > 0
     (1.0, True)
     """
+    if dtype in LOW_PRECISION:
+        ratio = TOLERANCE_FACTOR * torch.finfo(dtype).eps * math.sqrt(max(input_numel, 1))
+        raise TypeError(
+            f"the model's outputs are {dtype}: the tolerance derived from its precision, "
+            f"{TOLERANCE_FACTOR:g}·eps·sqrt(D)·max|f| with D = {input_numel}, is {ratio:.3g}× "
+            f"max|f|, too coarse for the check to catch a non-invariant model; check it in "
+            f"float32 or float64 (cast the model and x, e.g. model.double() and x.double()), "
+            f"or pass both atol and rtol"
+        )
     eps = torch.finfo(dtype).eps
     scale = float(outputs.detach().abs().max()) if outputs.numel() else 0.0
     return (
@@ -189,7 +207,9 @@ def assert_invariant(
         AssertionError: naming the worst element, the max and mean absolute error, the
             tolerance, the dtype (and the floor for non-exact groups).
         ValueError / TypeError: an unknown group, an input the group or model cannot take, a
-            dtype that differs from the model's, NaN / Inf outputs, bad tolerances.
+            dtype that differs from the model's, NaN / Inf outputs, bad tolerances, float16 /
+            bfloat16 outputs without both ``atol`` and ``rtol`` (``TypeError``: check the
+            model in float32 or float64, e.g. ``model.double()``).
 
     >>> from invreg.models import TiedMLP
     >>> assert_invariant(TiedMLP((1, 8, 8), 3, group="c4", hidden_widths=(16,)), "c4")
@@ -337,11 +357,12 @@ def _report(
     """Compare ``outputs`` with ``reference`` (``[B, N − 1, ...]``, non-identity elements) and
     raise ``AssertionError`` for the element that exceeds its bound the most."""
     dtype = outputs.dtype
-    default_atol, default_rtol = default_tolerance(
-        torch.cat([outputs.flatten(), reference.flatten()]), x[0].numel(), dtype
-    )
-    atol = default_atol if atol is None else atol
-    rtol = default_rtol if rtol is None else rtol
+    if atol is None or rtol is None:
+        default_atol, default_rtol = default_tolerance(
+            torch.cat([outputs.flatten(), reference.flatten()]), x[0].numel(), dtype
+        )
+        atol = default_atol if atol is None else atol
+        rtol = default_rtol if rtol is None else rtol
     errors = (outputs - reference).abs()
     bound = atol + rtol * reference.abs()
     excess = _per_element_max(errors - bound)  # [N − 1]: > 0 where some entry is outside
