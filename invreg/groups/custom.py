@@ -17,8 +17,11 @@ groups; :meth:`~invreg.groups.Group.act` with one element per sample applies eac
 the samples that share it.
 
 The group axioms are checked at construction on a probe batch (``probe=``, or a seeded
-standard-normal batch of two samples of ``input_shape``): the identity, that each function
-keeps the shape and treats samples independently, that elements act differently, closure
+standard-normal batch of ``input_shape`` samples: two, or more for a small shape so that the
+probe has at least 256 entries, at most 64 samples). First each function on its own: it keeps
+the shape, is deterministic (16 calls on the probe agree: a random augmentation is not a
+group element) and leaves its input alone (no in-place change); then the identity, that each
+function treats samples independently, that elements act differently, closure
 (applying ``j`` then ``i`` equals some element ``i·j``), inverses, associativity of the table,
 and for a generator its order (``g^n`` is the identity and no smaller power is). A failure
 raises ``ValueError`` naming the element(s), what failed and the fix.
@@ -35,17 +38,28 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from invreg.config import try_config
 from invreg.groups.base import Group
 
 Action = Callable[[Tensor], Tensor]
 
-#: samples in the random probe drawn from ``input_shape`` (two tell coincidences apart and
-#: show whether a function mixes the samples of a batch)
+#: the fewest samples in the random probe drawn from ``input_shape`` (two show whether a
+#: function mixes the samples of a batch)
 PROBE_SAMPLES = 2
+#: the random probe has at least this many entries (up to ``MAX_PROBE_SAMPLES`` samples), so a
+#: small ``input_shape`` cannot make two different transformations agree on it by chance (an
+#: ``abs`` looks like the identity on a probe of 4 positive numbers, 1 seed in 16)
+PROBE_ENTRIES = 256
+MAX_PROBE_SAMPLES = 64
+#: each function is called this many times on the probe: all results must agree. A random
+#: augmentation (a draw per call) is not a group element; one with two equally likely outcomes
+#: agrees on all calls with probability 2^-15
+DETERMINISM_CALLS = 16
 
 
 @dataclass(frozen=True)
@@ -135,8 +149,9 @@ class FiniteGroup(Group):
             name: shown in ``repr`` and error messages.
             probe: a batch ``[B, *input_shape]`` the axioms are checked on (``B >= 2`` also
                 checks that the functions treat samples independently).
-            input_shape: one sample's shape; the probe is then ``PROBE_SAMPLES`` seeded
-                standard-normal samples. Pass ``probe`` or ``input_shape``.
+            input_shape: one sample's shape; the probe is then seeded standard-normal
+                samples (two, or enough for 256 entries, at most 64). Pass ``probe`` or
+                ``input_shape``.
             seed: of that random probe.
 
         Raises:
@@ -250,7 +265,8 @@ class FiniteGroup(Group):
             raise ValueError(f"{self._where('input_shape')}: expected positive ints such as "
                              f"(1, 16000), got {input_shape!r}")
         generator = torch.Generator().manual_seed(seed)
-        return torch.randn(PROBE_SAMPLES, *shape, generator=generator)
+        samples = max(PROBE_SAMPLES, -(-PROBE_ENTRIES // math.prod(shape)))
+        return torch.randn(min(samples, MAX_PROBE_SAMPLES), *shape, generator=generator)
 
     def _apply(self, x: Tensor, k: int) -> Tensor:
         """``actions[k](x)``, checked to be a tensor of ``x``'s shape."""
@@ -262,6 +278,33 @@ class FiniteGroup(Group):
                              f"{tuple(x.shape)}, {x.dtype}; each function must keep the shape "
                              f"and dtype")
         return out
+
+    def _check_function(self, function: Action, label: str) -> Tensor:
+        """``function(probe)`` after checking that it is deterministic and leaves its input
+        alone: the first thing checked, so a random or in-place function is named as such
+        instead of failing a later law by chance."""
+        probe = self._probe
+        before = probe.clone()
+        results = []
+        for _ in range(DETERMINISM_CALLS):
+            out = function(probe)
+            if not isinstance(out, Tensor) or out.shape != probe.shape:
+                got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise ValueError(f"{self!r}: {label} returned {got} for an input of shape "
+                                 f"{tuple(probe.shape)}; each function must keep the shape")
+            if not torch.equal(probe, before):
+                raise ValueError(f"{self!r}: {label} changed its input in place; return a new "
+                                 f"tensor (e.g. torch.flip(x, ...) or -x, not x.neg_())")
+            results.append(out)
+        spread = max(self._difference(out, results[0]) for out in results[1:]) if len(
+            results) > 1 else 0.0
+        if spread > self._tolerance:
+            raise ValueError(f"{self!r}: {label} is not deterministic: {DETERMINISM_CALLS} "
+                             f"calls on the same probe gave different results (max difference "
+                             f"{spread:.3g}). A group element is one fixed transformation; a "
+                             f"random augmentation is not: pass each transformation it can "
+                             f"draw as its own element (the group samples among them)")
+        return results[0]
 
     def _difference(self, a: Tensor, b: Tensor) -> float:
         """Largest entry-wise difference (``inf`` for NaN)."""
@@ -284,7 +327,9 @@ class FiniteGroup(Group):
         """``actions[i](probe)`` for every ``i``, after the per-element checks: shape,
         per-sample action, identity first, distinct elements."""
         probe = self._probe
-        images = [self._apply(probe, k) for k in range(self.order)]
+        images = [self._apply(probe, k) for k in range(self.order)]  # shape and dtype first
+        for k in range(self.order):
+            self._check_function(self._actions[k], f"element {k}")
         if not self._same(images[0], probe):
             raise ValueError(f"{self!r}: element 0 must be the identity, but it changes the "
                              f"probe (max difference {self._difference(images[0], probe):.3g}); "
@@ -351,8 +396,8 @@ class FiniteGroup(Group):
                       ) -> None:
         """``g^n`` is the identity, no smaller power is, and ``power`` agrees with ``g^k``."""
         probe, n = self._probe, self.order
-        powers = [probe]
-        for _ in range(n):
+        powers = [probe, self._check_function(generator, "element 1 (the generator)")]
+        for _ in range(n - 1):
             step = generator(powers[-1])
             if not isinstance(step, Tensor) or step.shape != probe.shape:
                 got = tuple(step.shape) if isinstance(step, Tensor) else type(step).__name__
@@ -465,13 +510,29 @@ class FiniteGroup(Group):
     def _key(self) -> tuple:
         return (self.name, self._actions, tuple(self._table.flatten().tolist()), self.input_shape)
 
+    def _described(self) -> dict[str, Any] | None:
+        """The plain constructor arguments of a subclass that builds its functions itself
+        (``class Rolls(FiniteGroup)`` with ``__init__(self, size=8, step=2)``), else ``None``."""
+        if type(self) is FiniteGroup or "_init_args" not in self.__dict__:
+            return None
+        return try_config(self.init_args)
+
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._key() == other._key()  # type: ignore[attr-defined]
+        if type(self) is not type(other):
+            return False
+        described = self._described()
+        if described is not None:  # same class, same arguments: the same group, new closures
+            return described == other._described()  # type: ignore[attr-defined]
+        return self._key() == other._key()  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
         return hash((self.name, self.order, self.input_shape))
 
     def __repr__(self) -> str:
+        described = self._described() if "order" in self.__dict__ else None
+        if described is not None:
+            arguments = ", ".join(f"{k}={v!r}" for k, v in described.items())
+            return f"{type(self).__name__}({arguments})"
         name = self.__dict__.get("name", "custom")
         order = self.__dict__.get("order")
         shape = self.__dict__.get("input_shape")

@@ -219,7 +219,7 @@ SQUARE = (4, 2)
                                           input_shape=SQUARE),
          r"element 1 mixes the samples of a batch"),
         (lambda: FiniteGroup.from_actions([lambda x: x, lambda x: x[:, :1]], input_shape=SQUARE),
-         r"element 1 returned shape \(2, 1, 2\)"),
+         r"element 1 returned shape \(32, 1, 2\)"),  # 32 samples: 256 entries
         (lambda: FiniteGroup.from_actions([lambda x: x, torch.neg]),
          r"pass probe= .* or input_shape="),
     ],
