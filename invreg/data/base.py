@@ -24,22 +24,26 @@ uninterrupted run saw, with or without DataLoader workers.
 
 Steps 4 and 6 can be combined (fixed transformed data, then augmentation on top).
 Datasets hold the model-ready float32 tensors of steps 1–5; every loader yields ``(x, y)``
-with ``x`` of shape ``[B, *input_shape]`` and ``y`` a ``LongTensor`` ``[B]``.
+with ``x`` of shape ``[B, *input_shape]`` and ``y`` a ``LongTensor`` ``[B]``. Under DDP the
+validation and test loaders hand each sample to exactly one process (no padding duplicates), so
+evaluation counts every sample once (:func:`evaluation_sampler`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from enum import IntEnum
 from numbers import Integral
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from invreg.config import build, try_config
 from invreg.data.augment import GroupAugmentation, derive_seed, seeded_generator
@@ -97,6 +101,25 @@ def resolve_split_size(name: str, size: SplitSize, available: int) -> int:
     if count > available:
         raise ValueError(f"{name}={size!r} asks for {count} samples but only {available} are left")
     return count
+
+
+def evaluation_sampler(dataset: Sized) -> Sampler | None:
+    """The sampler of a validation / test loader: ``None`` (in order) in one process; under
+    ``torch.distributed`` with more than one process, each rank's strided share of the samples
+    in order, every sample exactly once (``UnrepeatedDistributedSampler``: rank ``r`` of ``W``
+    reads samples ``r, r + W, ...``, so shares differ by at most one).
+
+    Lightning replaces a loader's sampler by a ``DistributedSampler`` that pads the split with
+    repeated samples to a multiple of the world size (272 of a 271-sample split on two
+    processes: one sample counted twice); it keeps a sampler that already is one, as this is.
+    The metrics are sums and counts reduced across ranks, so the epoch values equal those of
+    one process.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    return UnrepeatedDistributedSampler(
+        dataset, num_replicas=dist.get_world_size(), rank=dist.get_rank(), shuffle=False
+    )
 
 
 def resolve_group(name: str, group: str | Group | None) -> Group | None:
@@ -321,17 +344,19 @@ class InvarianceDataModule(pl.LightningDataModule, ABC):
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches in a fixed order (``loader.dataset[i]``: sample ``i`` of
-        :attr:`val_dataset`)."""
+        :attr:`val_dataset`); under DDP each sample once (:func:`evaluation_sampler`)."""
         self.setup("validate")
-        return self._loader(EpochDataset(self.val_dataset))
+        dataset = EpochDataset(self.val_dataset)
+        return self._loader(dataset, sampler=evaluation_sampler(dataset))
 
     def test_dataloader(self) -> DataLoader:
         """Test batches in a fixed order (``loader.dataset[i]``: sample ``i`` of
-        :attr:`test_dataset`)."""
+        :attr:`test_dataset`); under DDP each sample once (:func:`evaluation_sampler`)."""
         self.setup("test")
-        return self._loader(EpochDataset(self.test_dataset))
+        dataset = EpochDataset(self.test_dataset)
+        return self._loader(dataset, sampler=evaluation_sampler(dataset))
 
-    def _loader(self, dataset: EpochDataset, sampler: ShuffledEpochs | None = None) -> DataLoader:
+    def _loader(self, dataset: EpochDataset, sampler: Sampler | None = None) -> DataLoader:
         # a batch is one indexing of the stored tensors, handed over as is (epochs.collate)
         return DataLoader(
             dataset,
