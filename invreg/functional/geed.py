@@ -63,7 +63,7 @@ from invreg.functional.invariance import (
     predictive_kl,
     upcast,
 )
-from invreg.groups import ContinuousRotations, Dihedral, Group, Rotations
+from invreg.groups import ContinuousRotations, Dihedral, Group, Rotations, get_group
 
 GeedMode = Literal["invariance", "equivariance"]
 Distance = Literal["cosine", "euclidean", "kl"]
@@ -97,7 +97,7 @@ DISTANCES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 def orbit_features(
     model: nn.Module,
     x: Tensor,
-    group: Group,
+    group: Group | str,
     layers: Sequence[str],
     chunk_size: int | None = None,
     num_samples: int | None = None,
@@ -107,7 +107,7 @@ def orbit_features(
     """:func:`~invreg.functional.orbit_forward` with the named ``layers`` captured (G-EED's
     argument order): one orbit forward, hidden orbits on exactly the input orbit's elements."""
     return orbit_forward(
-        model, x, group, elements, chunk_size, layers, num_samples=num_samples,
+        model, x, get_group(group), elements, chunk_size, layers, num_samples=num_samples,
         generator=generator,
     )
 
@@ -116,13 +116,14 @@ def orbit_features(
 def geed_terms(
     orbit: OrbitFeatures,
     layer: str,
-    group: Group,
+    group: Group | str,
     mode: GeedMode = "invariance",
     distance: Distance = "cosine",
 ) -> tuple[Tensor, Tensor]:
     """Per-pair deviations ``[B, N − 1]`` and random-pair distances ``[B]`` (``[0]`` if
     ``B < 2``) of one layer, from :func:`orbit_features`' output (formulas: module docstring)."""
     _check_geed_options(mode, distance)
+    group = get_group(group)
     if layer not in orbit.features:
         raise ValueError(f"layer {layer!r} was not captured; captured: {sorted(orbit.features)}")
     feats = orbit.features[layer]
@@ -164,7 +165,7 @@ def _kl_to_centroid(logits: Tensor) -> Tensor:
 def geed(
     model: nn.Module,
     x: Tensor,
-    group: Group,
+    group: Group | str,
     layer: str,
     mode: GeedMode = "invariance",
     distance: Distance = "cosine",
@@ -190,8 +191,9 @@ def geed(
         model: any ``nn.Module``; ``layer`` is looked up in ``dict(model.named_modules())``
             (``""`` is the model itself, i.e. its outputs).
         x: inputs ``[B, *D]`` that ``group`` acts on.
-        group: the transformations; for ``mode="equivariance"`` on plain feature maps it must
-            be able to act on them (e.g. ``[B, C, H, W]`` with ``H == W`` for rotations).
+        group: the transformations (a Group or its name); for ``mode="equivariance"`` on
+            plain feature maps it must be able to act on them (e.g. ``[B, C, H, W]`` with
+            ``H == W`` for rotations).
         layer: module name.
         mode: ``"invariance"`` or ``"equivariance"``.
         distance: ``"cosine"``, ``"euclidean"`` or ``"kl"``.
@@ -210,6 +212,7 @@ def geed(
     >>> geed(identity, x, Rotations(4), "0", mode="equivariance", distance="euclidean")
     tensor(0.)
     """
+    group = get_group(group)
     orbit = orbit_features(
         model, x, group, [layer], chunk_size, num_samples, generator, elements=elements
     )

@@ -43,7 +43,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from invreg.groups import Group
+from invreg.groups import Group, get_group
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -287,7 +287,7 @@ def count_output_bytes(model: nn.Module) -> Iterator[list[int]]:
 def orbit_forward(
     model: nn.Module,
     x: Tensor,
-    group: Group,
+    group: Group | str,
     elements: Tensor | None = None,
     chunk_size: int | None = None,
     layers: Sequence[str] = (),
@@ -315,7 +315,7 @@ def orbit_forward(
     Args:
         model: any module; its output (or a layer's) may be an e2cnn ``GeometricTensor``.
         x: inputs ``[B, *D]`` that ``group`` acts on.
-        group: the transformations.
+        group: the transformations: a :class:`~invreg.groups.Group` or its name (``"c4"``).
         elements: the orbit elements ``[N]`` (identity first); default
             ``group.elements(num_samples, generator)``: the whole group when it is finite,
             identity plus ``num_samples − 1`` sampled elements when it is continuous. Every
@@ -340,6 +340,7 @@ def orbit_forward(
             f"chunk_size: expected a positive integer or None (automatic), got {chunk_size!r}"
         )
     layers = [layers] if isinstance(layers, str) else list(layers)
+    group = get_group(group)
     group.check_input(x)
     elems = resolve_elements(group, x, num_samples, generator, elements)
     logits: list[Tensor] = []
@@ -385,7 +386,7 @@ def orbit_forward(
 def orbit_logits(
     model: nn.Module,
     x: Tensor,
-    group: Group,
+    group: Group | str,
     chunk_size: int | None = None,
     num_samples: int | None = None,
     generator: torch.Generator | None = None,
@@ -397,11 +398,14 @@ def orbit_logits(
     chosen from the model's activation memory by default; an empty batch gives ``[0, N, C]``).
     ``N`` is the group's order, or ``num_samples`` (identity plus sampled elements) for a
     continuous group; every sample sees the same elements. ``elements`` (shape ``[N]``, identity
-    first) fixes the elements explicitly and overrides ``num_samples``.
+    first) fixes the elements explicitly and overrides ``num_samples``. ``group`` is a
+    :class:`~invreg.groups.Group` or its name.
 
     >>> from invreg.groups import Rotations
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     >>> orbit_logits(model, torch.randn(5, 1, 2, 2), Rotations(4)).shape
+    torch.Size([5, 4, 3])
+    >>> orbit_logits(model, torch.randn(5, 1, 2, 2), "c4").shape
     torch.Size([5, 4, 3])
     """
     return orbit_forward(
@@ -423,7 +427,7 @@ def forward_batch(model: nn.Module, inputs: Tensor) -> Tensor:
 
 
 def resolve_elements(
-    group: Group,
+    group: Group | str,
     x: Tensor,
     num_samples: int | None = None,
     generator: torch.Generator | None = None,
@@ -431,6 +435,7 @@ def resolve_elements(
 ) -> Tensor:
     """The orbit elements ``[N]`` (identity first) on ``x``'s device: ``elements`` if given,
     else ``group.elements(num_samples, generator)``."""
+    group = get_group(group)
     if elements is None:
         return group.elements(num_samples, generator=generator, device=x.device)
     if not isinstance(elements, Tensor) or elements.ndim != 1 + len(group.element_shape):

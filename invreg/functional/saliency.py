@@ -80,7 +80,7 @@ from invreg.functional.invariance import (
     upcast,
     working_dtype,
 )
-from invreg.groups import Group
+from invreg.groups import Group, get_group
 
 SaliencyMethod = Literal["gradient", "gradient_x_input", "integrated_gradients"]
 SALIENCY_METHODS = ("gradient", "gradient_x_input", "integrated_gradients")
@@ -503,7 +503,7 @@ def orbit_saliency(
     model: nn.Module,
     x: Tensor,
     target: Tensor | None,
-    group: Group,
+    group: Group | str,
     recipe: SaliencyRecipe | AttributionMethod | None = None,
     *,
     max_batch_size: int | None = None,
@@ -533,6 +533,7 @@ def orbit_saliency(
     and the symmetric blur commute with those actions; for cyclic shifts it avoids the blur's
     zero padding meeting the wrapped-around edge differently in the two frames.
     """
+    group = get_group(group)
     recipe = make_recipe(recipe, SaliencyRecipe(), options)
     baseline = _baseline_value(recipe)
     _check_max_batch_size(max_batch_size)
@@ -574,7 +575,7 @@ def saliency_invariance(
     model: nn.Module,
     x: Tensor,
     target: Tensor | None,
-    group: Group,
+    group: Group | str,
     recipe: SaliencyRecipe | AttributionMethod | None = None,
     *,
     reduction: Reduction = "mean",
@@ -596,7 +597,7 @@ def saliency_invariance(
         model: maps ``[B, *D]`` inputs to ``[B, C]`` logits (in ``eval()`` mode).
         x: inputs ``[B, *D]`` that ``group`` acts on.
         target: classes ``[B]``, or ``None`` for the class predicted on ``x``.
-        group: the transformations.
+        group: the transformations: a :class:`~invreg.groups.Group` or its name (``"c4"``).
         recipe: a :class:`SaliencyRecipe` (default: the paper's) or a method (a built-in
             name or a Captum attribution, see :func:`saliency`); ``options`` replace its
             fields (``steps=8``, ``attribution_kwargs={...}``). Methods that sample noise
