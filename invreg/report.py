@@ -28,6 +28,12 @@ Then :func:`write_report` writes ``report.md`` (figures as PNG files in ``figure
 ``report.html`` (the same figures embedded as base64 data URIs, inline CSS, no external link),
 with one table of every metric side by side for all checkpoints. An existing report is never
 replaced without ``overwrite=True`` (``--overwrite``).
+
+Before anything is loaded or measured, every input is checked: each checkpoint file whole
+(:func:`invreg.checkpoints.verify_checkpoint`: an empty, truncated or corrupted file, or one
+that is not a PyTorch checkpoint, is refused), the configs, ``report_dir``
+(:func:`check_report_dir`: a folder, or a path one can create, writable, and the
+``--overwrite`` rule) and ``device`` (:func:`resolve_device`: a device this machine has).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import importlib
 import io
 import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -57,6 +64,7 @@ import invreg
 from invreg.callbacks.base import fixed_elements
 from invreg.callbacks.drift import drift_figure
 from invreg.callbacks.saliency import CALLBACK_RECIPE, _element_labels, grid_figure
+from invreg.checkpoints import RESAVE, first_line, verify_checkpoint
 from invreg.data.drift import blend, get_drift_source, match_statistics
 from invreg.evaluation import eval_mode
 from invreg.functional.saliency import orbit_saliency, postprocess_saliency, saliency_similarity
@@ -102,7 +110,8 @@ class ReportSettings:
         confidence: level of that interval.
         batch_size: samples per forward / backward pass on the subset.
         seed: seeds the subset, the drift samples, the bootstrap and the Lanczos starts.
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
+            ``"mps"``: one this machine has (:func:`resolve_device`), checked on creation.
         progress: show progress bars (on stderr).
     """
 
@@ -133,6 +142,7 @@ class ReportSettings:
             raise ValueError(f"betas: expected values in [0, 1], got {list(self.betas)!r}")
         object.__setattr__(self, "betas", betas if betas[0] == 0.0 else (0.0, *betas))
         get_drift_source(self.drift_source)  # an unknown name fails here, before any work
+        resolve_device(self.device)  # so does a device this machine does not have
 
 
 @dataclass
@@ -167,19 +177,17 @@ def load_checkpoint(
     With ``config`` the module and data module are built from that YAML by the ``invreg`` CLI
     (its logger and callbacks are left out) and the checkpoint's ``state_dict`` must fit the
     module exactly; without it they are rebuilt from the checkpoint's stored arguments
-    (``invreg fit`` stores both). ``FileNotFoundError`` for a missing file, ``ValueError``
-    when the checkpoint cannot be used.
+    (``invreg fit`` stores both). The file is checked whole first
+    (:func:`~invreg.checkpoints.verify_checkpoint`). ``FileNotFoundError`` for a missing file,
+    ``ValueError`` when the checkpoint cannot be used.
     """
-    ckpt_path = Path(ckpt_path)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"ckpt_path: no such checkpoint file {str(ckpt_path)!r}")
+    ckpt_path = verify_checkpoint(ckpt_path, "ckpt_path")
     if config is not None and not Path(config).is_file():
         raise FileNotFoundError(f"config: no such config file {str(config)!r}")
     try:
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ValueError(f"ckpt_path: {str(ckpt_path)!r} is not a readable checkpoint "
-                         f"({type(error).__name__}: {str(error).splitlines()[0]})") from error
+        raise ValueError(_unreadable(ckpt_path, error)) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"ckpt_path: {str(ckpt_path)!r} holds no state_dict: not a Lightning "
                          f"checkpoint")
@@ -191,7 +199,7 @@ def load_checkpoint(
         except RuntimeError as error:
             raise ValueError(
                 f"ckpt_path: the weights of {str(ckpt_path)!r} do not fit the model of config "
-                f"{str(config)!r} ({str(error).splitlines()[0]} ...); pass the config the "
+                f"{str(config)!r} ({first_line(error)} ...); pass the config the "
                 f"checkpoint was trained with, or no config"
             ) from error
     else:
@@ -200,6 +208,20 @@ def load_checkpoint(
     meta = {key: checkpoint.get(key) for key in ("epoch", "global_step", "hyper_parameters",
                                                   "datamodule_hyper_parameters")}
     return module, datamodule, meta
+
+
+def _unreadable(ckpt_path: Path, error: Exception) -> str:
+    """One line on a checkpoint that ``torch.load(weights_only=True)`` refuses; never torch's
+    advice to load it with ``weights_only=False`` (which runs any code the file holds)."""
+    text = str(error)
+    match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if match or "Weights only load failed" in text:
+        what = f" ({match.group(1)})" if match else ""
+        return (f"ckpt_path: {str(ckpt_path)!r} holds pickled Python objects{what} that a safe "
+                f"load (weights_only=True) refuses to run; report a checkpoint written by "
+                f"`invreg fit`, whose hyper-parameters are plain values")
+    return (f"ckpt_path: {str(ckpt_path)!r} is not a readable checkpoint "
+            f"({type(error).__name__}: {first_line(error)}); {RESAVE}")
 
 
 def _build_from_config(config: Path) -> tuple[pl.LightningModule, pl.LightningDataModule]:
@@ -277,7 +299,7 @@ def evaluate_checkpoint(
     if not isinstance(group, Group):
         raise ValueError(f"ckpt_path: {type(module).__name__} in {str(ckpt_path)!r} has no "
                          f"`group` to measure invariance to (e.g. an InvarianceModule)")
-    device = _device(settings.device)
+    device = resolve_device(settings.device)
     module.to(device)
     datamodule.setup("test")
     loader = datamodule.test_dataloader()
@@ -740,10 +762,11 @@ def write_report(
 
     ``configs``: none (every checkpoint carries its own arguments), one for all checkpoints, or
     one per checkpoint; ``names``: the column of each checkpoint (default: the config's stem,
-    else the run folder's name, else the file's stem). Every file is checked before any work:
-    ``FileNotFoundError`` for a missing checkpoint or config, ``FileExistsError`` when
-    ``report_dir`` already holds a report and ``overwrite`` is false, ``ValueError`` for
-    counts that do not match.
+    else the run folder's name, else the file's stem). Every input is checked before any work:
+    ``FileNotFoundError`` for a missing checkpoint or config, ``ValueError`` for a checkpoint
+    file that is empty, truncated, corrupted or not a checkpoint
+    (:func:`~invreg.checkpoints.verify_checkpoint`) and for counts that do not match, and
+    :func:`check_report_dir`'s errors for ``report_dir``.
     """
     settings = settings or ReportSettings()
     ckpt_paths = [Path(p) for p in ckpt_paths]
@@ -757,17 +780,11 @@ def write_report(
         raise ValueError(f"name: expected one per checkpoint ({len(ckpt_paths)}), got "
                          f"{len(names)}")
     for path in ckpt_paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"ckpt_path: no such checkpoint file {str(path)!r}")
+        verify_checkpoint(path, "ckpt_path")
     for path in configs:
         if not path.is_file():
             raise FileNotFoundError(f"config: no such config file {str(path)!r}")
-    report_dir = Path(report_dir)
-    existing = [name for name in REPORT_FILES if (report_dir / name).exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"report_dir: {str(report_dir)!r} already holds a report "
-                              f"({', '.join(existing)}); pass --overwrite to replace it, or "
-                              f"choose another --report_dir")
+    report_dir = check_report_dir(report_dir, overwrite)
     per_ckpt = configs * len(ckpt_paths) if len(configs) == 1 else configs or [None] * len(
         ckpt_paths)
     labels = unique_names(list(names) if names else [
@@ -796,6 +813,41 @@ def write_report(
     path = report_dir / "report.html"
     path.write_text(render_html(reports, settings, comparison), encoding="utf-8")
     return path
+
+
+def check_report_dir(report_dir: str | Path, overwrite: bool = False) -> Path:
+    """``report_dir`` as a ``Path`` once it is known that the report can be written there:
+    a folder, or a path whose nearest existing parent is a folder, writable either way; an
+    earlier report in it (:data:`REPORT_FILES`) is replaced only with ``overwrite``.
+
+    ``NotADirectoryError`` (a file in the way), ``PermissionError`` (not writable),
+    ``FileExistsError`` (an earlier report without ``overwrite``), each naming ``report_dir``.
+    """
+    report_dir = Path(report_dir)
+    fix = "choose another --report_dir"
+    if report_dir.exists() and not report_dir.is_dir():
+        raise NotADirectoryError(f"report_dir: {str(report_dir)!r} is a file, not a folder; "
+                                 f"{fix}")
+    existing = report_dir if report_dir.exists() else next(
+        (parent for parent in report_dir.absolute().parents if parent.exists()), Path("/"))
+    if not existing.is_dir():
+        raise NotADirectoryError(f"report_dir: {str(report_dir)!r} cannot be created: "
+                                 f"{str(existing)!r} is a file, not a folder; {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"report_dir: {str(existing)!r} is not writable, so "
+                              f"{str(report_dir)!r} cannot be written; {fix}")
+    present = [name for name in REPORT_FILES if (report_dir / name).exists()]
+    if present and not overwrite:
+        raise FileExistsError(f"report_dir: {str(report_dir)!r} already holds a report "
+                              f"({', '.join(present)}); pass --overwrite to replace it, or "
+                              f"{fix}")
+    for name in present:  # what --overwrite replaces must be of the kind the report writes
+        target = report_dir / name
+        if target.is_dir() != (name == "figures"):
+            raise FileExistsError(
+                f"report_dir: {str(target)!r} is a {'folder' if target.is_dir() else 'file'}, "
+                f"where the report writes its {name}; remove it or {fix}")
+    return report_dir
 
 
 def default_name(ckpt_path: Path, config: Path | None) -> str:
@@ -859,10 +911,50 @@ def _plain(values: dict[str, Any]) -> dict[str, str]:
             for key, value in values.items() if not key.startswith("_")}
 
 
-def _device(device: str) -> torch.device:
+def resolve_device(device: str) -> torch.device:
+    """The ``torch.device`` of ``--device``: ``"auto"`` is CUDA when available, else the CPU;
+    any other value must parse (``torch.device``) and be present on this machine, else
+    ``ValueError`` naming ``--device`` and the values that work here.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device: {device!r} is not a device name; pass --device "
+                         f"with one of: {', '.join(available_devices())}") from None
+    kind = parsed.type
+    backend = getattr(torch, kind, None) if kind not in ("cpu", "meta") else None
+    count = _device_count(kind, backend)
+    if kind == "cpu" or (count and (parsed.index is None or parsed.index < count)):
+        return parsed
+    reason = ("meta tensors hold no values to measure" if kind == "meta" else
+              f"this machine has {count} {kind} device(s)" if count else
+              f"{kind} is not available in this torch build or machine (torch "
+              f"{torch.__version__})")
+    raise ValueError(f"device: {device!r} cannot be used: {reason}; pass --device "
+                     f"with one of: {', '.join(available_devices())}")
+
+
+def _device_count(kind: str, backend: Any) -> int:
+    if kind == "mps":
+        return int(torch.backends.mps.is_available())
+    try:
+        if backend is None or not backend.is_available():
+            return 0
+        return int(backend.device_count()) if hasattr(backend, "device_count") else 1
+    except (AssertionError, RuntimeError):  # a build without the backend compiled in
+        return 0
+
+
+def available_devices() -> list[str]:
+    """The ``--device`` values that work on this machine: ``auto``, ``cpu``, then each CUDA
+    (or MPS) device present."""
+    names = ["auto", "cpu"]
+    cuda = _device_count("cuda", torch.cuda)
+    names += ["cuda"] + [f"cuda:{i}" for i in range(cuda)] if cuda else []
+    names += ["mps"] if _device_count("mps", None) else []
+    return names
 
 
 def _progress(items: Iterable, description: str, settings: ReportSettings) -> Iterable:

@@ -302,3 +302,108 @@ def test_settings_and_layers():
         ReportSettings(betas=(0.2, 1.5))
     assert ReportSettings(betas=(0.5, 0.1)).betas == (0.0, 0.1, 0.5)
     assert feature_layers(torch.nn.Linear(2, 2)) == [""]
+
+
+def short_error(done: subprocess.CompletedProcess) -> str:
+    """The console script failed with exit status 1 in at most 2 lines, no traceback; its
+    first line."""
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) <= 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert lines[0].startswith("invreg: error: "), lines
+    return lines[0]
+
+
+def damage(source: Path, target: Path, how: str) -> Path:
+    raw = bytearray(source.read_bytes())
+    if how == "flipped":  # bytes of the first weight tensor; the zip structure intact
+        import zipfile
+
+        with zipfile.ZipFile(source) as archive:
+            info = next(i for i in archive.infolist() if i.filename.endswith("data/0"))
+        offset = info.header_offset + 30 + int.from_bytes(raw[info.header_offset + 26:
+                                                              info.header_offset + 28], "little")
+        offset += int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+        for i in range(info.file_size // 4, info.file_size // 4 + 16):
+            raw[offset + i] ^= 0x7F
+    elif how == "empty":
+        raw = bytearray()
+    elif how == "random":
+        raw = bytearray(os.urandom(len(raw)))
+    elif how == "truncated":
+        raw = raw[: len(raw) * 2 // 3]
+    target.write_bytes(bytes(raw))
+    return target
+
+
+@pytest.mark.parametrize(("how", "expected"), [
+    ("flipped", "fails its CRC-32 check"),
+    ("empty", "is empty (0 bytes)"),
+    ("random", "is not a PyTorch checkpoint"),
+    ("truncated", "is truncated or damaged"),
+])
+def test_a_damaged_checkpoint_is_refused_before_anything_is_measured(
+        tmp_path, checkpoints, how, expected):
+    """Flipped weight bytes loaded without a word and gave a report of wrong numbers (exit 0);
+    an empty file crashed the error message itself; random bytes got torch's advice to load
+    with weights_only=False. Now: one line naming the file, what is wrong and the fix."""
+    bad = damage(checkpoints["IR"], tmp_path / f"{how}.ckpt", how)
+    # the intact checkpoint first: the damaged second one stops the run before any work
+    done = run([script("invreg"), "report", "--ckpt_path", str(checkpoints["WT"]),
+                "--ckpt_path", str(bad), "--report_dir", str(tmp_path / "out"), *QUICK],
+               cwd=tmp_path)
+    line = short_error(done)
+    assert line.startswith(f"invreg: error: ckpt_path: {str(bad)!r} "), line
+    assert expected in line and "weights_only=False" not in line, line
+    if how != "random":
+        assert "re-save or re-download the checkpoint" in line, line
+    assert "test split" not in done.stderr, "nothing was measured"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_report_dir_is_checked_before_anything_is_measured(tmp_path, checkpoints, where):
+    """A --report_dir naming a file failed only after the whole evaluation."""
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    report_dir = existing if where == "file" else existing / "report"
+    done = run([script("invreg"), "report", "--ckpt_path", str(checkpoints["WT"]),
+                "--report_dir", str(report_dir), *QUICK], cwd=tmp_path)
+    line = short_error(done)
+    assert line.startswith(f"invreg: error: report_dir: {str(report_dir)!r} "), line
+    assert "is a file, not a folder" in line and "choose another --report_dir" in line, line
+    assert "test split" not in done.stderr, "nothing was measured"
+    assert existing.read_text() == "mine"
+
+
+def test_report_dir_writable_and_the_overwrite_rule(tmp_path, monkeypatch):
+    from invreg.report import check_report_dir
+
+    assert check_report_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "report.md").write_text("earlier")
+    with pytest.raises(FileExistsError, match="already holds a report .*pass --overwrite"):
+        check_report_dir(tmp_path / "old")
+    (tmp_path / "old" / "figures").write_text("a file where the figures folder goes")
+    with pytest.raises(FileExistsError, match="figures' is a file, where the report writes"):
+        check_report_dir(tmp_path / "old", overwrite=True)
+    # a folder one cannot write into (simulated: the tests may run as root, who can)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path
+                        and real_access(path, mode))
+    with pytest.raises(PermissionError, match=r"report_dir: .* is not writable"):
+        check_report_dir(tmp_path / "out")
+
+
+def test_an_unavailable_device_is_a_one_line_error(tmp_path, checkpoints):
+    """--device cuda on a CPU-only build was a 39-line traceback after loading."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    unavailable = f"cuda:{count}" if count else "cuda"
+    for device, expected in ((unavailable, "cannot be used"), ("gpu", "is not a device name")):
+        done = run([script("invreg"), "report", "--ckpt_path", str(checkpoints["WT"]),
+                    "--report_dir", str(tmp_path / "out"), "--device", device, *QUICK],
+                   cwd=tmp_path)
+        line = short_error(done)
+        assert f"device: {device!r} {expected}" in line, line
+        assert "pass --device with one of: auto, cpu" in line, line
+        assert not (tmp_path / "out").exists()

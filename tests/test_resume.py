@@ -5,6 +5,11 @@ The quickstart run is trained for 3 epochs in one go, and for 1 epoch then resum
 runs it. Every random choice after the checkpoint (the shuffle order, the data module's
 augmentation, the module's augmentation and transformed copies) must be the same, so the
 final weights, the optimiser state and every logged validation metric are equal exactly.
+
+A checkpoint saved in the middle of an epoch (``ModelCheckpoint(every_n_train_steps=...)``)
+cannot resume exactly (Lightning restarts the epoch's data from its first batch): ``invreg
+fit --ckpt_path`` refuses it in a few lines, saying which checkpoints do resume exactly, while
+an epoch-end checkpoint of the same run still resumes bit for bit.
 """
 
 import csv
@@ -21,8 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 
 
-def _config(tmp_path: Path, name: str, max_epochs: int, model: dict, data: dict) -> Path:
-    """The quickstart config, small: cheap callbacks, a CSV logger, files under tmp_path."""
+def _config(tmp_path: Path, name: str, max_epochs: int, model: dict, data: dict,
+            every_n_train_steps: int | None = None) -> Path:
+    """The quickstart config, small: cheap callbacks, a CSV logger, files under tmp_path;
+    with ``every_n_train_steps`` every epoch's checkpoint is kept (``ckpt/epoch=E.ckpt``) and
+    a second ModelCheckpoint saves every that many steps (``steps/step=S.ckpt``)."""
     config = yaml.safe_load(QUICKSTART.read_text())
     run_dir = tmp_path / name
     config["trainer"].update(
@@ -39,6 +47,13 @@ def _config(tmp_path: Path, name: str, max_epochs: int, model: dict, data: dict)
             }
         ],
     )
+    if every_n_train_steps is not None:
+        config["trainer"]["callbacks"][0]["init_args"].update(save_top_k=-1, filename="{epoch}")
+        config["trainer"]["callbacks"].append({
+            "class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+            "init_args": {"dirpath": str(run_dir / "steps"), "filename": "{step}",
+                          "every_n_train_steps": every_n_train_steps, "save_top_k": -1},
+        })
     config["model"]["init_args"]["backbone"]["init_args"]["hidden_widths"] = [32]
     config["model"]["init_args"].update(model)
     # ~1,400 training digits: an epoch is 6 batches
@@ -48,23 +63,28 @@ def _config(tmp_path: Path, name: str, max_epochs: int, model: dict, data: dict)
     return path
 
 
-def _fit(*runs: tuple[Path, ...]) -> None:
-    """``invreg fit --config <config> <args>`` per run, in parallel processes."""
+def _fit(*runs: tuple[Path, ...], check: bool = True) -> list[tuple[int, str, str]]:
+    """``invreg fit --config <config> <args>`` per run, in parallel processes; each run's
+    ``(exit status, stdout, stderr)``; with ``check`` every run must succeed."""
     env = {**os.environ, "WANDB_MODE": "disabled"}
+    env.pop("INVREG_TRACEBACK", None)
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "invreg.cli", "fit", "--config", str(config), *args],
             cwd=config.parent,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE,
             text=True,
             env=env,
         )
         for config, *args in runs
     ]
+    results = []
     for process in processes:
-        output, _ = process.communicate(timeout=300)
-        assert process.returncode == 0, output[-3000:]
+        output, errors = process.communicate(timeout=300)
+        assert process.returncode == 0 or not check, (output + errors)[-3000:]
+        results.append((process.returncode, output, errors))
+    return results
 
 
 def _val_metrics(run_dir: Path) -> dict[int, dict[str, str]]:
@@ -130,3 +150,38 @@ def test_resume_from_last_checkpoint_is_bit_identical(tmp_path, model, data):
     assert "val/acc" in resumed_metrics[2]
     for epoch in (1, 2):
         assert resumed_metrics[epoch] == full_metrics[epoch], f"epoch {epoch}"
+
+
+def test_a_mid_epoch_checkpoint_is_refused_and_an_epoch_end_one_resumes_exactly(tmp_path):
+    model, data = {"augment": True}, {"augment_group": "c4"}
+    # 5 or 6 batches per epoch, a checkpoint every 4 steps: step=4 is in the middle of epoch 0
+    full = _config(tmp_path, "full", 2, model, data, every_n_train_steps=4)
+    _fit((full,))
+    mid_epoch = tmp_path / "full" / "steps" / "step=4.ckpt"
+    epoch_end = tmp_path / "full" / "ckpt" / "epoch=0.ckpt"
+    assert mid_epoch.is_file() and epoch_end.is_file(), sorted(tmp_path.rglob("*.ckpt"))
+    refused = _config(tmp_path, "refused", 2, model, data, every_n_train_steps=4)
+    resumed = _config(tmp_path, "resumed", 2, model, data, every_n_train_steps=4)
+    (code, _, errors), (resumed_code, _, resumed_errors) = _fit(
+        (refused, "--ckpt_path", str(mid_epoch)), (resumed, "--ckpt_path", str(epoch_end)),
+        check=False)
+    assert resumed_code == 0, resumed_errors[-3000:]
+    # refused in a few lines, naming the checkpoint, where it stopped and the fix
+    assert code == 1, errors[-3000:]
+    assert "Traceback" not in errors, errors[-3000:]
+    message = errors[errors.index("invreg: error: "):].strip().splitlines()
+    assert len(message) <= 3, message
+    for expected in ("ckpt_path: ", "step=4.ckpt", "middle of epoch 0", "after 4 of its",
+                     "every_n_epochs", "save_on_train_epoch_end"):
+        assert expected in message[0], (expected, message)
+    assert not (tmp_path / "refused" / "ckpt").exists(), "nothing was trained"
+    # the epoch-end checkpoint of the same run resumes to the same weights, bit for bit
+
+    def load(name):
+        path = tmp_path / name / "ckpt" / "epoch=1.ckpt"
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+    expected, got = load("full"), load("resumed")
+    assert expected["global_step"] == got["global_step"] > 4
+    _assert_equal_states(expected["state_dict"], got["state_dict"], "state_dict")
+    _assert_equal_states(expected["optimizer_states"], got["optimizer_states"], "optimizer")

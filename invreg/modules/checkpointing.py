@@ -14,6 +14,11 @@ An object with no plain description (a user's own ``nn.Module`` that does not in
 functions, a custom loss) is stored as a mark (:data:`NOT_SAVED` and its ``repr``), never
 replaced by the constructor's default: loading without it raises :func:`restored`'s error,
 which says to pass it: ``InvarianceModule.load_from_checkpoint(path, group=my_group)``.
+
+:class:`CheckedCheckpoints`, a base of every invreg LightningModule, checks a checkpoint file
+whole before it is used (:func:`invreg.checkpoints.verify_checkpoint`: empty, truncated or
+corrupted files are refused) and refuses to resume training from a checkpoint saved in the
+middle of an epoch (:func:`check_epoch_end`).
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ import math
 import warnings
 from collections.abc import Mapping
 from numbers import Real
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 
+from invreg.checkpoints import verify_ckpt_path
 from invreg.config import try_config
 
 #: the start of the hyper-parameter stored for an object with no plain description
@@ -76,6 +84,71 @@ def _caller_frame():
     frame = inspect.currentframe()
     assert frame is not None and frame.f_back is not None and frame.f_back.f_back is not None
     return frame.f_back.f_back
+
+
+class CheckedCheckpoints:
+    """Mixin for a LightningModule (before ``pl.LightningModule`` in the bases): checkpoint
+    files are verified before they are used, and training resumes only at an epoch's end.
+
+    * ``Module.load_from_checkpoint(path)`` checks the file whole first
+      (:func:`invreg.checkpoints.verify_checkpoint`);
+    * ``trainer.fit / validate / test / predict(ckpt_path=...)`` check the file too, before
+      the first batch (Lightning has read it by then, but ``torch.load`` does not check the
+      archive's CRCs, so changed weight bytes would load without a word);
+    * ``trainer.fit(ckpt_path=...)`` refuses a checkpoint saved in the middle of an epoch
+      (:func:`check_epoch_end`).
+
+    A subclass that overrides ``on_load_checkpoint`` calls ``super()``.
+    """
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
+        """Lightning's ``load_from_checkpoint``, after :func:`~invreg.checkpoints.verify_checkpoint`
+        of a local ``checkpoint_path``."""
+        verify_ckpt_path(checkpoint_path, "checkpoint_path")
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[misc]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None:
+            verify_ckpt_path(trainer.ckpt_path)
+            if trainer.state.fn == TrainerFn.FITTING:
+                check_epoch_end(checkpoint, trainer.ckpt_path)
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+
+
+def check_epoch_end(checkpoint: Mapping[str, Any], ckpt_path: object = None) -> None:
+    """``ValueError`` if ``checkpoint`` was saved in the middle of a training epoch (e.g. by
+    ``ModelCheckpoint(every_n_train_steps=...)``, ``val_check_interval < 1`` or an interrupt)
+    and its training loader cannot resume there.
+
+    Resuming such a checkpoint is not exact: Lightning restarts the epoch's data from its first
+    batch while counting batches from where the checkpoint stopped, so the rest of the epoch
+    trains on other batches than the uninterrupted run (and other random draws for them).
+    A checkpoint saved at an epoch's end resumes bit for bit. A loader that saves its position
+    (``state_dict`` / ``load_state_dict``, kept by Lightning under the fit loop's
+    ``combined_loader``) is let through; so is a checkpoint with no loop state.
+    """
+    fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    progress = fit_loop.get("epoch_loop.batch_progress")
+    if not isinstance(progress, Mapping):
+        return
+    batches = (progress.get("current") or {}).get("ready", 0)
+    if not batches or progress.get("is_last_batch", True):
+        return
+    if (fit_loop.get("state_dict") or {}).get("combined_loader"):
+        return
+    where = f"{str(ckpt_path)!r}" if ckpt_path is not None else "the checkpoint"
+    # the epoch of those batches (``checkpoint["epoch"]`` already counts it as done when the
+    # run stopped at max_steps)
+    started = ((fit_loop.get("epoch_progress") or {}).get("current") or {}).get("started")
+    epoch = started - 1 if isinstance(started, int) and started > 0 else checkpoint.get("epoch")
+    raise ValueError(
+        f"ckpt_path: {where} was saved in the middle of epoch {epoch} (after "
+        f"{batches} of its training batches), where training cannot resume exactly; resume from "
+        f"a checkpoint saved at an epoch's end (ModelCheckpoint's default, or "
+        f"every_n_epochs=1 / save_on_train_epoch_end=True instead of every_n_train_steps)"
+    )
 
 
 def check_weight(name: str, value: object) -> float:

@@ -10,8 +10,10 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from invreg.checkpoints import verify_checkpoint
 from invreg.models.hyper import HyperCNN
 from invreg.modules.checkpointing import (
+    CheckedCheckpoints,
     check_finite_inputs,
     check_finite_loss,
     check_nonfinite_policy,
@@ -32,6 +34,8 @@ def load_upstream_backbone(path: str | Path) -> HyperCNN:
     The architecture comes from the checkpoint's hyper-parameters (``backbone_config``, saved
     by :class:`~invreg.modules.HyperUpstreamModule`), the weights from its ``state_dict``.
     Checkpoints written by the former ``HyperInvarianceModule(stage="upstream")`` load too.
+    The file is checked whole first (:func:`invreg.checkpoints.verify_checkpoint`): an empty,
+    truncated or corrupted file is a ``ValueError`` naming ``upstream_checkpoint``.
     """
     path = Path(path)
     if not path.is_file():
@@ -40,6 +44,7 @@ def load_upstream_backbone(path: str | Path) -> HyperCNN:
             f"e.g. `invreg fit --config configs/hyper/upstream.yaml`, and point "
             f"upstream_checkpoint at the .ckpt it writes"
         )
+    verify_checkpoint(path, "upstream_checkpoint")  # torch.load does not check the CRCs
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     checkpoint = checkpoint if isinstance(checkpoint, dict) else {}
     hparams = checkpoint.get("hyper_parameters", {})
@@ -57,7 +62,8 @@ def load_upstream_backbone(path: str | Path) -> HyperCNN:
     return backbone
 
 
-class HyperModuleBase(EpochMeansLogging, RandomStreams, pl.LightningModule):
+class HyperModuleBase(EpochMeansLogging, RandomStreams, CheckedCheckpoints,
+                      pl.LightningModule):
     """The common shell of :class:`~invreg.modules.HyperUpstreamModule` and
     :class:`~invreg.modules.HyperDownstreamModule`.
 

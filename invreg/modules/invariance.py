@@ -24,6 +24,7 @@ from invreg.groups import Group, get_group
 from invreg.losses import InvarianceLoss, get_loss
 from invreg.metrics.orbit import OrbitMetrics
 from invreg.modules.checkpointing import (
+    CheckedCheckpoints,
     check_finite_inputs,
     check_finite_loss,
     check_nonfinite_policy,
@@ -47,7 +48,8 @@ DEFAULT_TARGET_LR = {"multiplicative": 0.02, "additive": 1.0}
 LOG_RATIO_CLIP = 3.0
 
 
-class InvarianceModule(EpochMeansLogging, RandomStreams, pl.LightningModule):
+class InvarianceModule(EpochMeansLogging, RandomStreams, CheckedCheckpoints,
+                       pl.LightningModule):
     """A classifier trained with ``loss = task loss + invariance_weight · I(x, g·x)``.
 
     Each step (optionally) augments the batch with a random group element per sample, then

@@ -177,3 +177,63 @@ def test_a_group_built_from_functions_is_never_replaced_by_the_default(tmp_path)
     assert loaded.group is group
     x = torch.randn(4, 1, 8, 8)
     assert torch.equal(loaded(x), module(x))
+
+
+def _flip_weight_bytes(path):
+    """Damage the bytes of the first weight tensor, keeping the zip structure intact."""
+    import zipfile
+
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith("data/0"))
+    head = info.header_offset
+    start = head + 30 + int.from_bytes(raw[head + 26:head + 28], "little") + int.from_bytes(
+        raw[head + 28:head + 30], "little")
+    for i in range(8):
+        raw[start + info.file_size // 2 + i] ^= 0x7F
+    path.write_bytes(bytes(raw))
+
+
+def test_corrupted_checkpoints_are_refused_by_every_invreg_entry_point(tmp_path):
+    """torch.load does not check the archive's CRCs: load_from_checkpoint, trainer.validate
+    (ckpt_path=...) and a downstream module's upstream_checkpoint loaded changed weights
+    without a word."""
+    from invreg.modules import HyperDownstreamModule
+
+    module = InvarianceModule(MLP([1, 8, 8], 10, hidden_widths=[8]), group="c4")
+    path = fit_and_save(module, tmp_path / "m.ckpt")
+    _flip_weight_bytes(path)
+    assert "state_dict" in torch.load(path, weights_only=True), "torch loads it silently"
+    crc = r"m.ckpt' is corrupted: its member '.*' fails its CRC-32 check"
+    with pytest.raises(ValueError, match=r"^checkpoint_path: .*" + crc):
+        InvarianceModule.load_from_checkpoint(path)
+    x = torch.randn(8, 1, 8, 8)
+    data = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, torch.randint(0, 10, (8,))), batch_size=8)
+    with pytest.raises(ValueError, match=r"^ckpt_path: .*" + crc):
+        tiny_trainer().validate(module, data, ckpt_path=path, verbose=False)
+    with pytest.raises(ValueError, match=r"^upstream_checkpoint: .*" + crc):
+        HyperDownstreamModule(upstream_checkpoint=str(path), num_classes=4)
+
+
+def test_a_mid_epoch_checkpoint_still_loads_for_evaluation(tmp_path):
+    """Only resuming training from it is refused (tests/test_resume.py runs that through
+    `invreg fit`); its weights load and evaluate."""
+    from invreg.modules.checkpointing import check_epoch_end
+
+    module = InvarianceModule(MLP([1, 8, 8], 10, hidden_widths=[8]), group="c4")
+    x = torch.randn(32, 1, 8, 8)
+    data = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, torch.randint(0, 10, (32,))), batch_size=8)
+    trainer = tiny_trainer(tmp_path, max_steps=2, enable_checkpointing=False)
+    trainer.fit(module, data)  # stops after 2 of the epoch's 4 batches
+    path = tmp_path / "mid.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    with pytest.raises(ValueError, match=r"middle of epoch 0 \(after 2 of its training"):
+        check_epoch_end(checkpoint, path)
+    loaded = InvarianceModule.load_from_checkpoint(path)
+    assert torch.equal(loaded(x), module(x))
+    tiny_trainer().validate(module, data, ckpt_path=path, verbose=False)
+    with pytest.raises(ValueError, match=r"mid.ckpt' was saved in the middle of epoch 0"):
+        tiny_trainer(max_steps=4).fit(module, data, ckpt_path=path)
