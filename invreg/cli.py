@@ -11,23 +11,40 @@ Two entry points:
   propagate.
 
 Every run writes its ``config.yaml``, ``checkpoints/`` and callback media into its own folder
-(:func:`invreg.runs.run_directory`); nothing from an earlier run is overwritten.
+(:func:`invreg.runs.run_directory`); nothing from an earlier run is overwritten. A
+``validate``/``test``/``predict`` with ``--trainer.logger false`` and no
+``--trainer.default_root_dir`` keeps nothing; an evaluation's summary lists only the
+checkpoint it loaded.
+
+``invreg --help`` lists every subcommand (``report`` included) in a line each; a subcommand's
+help shows Lightning's options by their first sentence and the known subclasses of a class
+option in a few lines (a backbone: invreg's backbones, or any class_path of one's own). A
+``class_path`` that does not import is one line naming the option, what is wrong and a
+did-you-mean (:func:`describe_class_path_error`).
 """
 
 from __future__ import annotations
 
+import atexit
+import difflib
+import importlib
+import inspect
 import os
+import pkgutil
+import re
+import shutil
 import sys
+import tempfile
 import traceback
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from jsonargparse import ArgumentError, DefaultHelpFormatter, Namespace
 from lightning_fabric.utilities.exceptions import MisconfigurationException
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-from invreg.checkpoints import verify_ckpt_path
 from invreg.modules.checkpointing import NonFiniteLossError
 from invreg.runs import SaveRunConfig, report_run
 
@@ -60,11 +77,112 @@ CONFIG_ERRORS = (ArgumentError, ValueError, TypeError, OSError, ImportError,
                  MisconfigurationException, NonFiniteLossError)
 
 
+#: one line per subcommand, in ``invreg --help`` and atop ``invreg SUBCOMMAND --help``
+SUBCOMMANDS = {
+    "fit": "train a model; each run gets its own run folder",
+    "validate": "evaluate a checkpoint on the validation split",
+    "test": "evaluate a checkpoint on the test split",
+    "predict": "the predictions of a checkpoint on the predict split",
+    "report": "invariance report (markdown + HTML) of checkpoints",
+}
+
+CKPT_PATH_HELP = {
+    "fit": "checkpoint file to resume training from: its epoch, optimizer and callback states",
+    "evaluate": "checkpoint file to evaluate, e.g. <run folder>/checkpoints/best.ckpt (a fit's "
+                "summary.json lists them); without it, the model's initial weights",
+}
+
+# the usage line of a Trainer subcommand (jsonargparse would list every option: 46 lines)
+SUBCOMMAND_USAGE = ("%(prog)s [-c CONFIG] [--print_config] [--trainer.OPTION VALUE ...]\n"
+                    "       [--model CLASS_PATH] [--model.OPTION VALUE ...] [--data CLASS_PATH]\n"
+                    "       [--data.OPTION VALUE ...] [--ckpt_path CKPT_PATH]")
+
+#: titles of the option groups of a Trainer subcommand's help
+GROUP_TITLES = {
+    "trainer": "trainer: Lightning's Trainer (first sentence of each option; its docs have the "
+               "rest)",
+    "model": "model: a LightningModule, by class_path (--model.help CLASS lists its options)",
+    "data": "data: a LightningDataModule, by class_path (--data.help CLASS lists its options)",
+}
+
+# how many known subclasses from outside invreg a help text lists in full
+_MAX_LISTED = 6
+_KNOWN_SUBCLASSES = re.compile(r", known subclasses: ([^()]*)\)$")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(])")
+
+
 class _HelpFormatter(DefaultHelpFormatter):
-    """jsonargparse's help formatter, keeping the description's line breaks."""
+    """jsonargparse's help formatter, keeping the description's line breaks, with short
+    option texts: Lightning's Trainer options by their first sentence
+    (:func:`first_sentence`), and the known subclasses of a class-typed option in a few lines
+    (:func:`short_subclass_list`: a backbone lists invreg's backbones, not ``torch.nn``'s
+    hundreds of modules; any class_path is still accepted)."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         return "".join(indent + line for line in text.splitlines(keepends=True))
+
+    def _get_help_string(self, action) -> str:
+        original = action.help
+        if isinstance(original, str) and _is_lightning_option(action.dest):
+            action.help = first_sentence(original)
+        try:
+            help_string = super()._get_help_string(action)
+        finally:
+            action.help = original
+        match = _KNOWN_SUBCLASSES.search(help_string)
+        if match:
+            listed = short_subclass_list(match.group(1).split(", "))
+            help_string = help_string[:match.start()] + f", known subclasses: {listed})"
+        return help_string
+
+
+class InvregArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser with :class:`_HelpFormatter`, also for the parsers jsonargparse
+    builds for ``--model.help CLASS`` and the like (they are of the parser's own class)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _is_lightning_option(dest: str) -> bool:
+    """An option documented by Lightning or jsonargparse (not by invreg)."""
+    return dest.startswith("trainer.") or dest in ("weights_only", "seed_everything",
+                                                   "print_config")
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of ``text`` that is not about its default (the help shows the
+    default itself): ``"Stop training once this number of epochs is reached."``."""
+    sentences = [part for part in _SENTENCE_END.split(" ".join(text.split())) if part]
+    for sentence in sentences:
+        if not sentence.startswith(("Default:", "Defaults to")):
+            return sentence
+    return sentences[0] if sentences else text
+
+
+def short_subclass_list(paths: list[str]) -> str:
+    """The known subclasses of a class-typed option, short: invreg's first, then the others
+    (up to a handful in full, else grouped by module, ``pytorch_lightning.callbacks.{A, B}``).
+    For a ``torch.nn.Module`` (a backbone): invreg's backbones and "your own class_path" in
+    place of the hundreds of ``torch.nn`` modules."""
+    if "torch.nn.Module" in paths:
+        from jsonargparse._typehints import get_all_subclass_paths
+
+        from invreg.models import Backbone
+
+        backbones = [p for p in get_all_subclass_paths(Backbone) if p != "invreg.models.Backbone"]
+        return ", ".join(backbones) + ", or your own torch.nn.Module's class_path (mypkg.MyNet)"
+    own = [path for path in paths if path.startswith("invreg.")]
+    others = [path for path in paths if not path.startswith("invreg.")]
+    if len(others) > _MAX_LISTED:
+        modules: dict[str, list[str]] = {}
+        for path in others:
+            module, _, name = path.rpartition(".")
+            modules.setdefault(module, []).append(name)
+        others = [f"{module}.{names[0]}" if len(names) == 1
+                  else f"{module}.{{{', '.join(names)}}}" for module, names in modules.items()]
+    return ", ".join(own + others)
 
 
 class InvregCLI(LightningCLI):
@@ -76,37 +194,107 @@ class InvregCLI(LightningCLI):
     (:class:`invreg.runs.SaveRunConfig`), never over an earlier run's.
     """
 
+    def _add_subcommands(self, parser, **kwargs) -> None:
+        """LightningCLI's subcommands with invreg's one-line helps (:data:`SUBCOMMANDS`), short
+        usage lines and group titles, and ``report``, which :func:`main` runs (its own parser,
+        :func:`invreg.report.build_parser`); it is listed here so that ``invreg --help`` shows
+        every subcommand."""
+        import invreg.callbacks  # noqa: F401 - lists invreg's callbacks among the known ones
+
+        self._subcommand_parsers = {}
+        subcommands = parser.add_subcommands()
+        for name in self.subcommands():
+            settings = {**kwargs.get(name, {}), "usage": SUBCOMMAND_USAGE,
+                        "description": f"invreg {name}: {SUBCOMMANDS[name]}\n\n{DESCRIPTION}"}
+            subparser = self._prepare_subcommand_parser(self.trainer_class, name, **settings)
+            for key, title in GROUP_TITLES.items():
+                if key in subparser.groups:
+                    subparser.groups[key].title = title
+            if name in subparser.groups:
+                subparser.groups[name].title = f"{name} arguments"
+            for action in subparser._actions:
+                if action.dest == "ckpt_path":
+                    action.help = CKPT_PATH_HELP["fit" if name == "fit" else "evaluate"]
+            self._subcommand_parsers[name] = subparser
+            subcommands.add_subcommand(name, subparser, help=SUBCOMMANDS[name])
+        report = self.parser_class(prog="invreg report", description=SUBCOMMANDS["report"],
+                                   exit_on_error=False)
+        subcommands.add_subcommand("report", report, help=SUBCOMMANDS["report"])
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments(
             "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
         )
-
-    def parse_arguments(self, parser, args) -> None:
-        super().parse_arguments(parser, args)
-        # LightningCLI reads --ckpt_path right after parsing: check the file whole first
-        if subcommand := self.config.get("subcommand"):
-            verify_ckpt_path(self.config[subcommand].get("ckpt_path"))
 
     def before_instantiate_classes(self) -> None:
         # fail before anything is built, not at the start of training
         config = self.config[self.subcommand] if self.subcommand else self.config
         link_run_group(config)
         check_ckpt_path(self.subcommand, config)
+        self._scratch_dir = _discard_files_of_evaluation(self.subcommand, config)
         if any(path.endswith("WandbLogger") for path in _logger_class_paths(config)):
             try:
                 import wandb  # noqa: F401
             except ImportError as error:
                 raise ModuleNotFoundError(WANDB_HINT, name="wandb") from error
 
+    def instantiate_trainer(self, **kwargs) -> pl.Trainer:
+        """The config's trainer, with :class:`~invreg.callbacks.MetricsHistory` (``metrics.csv``
+        and the figure over training in every run folder) unless the config names one; placed
+        before the checkpoint callbacks so a checkpoint holds the epoch's row."""
+        from invreg.callbacks import MetricsHistory
+
+        trainer = super().instantiate_trainer(**kwargs)
+        callbacks = trainer.callbacks
+        if not any(isinstance(callback, MetricsHistory) for callback in callbacks):
+            first_checkpoint = next((i for i, c in enumerate(callbacks)
+                                     if isinstance(c, pl.callbacks.Checkpoint)), len(callbacks))
+            callbacks.insert(first_checkpoint, MetricsHistory())
+        return trainer
+
     # the end of a run: one table of its final metrics, and summary.json in its run folder
     def after_fit(self) -> None:
         report_run(self.trainer, "fit")
 
     def after_validate(self) -> None:
-        report_run(self.trainer, "validate")
+        self._report("validate")
 
     def after_test(self) -> None:
-        report_run(self.trainer, "test")
+        self._report("test")
+
+    def after_predict(self) -> None:
+        self._remove_scratch_dir()
+
+    def _report(self, stage: str) -> None:
+        report_run(self.trainer, stage, keep_files=getattr(self, "_scratch_dir", None) is None)
+        self._remove_scratch_dir()
+
+    def _remove_scratch_dir(self) -> None:
+        scratch = getattr(self, "_scratch_dir", None)
+        if scratch is not None and self.trainer.is_global_zero:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _discard_files_of_evaluation(subcommand: str | None, config: Namespace) -> str | None:
+    """``validate``/``test``/``predict`` with ``--trainer.logger false`` and no
+    ``trainer.default_root_dir``: nothing of the run is kept (as Lightning keeps nothing of an
+    evaluation without a logger), rather than a ``version_N`` folder in the current folder.
+    The run's folder is a temporary one (removed at the end, or at exit after an error) and
+    the callbacks' local files are off (``save_local=False``); return its path, else ``None``.
+    """
+    if subcommand not in ("validate", "test", "predict") or not isinstance(config, Namespace):
+        return None
+    if config.get("trainer.logger") is not False or config.get("trainer.default_root_dir"):
+        return None
+    scratch = tempfile.mkdtemp(prefix="invreg-unkept-")
+    atexit.register(shutil.rmtree, scratch, True)
+    config["trainer.default_root_dir"] = scratch
+    callbacks = config.get("trainer.callbacks")
+    for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
+        init_args = callback.get("init_args") if isinstance(callback, Namespace) else None
+        if isinstance(init_args, Namespace) and "save_local" in init_args:
+            init_args["save_local"] = False
+    return scratch
 
 
 def check_ckpt_path(subcommand: str | None, config: Namespace) -> None:
@@ -187,6 +375,9 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> InvregCLI:
     """
     # W&B stays on the local disk unless the user chooses otherwise
     os.environ.setdefault("WANDB_MODE", "offline")
+    if (sys.argv[1:] if args is None else list(args))[:1] == ["report"]:
+        raise ValueError("report is not a Trainer subcommand: run_cli runs fit, validate, test "
+                         "and predict; call invreg.report.run_report_cli(args) instead")
     settings = {"exit_on_error": False, "description": DESCRIPTION,
                 "formatter_class": _HelpFormatter}
     parser_kwargs: dict = {**settings, **{name: settings for name in LightningCLI.subcommands()}}
@@ -196,6 +387,7 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> InvregCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_callback=SaveRunConfig,
+        parser_class=InvregArgumentParser,
         parser_kwargs=parser_kwargs,
         args=args,
         run=run,
@@ -239,13 +431,123 @@ def describe_error(error: BaseException) -> str:
     if _is_missing_wandb(error):
         return WANDB_HINT
     if isinstance(error, ArgumentError):
-        return str(error).strip()
+        return describe_class_path_error(str(error)) or str(error).strip()
     root = error
     while root.__cause__ is not None:
         root = root.__cause__
     message = str(root).strip() or type(root).__name__
     where = _where(root)
     return f"{where}: {message}" if where else message
+
+
+_PARSER_KEY = re.compile(r'^\s*Parser key "([^"]+)":')
+_GIVEN_CLASS_PATH = re.compile(r"^\s*- Problem with given class_path '([^']+)':\s*$")
+_NOT_A_CLASS_PATH = re.compile(r"^\s*- Expected a dot import path string: (\S+)\s*$")
+
+
+def describe_class_path_error(message: str) -> str | None:
+    """One line for jsonargparse's nested report of a ``class_path`` that does not import
+    (``--model.backbone.class_path mypkg.MyNte``, a module that is not there, a short name
+    that names no class), or ``None`` if ``message`` is about something else:
+
+    ``model.init_args.backbone: class_path 'mypkg.MyNte': module 'mypkg' has no class
+    'MyNte'; did you mean mypkg.MyNet? Fix the class_path.``
+
+    The option is read off the nesting of the report; what is wrong is found by importing
+    the class path again (:func:`class_path_problem`).
+    """
+    lines = message.splitlines()
+    for index, line in enumerate(lines):
+        given = _GIVEN_CLASS_PATH.match(line) or _NOT_A_CLASS_PATH.match(line)
+        if given is None:
+            continue
+        class_path = given.group(1)
+        problem = class_path_problem(class_path)
+        if problem is not None:
+            return f"{_option_of(lines, index)}: class_path {class_path!r}: {problem}"
+    return None
+
+
+def _option_of(lines: list[str], index: int) -> str:
+    """The dotted option of the report's line ``index``: the ``Parser key`` lines above it,
+    with ``init_args`` for each class whose arguments it sits in."""
+    parts: list[str] = []
+    indent = len(lines[index]) - len(lines[index].lstrip())
+    for line in reversed(lines[:index]):
+        depth = len(line) - len(line.lstrip())
+        if not line.strip() or depth >= indent:
+            continue
+        indent = depth
+        if key := _PARSER_KEY.match(line):
+            parts.insert(0, key.group(1))
+        elif _GIVEN_CLASS_PATH.match(line):
+            parts.insert(0, "init_args")
+    return ".".join(parts) or "class_path"
+
+
+def class_path_problem(class_path: str) -> str | None:
+    """What keeps ``class_path`` (``module.ClassName``) from importing, with a did-you-mean
+    and the fix, or ``None`` if it imports."""
+    module_name, _, name = class_path.rpartition(".")
+    if not module_name:
+        guess = _closest(name, _known_class_names())
+        hint = f"; did you mean {guess}?" if guess else ""
+        return (f"neither module.ClassName nor the name of a known class{hint} Write the class "
+                f"path in full, e.g. mypkg.MyNet")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = error.name or module_name
+        if module_name == missing or module_name.startswith(missing + "."):
+            return _missing_module(missing)
+        return f"importing module {module_name!r} fails: {error}; fix that module's imports"
+    except Exception as error:  # the user's module raises on import
+        return (f"importing module {module_name!r} fails: {type(error).__name__}: {error}; "
+                f"fix that module")
+    if hasattr(module, name):
+        return None
+    classes = [key for key, value in vars(module).items()
+               if inspect.isclass(value) and not key.startswith("_")]
+    guess = _closest(name, classes)
+    hint = f"did you mean {module_name}.{guess}?" if guess else \
+        f"its classes are {', '.join(sorted(classes)[:6]) or 'none'}."
+    return f"module {module_name!r} has no class {name!r}; {hint} Fix the class_path."
+
+
+def _missing_module(missing: str) -> str:
+    """``no module named 'mypkg_typo' (did you mean mypkg?)`` and how to make one importable."""
+    parent, _, leaf = missing.rpartition(".")
+    here = {path.stem for path in Path.cwd().glob("*.py")} | {
+        path.parent.name for path in Path.cwd().glob("*/__init__.py")}
+    if parent:
+        try:
+            found = {m.name for m in pkgutil.iter_modules(importlib.import_module(parent).__path__)}
+        except Exception:  # not a package
+            found = set()
+    else:
+        found = {m.name for m in pkgutil.iter_modules()}
+    if not parent and leaf in here:
+        return (f"no module named {missing!r} on the Python path, though ./{leaf} is in the "
+                f"current folder; run with PYTHONPATH=. (or pip install your package)")
+    guess = _closest(leaf, found | (here if not parent else set()))
+    hint = f" (did you mean {parent + '.' if parent else ''}{guess}?)" if guess else ""
+    return (f"no module named {missing!r}{hint}; fix the class_path, or make the module "
+            f"importable: PYTHONPATH=. in the folder that holds it, or pip install it")
+
+
+def _closest(name: str, candidates) -> str | None:
+    found = difflib.get_close_matches(name, sorted(candidates), n=1)
+    return found[0] if found else None
+
+
+def _known_class_names() -> set[str]:
+    """Class names a short class_path may use: those exported by invreg's packages."""
+    names: set[str] = set()
+    for package in ("invreg.models", "invreg.modules", "invreg.data", "invreg.callbacks",
+                    "invreg.losses", "invreg.groups"):
+        module = sys.modules.get(package)
+        names.update(getattr(module, "__all__", ()))
+    return names
 
 
 def _is_missing_wandb(error: BaseException | None) -> bool:

@@ -19,7 +19,9 @@ finds them; the run directory links to that folder as ``wandb/`` so everything o
 reached from one place. Without one, Lightning
 would put every run's checkpoints in ``default_root_dir/checkpoints``; here each run claims the
 next free ``version_N`` (created at once, so two runs started together get different folders)
-and its checkpoints go inside it.
+and its checkpoints go inside it. (The ``invreg`` CLI keeps nothing of a ``validate``, ``test``
+or ``predict`` run with neither a logger nor ``--trainer.default_root_dir``: no ``version_N``
+appears in the current folder; see :class:`invreg.cli.InvregCLI`.)
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.cloud_io import get_filesystem
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.trainer.states import TrainerFn
 
 _RUN_DIRECTORIES: weakref.WeakKeyDictionary[pl.Trainer, Path] = weakref.WeakKeyDictionary()
 _VERSION = re.compile(r"version_(\d+)")
@@ -167,16 +171,24 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
     return dict(sorted(metrics.items()))
 
 
-def checkpoint_paths(trainer: pl.Trainer) -> dict[str, str]:
-    """The checkpoints of this run: ``best`` and ``last`` of its ``ModelCheckpoint`` (the
-    first one with a file), and ``loaded``, the file a ``validate``/``test`` run evaluated."""
+def checkpoint_paths(trainer: pl.Trainer, stage: str | None = None) -> dict[str, str]:
+    """The checkpoints of this run: after ``fit``, ``best`` and ``last`` of its
+    ``ModelCheckpoint`` (the first one with a file that exists), and ``loaded``, the file the
+    run started from (``--ckpt_path``).
+
+    A ``validate``/``test``/``predict`` run writes no checkpoint: the ``best`` path its
+    ``ModelCheckpoint`` restores from the loaded file is the earlier fit's, not this run's, so
+    only ``loaded`` is listed. ``stage`` defaults to the trainer's last stage.
+    """
+    if stage is None:
+        stage = TrainerFn(trainer.state.fn or TrainerFn.FITTING).value
     paths: dict[str, str] = {}
-    for callback in trainer.checkpoint_callbacks:
+    for callback in trainer.checkpoint_callbacks if stage == "fit" else ():
         if isinstance(callback, ModelCheckpoint):
-            if callback.best_model_path and "best" not in paths:
-                paths["best"] = callback.best_model_path
-            if callback.last_model_path and "last" not in paths:
-                paths["last"] = callback.last_model_path
+            for name, path in (("best", callback.best_model_path),
+                               ("last", callback.last_model_path)):
+                if path and name not in paths and get_filesystem(path).exists(path):
+                    paths[name] = path
     if trainer.ckpt_path:
         paths["loaded"] = str(trainer.ckpt_path)
     return paths
@@ -224,7 +236,8 @@ def write_summary(trainer: pl.Trainer, stage: str) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         path = free_path(path)
         summary = {"stage": stage, "run_directory": str(folder),
-                   "checkpoints": checkpoint_paths(trainer), "metrics": final_metrics(trainer)}
+                   "checkpoints": checkpoint_paths(trainer, stage),
+                   "metrics": final_metrics(trainer)}
         wandb = wandb_folder(trainer)
         if wandb is not None:
             summary["wandb_directory"] = str(wandb)
@@ -232,19 +245,30 @@ def write_summary(trainer: pl.Trainer, stage: str) -> Path:
     return path
 
 
-def report_run(trainer: pl.Trainer, stage: str) -> Path:
+def report_run(trainer: pl.Trainer, stage: str, keep_files: bool = True) -> Path | None:
     """End of an ``invreg`` run: write ``summary.json`` (:func:`write_summary`, every metric)
     and print one table of the headline metrics (:func:`headline_metrics`; rank 0 only), the
-    run folder, the checkpoints and the summary file."""
-    path = write_summary(trainer, stage)
+    run folder, the checkpoints and the summary file.
+
+    ``keep_files=False`` (an evaluation with no logger and no ``default_root_dir``, whose
+    folder the CLI discards): no ``summary.json``; the table is printed with a line saying
+    that nothing was kept and how to keep it. Returns the summary's path, or ``None``.
+    """
+    path = write_summary(trainer, stage) if keep_files else None
     if trainer.is_global_zero:
-        title = f"invreg {stage}: final metrics of the run in {run_directory(trainer)}"
+        where = f" of the run in {run_directory(trainer)}" if keep_files else ""
         metrics = final_metrics(trainer)
         shown = headline_metrics(metrics)
-        print(format_summary(shown, title))
+        print(format_summary(shown, f"invreg {stage}: final metrics{where}"))
         if len(shown) < len(metrics):
-            print(f"  ({len(metrics) - len(shown)} more metrics in summary.json)")
-        for name, checkpoint in checkpoint_paths(trainer).items():
+            more = "in summary.json" if keep_files else "not shown"
+            print(f"  ({len(metrics) - len(shown)} more metrics {more})")
+        for name, checkpoint in checkpoint_paths(trainer, stage).items():
             print(f"  checkpoint ({name}): {checkpoint}")
-        print(f"  summary: {path}", flush=True)
+        if path is not None:
+            print(f"  summary: {path}", flush=True)
+        else:
+            print("  no files kept (no logger, no --trainer.default_root_dir): add --config "
+                  "configs/loggers/csv.yaml or --trainer.default_root_dir DIR to keep the "
+                  "summary and figures", flush=True)
     return path
