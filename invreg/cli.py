@@ -45,6 +45,7 @@ from jsonargparse import ArgumentError, DefaultHelpFormatter, Namespace
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from invreg.checkpoints import verify_ckpt_path
 from invreg.modules.checkpointing import NonFiniteLossError
 from invreg.runs import SaveRunConfig, report_run
 
@@ -225,6 +226,12 @@ class InvregCLI(LightningCLI):
         parser.link_arguments(
             "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
         )
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI reads --ckpt_path right after parsing: check the file whole first
+        if subcommand := self.config.get("subcommand"):
+            verify_ckpt_path(self.config[subcommand].get("ckpt_path"))
 
     def before_instantiate_classes(self) -> None:
         # fail before anything is built, not at the start of training
