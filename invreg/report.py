@@ -10,7 +10,10 @@ Pipeline, per checkpoint (:func:`evaluate_checkpoint`):
 1. **load** the LightningModule and its data module: from ``--config`` (built by the
    ``invreg`` CLI itself, :func:`invreg.cli.run_cli`, then the checkpoint's weights loaded
    strictly), or without a config from the checkpoint alone (``load_from_checkpoint``: a
-   checkpoint written by ``invreg fit`` stores the class paths and arguments of both);
+   checkpoint written by ``invreg fit`` stores the class paths and arguments of both; a class
+   path outside invreg is imported when its module imports, :func:`_build_from_checkpoint`);
+   then each group to measure (``--group``, default the training group) is checked against
+   the data's input shape; for each group:
 2. on the **whole test split** of the data module, one orbit forward per batch into
    :class:`~invreg.metrics.OrbitMetrics`: accuracy, orbit accuracy, DI, LI, normalised LI,
    orbit consistency;
@@ -24,9 +27,11 @@ Pipeline, per checkpoint (:func:`evaluate_checkpoint`):
    are blended with a drift source (as :class:`~invreg.callbacks.DriftCallback`,
    :func:`invreg.callbacks.drift.drift_figure`).
 
-Then :func:`write_report` writes ``report.md`` (figures as PNG files in ``figures/``) and
-``report.html`` (the same figures embedded as base64 data URIs, inline CSS, no external link),
-with one table of every metric side by side for all checkpoints. An existing report is never
+Then :func:`write_report` writes ``report.md`` (figures as PNG, PDF or SVG files in
+``figures/``) and ``report.html`` (the figures embedded as base64 PNG data URIs, inline CSS, no
+external link), with one table of every metric, a row per checkpoint and group; checkpoints
+trained on different groups and reported on their own get a warning line (rows of different
+groups are not comparable). An existing report is never
 replaced without ``overwrite=True`` (``--overwrite``).
 
 Before anything is loaded or measured, every input is checked: each checkpoint file whole
@@ -69,13 +74,24 @@ from invreg.data.drift import blend, get_drift_source, match_statistics
 from invreg.evaluation import eval_mode
 from invreg.functional.saliency import orbit_saliency, postprocess_saliency, saliency_similarity
 from invreg.functional.spectral import jacobian_spectral_norm
-from invreg.groups import Group
+from invreg.groups import Group, get_group
 from invreg.metrics import LayerInvariance, OrbitMetrics
 from invreg.metrics.saliency import resolve_baseline
-from invreg.plotting import DEFAULT_DPI, model_title, new_figure, scale_for
+from invreg.modules.checkpointing import NOT_SAVED, _short
+from invreg.plotting import (
+    FIGURE_FORMATS,
+    check_dpi,
+    check_figure_format,
+    model_title,
+    new_figure,
+    scale_for,
+)
 
 #: what a report consists of, inside ``report_dir``
 REPORT_FILES = ("report.md", "report.html", "figures")
+#: default resolution of the report's figures (``--dpi``): 100 dpi keeps a page of several
+#: checkpoints light
+REPORT_DPI = 100
 
 #: ``(key, label, description)`` of every reported metric, in table order
 METRICS = (
@@ -113,6 +129,13 @@ class ReportSettings:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
             ``"mps"``: one this machine has (:func:`resolve_device`), checked on creation.
         progress: show progress bars (on stderr).
+        groups: names of :func:`invreg.groups.get_group` (``("c4", "flip")``) to measure every
+            checkpoint on, each in its own rows and figures; empty: each checkpoint's training
+            group.
+        figure_format: format of the figure files in ``figures/`` (one of
+            :data:`invreg.plotting.FIGURE_FORMATS`); the HTML embeds PNG in any case.
+        dpi: resolution of the PNG figures (the files and the HTML's) and of raster parts of
+            a PDF/SVG.
     """
 
     samples: int = 256
@@ -127,6 +150,9 @@ class ReportSettings:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    groups: tuple[str, ...] = ()
+    figure_format: str = "png"
+    dpi: int = REPORT_DPI
 
     def __post_init__(self) -> None:
         for name, minimum in (("samples", 2), ("saliency_rows", 1), ("saliency_steps", 1),
@@ -143,6 +169,28 @@ class ReportSettings:
         object.__setattr__(self, "betas", betas if betas[0] == 0.0 else (0.0, *betas))
         get_drift_source(self.drift_source)  # an unknown name fails here, before any work
         resolve_device(self.device)  # so does a device this machine does not have
+        if isinstance(self.groups, str):
+            object.__setattr__(self, "groups", (self.groups,))
+        object.__setattr__(self, "groups", tuple(dict.fromkeys(self.groups)))
+        for name in self.groups:
+            resolve_report_group(name)
+        try:
+            object.__setattr__(self, "figure_format", check_figure_format(self.figure_format))
+            check_dpi(self.dpi)
+        except ValueError as error:
+            raise ValueError(str(error).replace("figure_format must", "figure_format: must")
+                             .replace("dpi must", "dpi: must")) from None
+
+
+def resolve_report_group(name: str) -> Group:
+    """The group of a ``--group`` name (:func:`invreg.groups.get_group`), else ``ValueError``
+    naming ``--group`` and the valid names."""
+    if not isinstance(name, str):
+        raise ValueError(f"group: expected a group name such as 'c4', got {name!r}")
+    try:
+        return get_group(name)
+    except ValueError as error:
+        raise ValueError(f"group: --group {name}: {error}") from None
 
 
 @dataclass
@@ -152,18 +200,23 @@ class CheckpointReport:
     ``metrics``: :data:`METRICS` keys → value (``SI_low``/``SI_high``: the confidence interval,
     ``SI_baseline``: the integrated-gradients baseline); ``geed``: layer → normalised G-EED;
     ``drift``: one ``{"beta", "DI", "accuracy", "accuracy_ratio"}`` per β; ``figures``: name →
-    PNG bytes; ``run``: what was evaluated (label → text); ``hyperparameters`` and
-    ``data_hyperparameters``: the constructor arguments of the module and the data module.
+    PNG bytes (what the HTML embeds); ``files``: name → the same figure in
+    ``ReportSettings.figure_format`` (what ``figures/`` holds); ``run``: what was evaluated
+    (label → text); ``hyperparameters`` and ``data_hyperparameters``: the constructor arguments
+    of the module and the data module; ``group``: the group measured (the ``--group`` name, or
+    the checkpoint's training group).
     """
 
     name: str
     run: dict[str, str]
     hyperparameters: dict[str, str]
     data_hyperparameters: dict[str, str]
+    group: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     geed: dict[str, float] = field(default_factory=dict)
     drift: list[dict[str, float]] = field(default_factory=list)
     figures: dict[str, bytes] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- loading
@@ -250,13 +303,28 @@ def _check_same_model(
     module: pl.LightningModule, checkpoint: dict[str, Any], ckpt_path: Path, config: Path
 ) -> None:
     """``ValueError`` when the config's module and the checkpoint's stored arguments differ in
-    one of :data:`SAME_MODEL_ARGUMENTS` (checkpoints that store none are not checked)."""
+    one of :data:`SAME_MODEL_ARGUMENTS` (checkpoints that store none are not checked).
+
+    Class paths are compared by the class they name (``invreg.models.MLP`` and
+    ``invreg.models.mlp.MLP`` are one class); a group by the group it names (``"c4"`` and
+    ``Rotations(4)``'s description are one group). An object the checkpoint could not describe
+    (:data:`~invreg.modules.checkpointing.NOT_SAVED`, e.g. a backbone of the user's own class
+    that does not inherit :class:`~invreg.config.RecordsInit`) is supplied by the config: it is
+    compared by what the mark names, its class (``a MyNet``) or a group's ``repr``.
+    """
     stored = checkpoint.get("hyper_parameters") or {}
     built = dict(getattr(module, "hparams", {}))
     for key in SAME_MODEL_ARGUMENTS:
         if key not in stored or key not in built:
             continue
-        saved, given = _plain({key: stored[key]})[key], _plain({key: built[key]})[key]
+        if isinstance(stored[key], str) and stored[key].startswith(NOT_SAVED):
+            given_object = getattr(module, key, built[key])
+            saved = stored[key][len(NOT_SAVED):].strip()
+            given = _short(given_object)
+        else:
+            saved, given = _plain({key: stored[key]})[key], _plain({key: built[key]})[key]
+            if _same_description(key, stored[key], built[key], getattr(module, key, None)):
+                continue
         if saved != given:
             raise ValueError(
                 f"ckpt_path: {str(ckpt_path)!r} does not fit the model of config "
@@ -265,23 +333,138 @@ def _check_same_model(
             )
 
 
+def _same_description(key: str, stored: Any, built: Any, built_object: Any) -> bool:
+    """Whether a stored argument and the config's describe the same object: groups compared
+    as groups, class paths by the class they resolve to (modules already imported)."""
+    if key == "group" and isinstance(built_object, Group):
+        try:
+            if isinstance(stored, str):
+                return get_group(stored) == built_object
+            if isinstance(stored, dict):
+                from invreg.config import from_config
+
+                return from_config(stored, Group, "group") == built_object
+        except (TypeError, ValueError):
+            return False
+    return json.dumps(_canonical(stored), sort_keys=True, default=repr) == json.dumps(
+        _canonical(built), sort_keys=True, default=repr)
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` with every ``class_path`` replaced by the defining module and name of the
+    class it names, when its module is imported (``invreg.models.MLP`` →
+    ``invreg.models.mlp.MLP``)."""
+    if isinstance(value, dict):
+        out = {k: _canonical(v) for k, v in value.items() if not str(k).startswith("_")}
+        path = out.get("class_path")
+        if isinstance(path, str):
+            module_name, _, name = path.rpartition(".")
+            cls = getattr(sys.modules.get(module_name), name, None)
+            if isinstance(cls, type):
+                out["class_path"] = f"{cls.__module__}.{cls.__qualname__}"
+        return out
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+#: the fix for a checkpoint that does not say how to rebuild its data module
+DATA_FIX = ("pass --config with a `data:` section (and the `model:` it was trained with; see "
+            "docs/own_model.md), or train with `invreg fit`, whose checkpoints store the "
+            "class_path and arguments of their model and data module")
+
+
 def _build_from_checkpoint(
     ckpt_path: Path, checkpoint: dict[str, Any]
 ) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+    """The module and data module a checkpoint of ``invreg fit`` describes (``_class_path``
+    and arguments of both, as the LightningCLI stores them).
+
+    A class path outside invreg (``mypackage.MyModule``, ``mypackage.MyNet`` as a backbone)
+    is imported as ``invreg fit`` imports it from a config: its module must be importable
+    from where ``invreg report`` runs (``PYTHONPATH=.`` in the folder that holds it, or an
+    installed package), and the model / data class must be a ``LightningModule`` /
+    ``LightningDataModule``. A checkpoint saved from Python (``Trainer.save_checkpoint``)
+    stores no class path: the error says what is missing and how to supply it (``--config``).
+    """
     importlib.import_module("invreg.modules")
     importlib.import_module("invreg.data")
-    hint = "pass --config with the config it was trained with"
-    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
-        class_path = (checkpoint.get(key) or {}).get("_class_path")
-        if class_path is None:
-            raise ValueError(f"ckpt_path: {str(ckpt_path)!r} does not store its "
-                             f"{'data module' if 'datamodule' in key else 'model'}; {hint}")
-        if not class_path.startswith("invreg."):
-            raise ValueError(f"ckpt_path: {str(ckpt_path)!r} names {class_path}, which is "
-                             f"loaded only from a config; {hint}")
+    where = f"ckpt_path: {str(ckpt_path)!r}"
+    model_hp = checkpoint.get("hyper_parameters") or {}
+    data_hp = checkpoint.get("datamodule_hyper_parameters")
+    if "_class_path" not in (data_hp or {}):
+        raise ValueError(f"{where} {_missing_data_module(checkpoint, model_hp, data_hp)}; "
+                         f"{DATA_FIX}")
+    if "_class_path" not in model_hp:
+        raise ValueError(f"{where} stores no class path of its model (it was not written by "
+                         f"`invreg fit`); pass --config with the config it was trained with")
+    for key, base in (("hyper_parameters", pl.LightningModule),
+                      ("datamodule_hyper_parameters", pl.LightningDataModule)):
+        values = checkpoint[key]
+        cls = _import_class_path(values["_class_path"], where, "model" if base is
+                                 pl.LightningModule else "data module")
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise ValueError(f"{where} names {values['_class_path']} as its "
+                             f"{'model' if base is pl.LightningModule else 'data module'}, "
+                             f"which is not a {base.__name__}; pass --config")
+        for path, argument in _nested_class_paths(values):
+            _import_class_path(path, where, argument)
     module = pl.LightningModule.load_from_checkpoint(ckpt_path, map_location="cpu")
     datamodule = pl.LightningDataModule.load_from_checkpoint(ckpt_path, map_location="cpu")
     return module, datamodule
+
+
+def _missing_data_module(checkpoint: dict[str, Any], model_hp: dict, data_hp: Any) -> str:
+    """What a checkpoint without a data module's class path lacks, in words."""
+    if data_hp is None:
+        text = ("stores no data module (it was trained without one, or with one that saves "
+                "no hyper-parameters), and the report measures on a data module's test split")
+    else:
+        named = [key for key, value in checkpoint.items() if key.endswith("DataModule")
+                 and isinstance(value, dict)]
+        called = f" ({named[0]})" if named else ""
+        text = (f"was saved from Python (Trainer.save_checkpoint), not by `invreg fit`: it "
+                f"stores the model and the data module's arguments but not the data module's "
+                f"class{called}, so the report has no data to measure on")
+    unsaved = [f"{key} ({value[len(NOT_SAVED):].strip()})" for key, value in model_hp.items()
+               if isinstance(value, str) and value.startswith(NOT_SAVED)]
+    if unsaved:
+        text += (f"; its {', '.join(unsaved)} records no constructor arguments either "
+                 f"(inherit invreg.config.RecordsInit, or let --config's `model:` supply it)")
+    return text
+
+
+def _nested_class_paths(values: Any, argument: str = "") -> Iterable[tuple[str, str]]:
+    """``(class_path, argument)`` of every nested ``{"class_path": ...}`` description."""
+    if isinstance(values, dict):
+        if isinstance(values.get("class_path"), str):
+            yield values["class_path"], argument
+        for key, value in values.items():
+            if not str(key).startswith("_") and key != "class_path":
+                yield from _nested_class_paths(value, f"{argument}.{key}".strip("."))
+    elif isinstance(values, list):
+        for value in values:
+            yield from _nested_class_paths(value, argument)
+
+
+def _import_class_path(class_path: str, where: str, argument: str) -> Any:
+    """The object ``class_path`` names, its module imported; ``ValueError`` saying how to make
+    a module that does not import importable."""
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name) if module_name else None
+    except ImportError as error:
+        raise ValueError(
+            f"{where} names {class_path} ({argument}), whose module {module_name!r} cannot be "
+            f"imported here ({first_line(error)}); run invreg report where it imports "
+            f"(PYTHONPATH=. in the folder that holds {module_name.split('.')[0]}.py, or "
+            f"install the package)"
+        ) from None
+    if module is None or not hasattr(module, name):
+        raise ValueError(f"{where} names {class_path} ({argument}), which "
+                         f"{'is not a dotted path' if module is None else 'does not exist'}; "
+                         f"pass --config")
+    return getattr(module, name)
 
 
 # --------------------------------------------------------------------------- measuring
@@ -290,18 +473,80 @@ def evaluate_checkpoint(
     ckpt_path: str | Path,
     config: str | Path | None = None,
     settings: ReportSettings | None = None,
+    group: str | Group | None = None,
 ) -> CheckpointReport:
     """Load one checkpoint (:func:`load_checkpoint`) and measure everything the report shows
-    (module docstring, steps 2–3). ``ValueError`` if its module has no ``group``."""
+    (module docstring, steps 2–3) on ``group`` (a name or a Group; default: the checkpoint's
+    training group). ``ValueError`` if its module has no ``group``, or if ``group`` cannot act
+    on the data's inputs."""
     settings = settings or ReportSettings()
-    module, datamodule, meta = load_checkpoint(ckpt_path, config)
-    group = getattr(module, "group", None)
-    if not isinstance(group, Group):
-        raise ValueError(f"ckpt_path: {type(module).__name__} in {str(ckpt_path)!r} has no "
-                         f"`group` to measure invariance to (e.g. an InvarianceModule)")
+    loaded = LoadedCheckpoint.load(name, ckpt_path, config)
+    label, measured = loaded.training_group() if group is None else (
+        group if isinstance(group, str) else repr(group), resolve_report_group(group)
+        if isinstance(group, str) else group)
+    loaded.check_group(label, measured)
+    return measure(loaded, label, measured, settings)
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint's module (eval mode) and data module (set up for ``test``), loaded once
+    and measured on each group of a report."""
+
+    name: str
+    ckpt_path: Path
+    config: Path | None
+    module: pl.LightningModule
+    datamodule: pl.LightningDataModule
+    meta: dict[str, Any]
+    input_shape: tuple[int, ...]
+
+    @classmethod
+    def load(cls, name: str, ckpt_path: str | Path,
+             config: str | Path | None = None) -> LoadedCheckpoint:
+        """:func:`load_checkpoint`, then ``ValueError`` if the module has no ``group``."""
+        module, datamodule, meta = load_checkpoint(ckpt_path, config)
+        if not isinstance(getattr(module, "group", None), Group):
+            raise ValueError(f"ckpt_path: {type(module).__name__} in {str(ckpt_path)!r} has no "
+                             f"`group` to measure invariance to (e.g. an InvarianceModule)")
+        datamodule.setup("test")
+        shape = getattr(datamodule, "input_shape", None)
+        if shape is None:
+            x, _ = next(iter(datamodule.test_dataloader()))
+            shape = x.shape[1:]
+        return cls(name, Path(ckpt_path), Path(config) if config else None, module, datamodule,
+                   meta, tuple(int(n) for n in shape))
+
+    def training_group(self) -> tuple[str, Group]:
+        """``(label, group)`` of the group the module was trained with: the name it was given
+        (``"c4"``), else the group's ``repr``."""
+        stored = (self.meta.get("hyper_parameters") or {}).get("group")
+        group = self.module.group
+        label = stored if isinstance(stored, str) and not stored.startswith(NOT_SAVED) \
+            else repr(group)
+        return label, group
+
+    def check_group(self, label: str, group: Group) -> None:
+        """``ValueError`` in one line if ``group`` cannot act on this checkpoint's inputs."""
+        try:
+            group.check_input_shape(self.input_shape)
+        except ValueError as error:
+            raise ValueError(
+                f"group: --group {label} cannot act on the inputs of {self.name!r} "
+                f"({str(self.ckpt_path)!r}, input shape {self.input_shape}): "
+                f"{' '.join(str(error).split())}; pass --group with groups that fit that shape"
+            ) from None
+
+
+def measure(
+    loaded: LoadedCheckpoint, label: str, group: Group, settings: ReportSettings
+) -> CheckpointReport:
+    """Every measurement of the report (module docstring, steps 2–3) of one loaded checkpoint
+    on ``group`` (``label``: its name in the report)."""
+    module, datamodule, meta = loaded.module, loaded.datamodule, loaded.meta
+    name, ckpt_path, config = loaded.name, loaded.ckpt_path, loaded.config
     device = resolve_device(settings.device)
     module.to(device)
-    datamodule.setup("test")
     loader = datamodule.test_dataloader()
     elements = fixed_elements(group, settings.orbit_size, settings.seed)
     report = CheckpointReport(
@@ -310,7 +555,13 @@ def evaluate_checkpoint(
         hyperparameters=_plain(meta["hyper_parameters"] or dict(module.hparams)),
         data_hyperparameters=_plain(meta["datamodule_hyper_parameters"]
                                     or dict(getattr(datamodule, "hparams", {}))),
+        group=label,
     )
+    training_label, training = loaded.training_group()
+    report.run["group measured"] = label if label == repr(group) else f"{label} ({group!r})"
+    report.run["group"] = (f"{training_label} ({training!r})" if training_label != repr(training)
+                           else training_label)
+    title = f"{report.name} on {label}"
     generator = torch.Generator().manual_seed(settings.seed)
     with eval_mode(module):
         x_all, y_all = _test_split(module, loader, group, elements, device, report, settings)
@@ -319,10 +570,10 @@ def evaluate_checkpoint(
         report.run["subset"] = (f"{x.shape[0]} of {x_all.shape[0]} test samples "
                                 f"(seed {settings.seed})")
         with torch.inference_mode(False), torch.enable_grad():
-            _saliency(module, datamodule, group, elements, x, y, report, settings)
+            _saliency(module, datamodule, group, elements, x, y, report, settings, title)
             _spectral(module, x, report, settings)
-        _geed(module, group, x, report, settings)
-        _drift(module, group, elements, x, y, report, settings)
+        _geed(module, group, x, report, settings, title)
+        _drift(module, group, elements, x, y, report, settings, title)
     return report
 
 
@@ -330,7 +581,7 @@ def _test_split(module, loader, group, elements, device, report, settings) -> tu
     """OrbitMetrics over every test batch; returns the whole split ``(x, y)`` on the CPU."""
     metrics = OrbitMetrics(group, chunk_size=settings.batch_size).to(device)
     xs, ys = [], []
-    for x, y in _progress(loader, f"{report.name}: test split", settings):
+    for x, y in _progress(loader, f"{report.name} ({report.group}): test split", settings):
         metrics.update_from_model(module, x.to(device), y.to(device), elements)
         xs.append(x.cpu())
         ys.append(y.cpu())
@@ -341,7 +592,7 @@ def _test_split(module, loader, group, elements, device, report, settings) -> tu
     return torch.cat(xs), torch.cat(ys)
 
 
-def _saliency(module, datamodule, group, elements, x, y, report, settings) -> None:
+def _saliency(module, datamodule, group, elements, x, y, report, settings, title) -> None:
     """Per-sample SI (the callback's path: raw maps, then threshold and blur) and the grid."""
     baseline, _ = resolve_baseline("background", datamodule, "invreg report", warn=True)
     recipe = replace(CALLBACK_RECIPE, steps=settings.saliency_steps, baseline=baseline)
@@ -368,8 +619,9 @@ def _saliency(module, datamodule, group, elements, x, y, report, settings) -> No
     elems = elements if elements is not None else torch.arange(group.order)
     figure = grid_figure(xb[:rows], maps[:rows], similarity[:rows], _element_labels(group, elems),
                          targets=yb[:rows],
-                         title=f"Saliency over the orbit: {report.name} ({model_title(module)})")
-    report.figures["saliency"] = _png(figure)
+                         title=f"Saliency over the orbit: {title} "
+                               f"({model_title(module, group)})")
+    _keep(report, "saliency", figure, settings)
 
 
 def _spectral(module, x, report, settings) -> None:
@@ -383,7 +635,7 @@ def _spectral(module, x, report, settings) -> None:
     report.metrics["jacobian_sigma_max"] = sigma.double().mean().item()
 
 
-def _geed(module, group, x, report, settings) -> None:
+def _geed(module, group, x, report, settings, title) -> None:
     """Normalised invariance G-EED (cosine) of every stage of the backbone, one orbit forward
     per batch for all of them (batches of one sample have no random pair: merged away)."""
     network = getattr(module, "backbone", module)
@@ -399,11 +651,12 @@ def _geed(module, group, x, report, settings) -> None:
                                 f"{report.name}: layer G-EED", settings):
         metric.update(network, x[start:end])
     report.geed = {layer: value.item() for layer, value in metric.compute().items()}
-    report.figures["geed"] = _png(geed_figure(
-        report.geed, f"Layer-wise invariance G-EED: {report.name} ({model_title(module)})"))
+    _keep(report, "geed", geed_figure(
+        report.geed, f"Layer-wise invariance G-EED: {title} ({model_title(module, group)})"),
+        settings)
 
 
-def _drift(module, group, elements, x, y, report, settings) -> None:
+def _drift(module, group, elements, x, y, report, settings, title) -> None:
     """DriftCallback's measurement: OrbitMetrics on ``(1 − β)·x + β·d`` for each ``β``; the
     figure draws DI's float rounding below 0 as 0 (:func:`comparison_figure`)."""
     source = get_drift_source(settings.drift_source)
@@ -420,10 +673,10 @@ def _drift(module, group, elements, x, y, report, settings) -> None:
     for row in rows:
         row["accuracy_ratio"] = row["accuracy"] / clean if clean > 0 else math.nan
     report.drift = rows
-    report.figures["drift"] = _png(drift_figure(
+    _keep(report, "drift", drift_figure(
         [r["beta"] for r in rows], [max(r["DI"], 0.0) for r in rows],
         [r["accuracy_ratio"] for r in rows],
-        f"Drift ({source!r}): {report.name} ({model_title(module)})"))
+        f"Drift ({source!r}): {title} ({model_title(module, group)})"), settings)
 
 
 def feature_layers(network: nn.Module, example: Tensor | None = None) -> list[str]:
@@ -520,8 +773,10 @@ def comparison_figure(reports: Sequence[CheckpointReport], source: str) -> Any:
     figure = new_figure(9.0, 6.6)
     axes = figure.subplot_mosaic([["geed", "geed"], ["di", "accuracy"]])
     layers = merge_layers([list(report.geed) for report in reports])
+    several = len({report.group for report in reports}) > 1
     for index, report in enumerate(reports):
-        style = dict(color=f"C{index}", label=report.name, clip_on=False, zorder=3)
+        style = dict(color=f"C{index}", label=_column(report, several), clip_on=False,
+                     zorder=3)
         names = list(report.geed)
         axes["geed"].plot([layers.index(n) for n in names], [report.geed[n] for n in names],
                           "o-", **style)
@@ -563,11 +818,17 @@ def merge_layers(layer_lists: Sequence[Sequence[str]]) -> list[str]:
     return merged
 
 
-def _png(figure: Any) -> bytes:
+def _png(figure: Any, dpi: int = REPORT_DPI, figure_format: str = "png") -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DEFAULT_DPI // 3 * 2, bbox_inches="tight",
-                   pad_inches=0.05)
+    figure.savefig(buffer, format=figure_format, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
     return buffer.getvalue()
+
+
+def _keep(report: CheckpointReport, name: str, figure: Any, settings: ReportSettings) -> None:
+    """The figure as PNG (for the HTML) and in the chosen file format (for ``figures/``)."""
+    report.figures[name] = _png(figure, settings.dpi)
+    report.files[name] = (report.figures[name] if settings.figure_format == "png" else
+                          _png(figure, settings.dpi, settings.figure_format))
 
 
 # --------------------------------------------------------------------------- rendering
@@ -616,30 +877,43 @@ def _methods(reports: Sequence[CheckpointReport], settings: ReportSettings) -> l
     ]
 
 
+def _column(report: CheckpointReport, several_groups: bool) -> str:
+    """A checkpoint's name in the comparison figure's legend: with its group when the report
+    measures more than one."""
+    return f"{report.name} on {report.group}" if several_groups else report.name
+
+
 def render_markdown(
-    reports: Sequence[CheckpointReport], settings: ReportSettings, figures: dict[str, str]
+    reports: Sequence[CheckpointReport], settings: ReportSettings, figures: dict[str, str],
+    notes: Sequence[str] = (),
 ) -> str:
     """``report.md``: ``figures`` maps ``"<report index>/<figure name>"`` (and ``"comparison"``)
-    to the relative path of its PNG file."""
-    names = [r.name for r in reports]
-    lines = ["# Invariance report", "", _generated_line(settings), "", "## Summary", "",
-             "| metric | " + " | ".join(_md(n) for n in names) + " | definition |",
-             "|---|" + "---|" * len(names) + "---|"]
-    for key, label, description in METRICS:
-        cells = [metric_cell(r, key) for r in reports]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_md(description)} |")
+    to the relative path of its figure file (PNG and SVG shown inline, PDF linked);
+    ``notes``: warning lines shown above the table. The summary has one row per checkpoint
+    and group measured."""
+    lines = ["# Invariance report", "", _generated_line(settings), ""]
+    lines += [f"> **Warning:** {_md(note)}" for note in notes] + ([""] if notes else [])
+    lines += ["## Summary", "",
+              "| checkpoint | group | " + " | ".join(label for _, label, _ in METRICS) + " |",
+              "|---|---|" + "---|" * len(METRICS)]
+    for r in reports:
+        lines.append(f"| {_md(r.name)} | {_md(r.group)} | "
+                     + " | ".join(metric_cell(r, key) for key, _, _ in METRICS) + " |")
+    lines += ["", "| metric | definition |", "|---|---|"]
+    lines += [f"| {label} | {_md(description)} |" for _, label, description in METRICS]
     lines.append("")
     if "comparison" in figures:
-        lines += [f"![G-EED and drift, all checkpoints]({figures['comparison']})", ""]
+        lines += [_md_figure("G-EED and drift, all checkpoints", figures["comparison"]), ""]
     lines += ["How the numbers were measured:", ""]
     lines += [f"- {_md(text)}" for text in _methods(reports, settings)]
     for index, report in enumerate(reports):
-        lines += ["", f"## {_md(report.name)}", "", "| | |", "|---|---|"]
+        lines += ["", f"## {_md(report.name)}, group {_md(report.group)}", "", "| | |",
+                  "|---|---|"]
         lines += [f"| {label} | {_md(text)} |" for label, text in report.run.items()]
         lines += ["", "### Figures", ""]
         for name, caption in (("geed", "per-layer G-EED"), ("saliency", "saliency over the orbit"),
                               ("drift", "DI and accuracy under drift")):
-            lines += [f"![{caption}]({figures[f'{index}/{name}']})", ""]
+            lines += [_md_figure(caption, figures[f"{index}/{name}"]), ""]
         lines += ["### Per-layer G-EED", "", "| layer | normalised G-EED |", "|---|---|"]
         lines += [f"| {_md(layer or 'output')} | {format_value(value)} |"
                   for layer, value in report.geed.items()]
@@ -652,6 +926,12 @@ def render_markdown(
             lines += ["", f"### {title}", "", "| argument | value |", "|---|---|"]
             lines += [f"| {_md(key)} | `{_md(value)}` |" for key, value in values.items()]
     return "\n".join(lines) + "\n"
+
+
+def _md_figure(caption: str, path: str) -> str:
+    """A figure in markdown: an image (PNG, SVG), or a link to a PDF, which viewers do not
+    show inline."""
+    return f"[{caption} (PDF)]({path})" if path.endswith(".pdf") else f"![{caption}]({path})"
 
 
 CSS = """
@@ -673,24 +953,31 @@ figcaption { color: #59636e; font-size: 0.85em; }
 .figures figure { flex: 1 1 480px; }
 .columns { display: flex; flex-wrap: wrap; gap: 2em; } .columns > div { flex: 1 1 300px; }
 ul.methods { font-size: 0.88em; color: #3d444d; }
+.warning { background: #fff8c5; border: 1px solid #d4a72c; padding: 0.5em 0.8em; }
 """
 
 
 def render_html(reports: Sequence[CheckpointReport], settings: ReportSettings,
-                comparison: bytes | None) -> str:
-    """``report.html``: one self-contained page (inline CSS, figures as base64 data URIs)."""
+                comparison: bytes | None, notes: Sequence[str] = ()) -> str:
+    """``report.html``: one self-contained page (inline CSS, figures as base64 PNG data URIs);
+    ``notes``: warning lines above the summary, which has one row per checkpoint and group."""
     e = html.escape
-    names = [r.name for r in reports]
+    names = list(dict.fromkeys(r.name for r in reports))
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>Invariance report: {e(', '.join(names))}</title>",
            f"<style>{CSS}</style></head><body>",
-           "<h1>Invariance report</h1>", f'<p class="meta">{e(_generated_line(settings))}</p>',
-           "<h2>Summary</h2>", "<table><tr><th>metric</th>"
-           + "".join(f"<th>{e(n)}</th>" for n in names) + "<th>definition</th></tr>"]
-    for key, label, description in METRICS:
-        cells = "".join(f'<td class="num">{e(metric_cell(r, key))}</td>' for r in reports)
-        out.append(f"<tr><th>{e(label)}</th>{cells}<td class=\"def\">{e(description)}</td></tr>")
+           "<h1>Invariance report</h1>", f'<p class="meta">{e(_generated_line(settings))}</p>']
+    out += [f'<p class="warning"><strong>Warning:</strong> {e(note)}</p>' for note in notes]
+    out += ["<h2>Summary</h2>", "<table><tr><th>checkpoint</th><th>group</th>"
+            + "".join(f"<th>{e(label)}</th>" for _, label, _ in METRICS) + "</tr>"]
+    for r in reports:
+        cells = "".join(f'<td class="num">{e(metric_cell(r, key))}</td>' for key, _, _ in METRICS)
+        out.append(f"<tr><th>{e(r.name)}</th><td>{e(r.group)}</td>{cells}</tr>")
+    out.append("</table>")
+    out += ["<table><tr><th>metric</th><th>definition</th></tr>"]
+    out += [f'<tr><th>{e(label)}</th><td class="def">{e(description)}</td></tr>'
+            for _, label, description in METRICS]
     out.append("</table>")
     if comparison is not None:
         out.append(_html_figure(comparison, "Per-layer G-EED, and DI and accuracy under drift, "
@@ -698,7 +985,7 @@ def render_html(reports: Sequence[CheckpointReport], settings: ReportSettings,
     out.append('<ul class="methods">'
                + "".join(f"<li>{e(t)}</li>" for t in _methods(reports, settings)) + "</ul>")
     for report in reports:
-        out += [f"<h2>{e(report.name)}</h2>", "<table>"]
+        out += [f"<h2>{e(report.name)}, group {e(report.group)}</h2>", "<table>"]
         out += [f"<tr><th>{e(label)}</th><td><code>{e(text)}</code></td></tr>"
                 if label in ("checkpoint", "config") else
                 f"<tr><th>{e(label)}</th><td>{e(text)}</td></tr>"
@@ -789,30 +1076,63 @@ def write_report(
         ckpt_paths)
     labels = unique_names(list(names) if names else [
         default_name(c, config) for c, config in zip(ckpt_paths, per_ckpt, strict=True)])
-    reports = [evaluate_checkpoint(label, ckpt, config, settings)
-               for label, ckpt, config in zip(labels, ckpt_paths, per_ckpt, strict=True)]
-    comparison = None
+    # every checkpoint loaded and every group checked against its inputs before measuring
+    loaded = [LoadedCheckpoint.load(label, ckpt, config)
+              for label, ckpt, config in zip(labels, ckpt_paths, per_ckpt, strict=True)]
+    plan = [(item, *(
+        [(name, resolve_report_group(name)) for name in settings.groups]
+        or [item.training_group()])) for item in loaded]
+    for item, *groups in plan:
+        for label, group in groups:
+            item.check_group(label, group)
+    notes = mixed_groups_warning(loaded) if not settings.groups else []
+    for note in notes:
+        print(f"invreg report: warning: {note}", file=sys.stderr, flush=True)
+    reports = [measure(item, label, group, settings)
+               for item, *groups in plan for label, group in groups]
+    comparison = comparison_png = None
     if len(reports) > 1:
-        comparison = _png(comparison_figure(reports, settings.drift_source))
+        figure = comparison_figure(reports, settings.drift_source)
+        comparison_png = _png(figure, settings.dpi)
+        comparison = (comparison_png if settings.figure_format == "png" else
+                      _png(figure, settings.dpi, settings.figure_format))
     figures_dir = report_dir / "figures"
     if figures_dir.exists():
         shutil.rmtree(figures_dir)
     figures_dir.mkdir(parents=True)
     relative: dict[str, str] = {}
+    ext = settings.figure_format
     if comparison is not None:
-        (figures_dir / "comparison.png").write_bytes(comparison)
-        relative["comparison"] = "figures/comparison.png"
+        (figures_dir / f"comparison.{ext}").write_bytes(comparison)
+        relative["comparison"] = f"figures/comparison.{ext}"
+    several = len(settings.groups) > 1
     for index, report in enumerate(reports):
-        stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in report.name)
-        for name, png in report.figures.items():
-            filename = f"{index}_{stem}_{name}.png"
-            (figures_dir / filename).write_bytes(png)
+        text = f"{report.name}_{report.group}" if several else report.name
+        stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
+        for name, data in report.files.items():
+            filename = f"{index}_{stem}_{name}.{ext}"
+            (figures_dir / filename).write_bytes(data)
             relative[f"{index}/{name}"] = f"figures/{filename}"
-    (report_dir / "report.md").write_text(render_markdown(reports, settings, relative),
+    (report_dir / "report.md").write_text(render_markdown(reports, settings, relative, notes),
                                           encoding="utf-8")
     path = report_dir / "report.html"
-    path.write_text(render_html(reports, settings, comparison), encoding="utf-8")
+    path.write_text(render_html(reports, settings, comparison_png, notes), encoding="utf-8")
     return path
+
+
+def mixed_groups_warning(loaded: Sequence[LoadedCheckpoint]) -> list[str]:
+    """One warning line when checkpoints trained on different groups are reported side by
+    side on their own training groups (no ``--group``), else nothing."""
+    groups = [item.training_group() for item in loaded]
+    if len({repr(group) for _, group in groups}) < 2:
+        return []
+    listed = ", ".join(f"{item.name}: {label}" for item, (label, _) in
+                       zip(loaded, groups, strict=True))
+    names = " ".join(dict.fromkeys(label for label, _ in groups))
+    return [f"the checkpoints were trained on different groups ({listed}); each row measures "
+            f"its checkpoint on its own training group, so rows of different groups are not "
+            f"comparable; pass --group (e.g. --group {names}) to measure every checkpoint on "
+            f"the same groups"]
 
 
 def check_report_dir(report_dir: str | Path, overwrite: bool = False) -> Path:
@@ -989,6 +1309,13 @@ def build_parser():
     parser.add_argument("--report_dir", required=True, help="folder of the report")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing report in --report_dir")
+    parser.add_argument("--group", action="append", nargs="+",
+                        help="group name(s) to measure every checkpoint on, e.g. --group c4 "
+                             "flip (names of invreg.groups.get_group); default: each "
+                             "checkpoint's training group")
+    parser.add_argument("--figure-format", "--figure_format", dest="figure_format",
+                        choices=list(FIGURE_FORMATS), default="png",
+                        help="format of the figure files in DIR/figures (the HTML embeds PNG)")
     options = {
         "samples": (int, "test samples (a seeded subset) for SI, sigma_max, G-EED and drift"),
         "saliency_rows": (int, "samples shown in the saliency-orbit grid"),
@@ -1002,6 +1329,7 @@ def build_parser():
         "seed": (int, "seeds the subset, drift samples, bootstrap and Lanczos starts"),
         "device": (str, "auto (CUDA when available), cpu, cuda, ..."),
         "progress": (bool, "progress bars on stderr"),
+        "dpi": (int, "resolution of the PNG figures (files and HTML)"),
     }
     for name, (kind, text) in options.items():
         default = getattr(defaults, name)
@@ -1015,13 +1343,14 @@ def run_report_cli(args: Sequence[str] | None = None) -> Path:
     path. Exceptions propagate (:func:`invreg.cli.main` turns them into a short error)."""
     parsed = build_parser().parse_args(list(sys.argv[2:] if args is None else args))
     flat = {key: [item for group in (parsed[key] or []) for item in group]
-            for key in ("ckpt_path", "config", "name")}
+            for key in ("ckpt_path", "config", "name", "group")}
     settings = ReportSettings(
         samples=parsed.samples, saliency_rows=parsed.saliency_rows,
         saliency_steps=parsed.saliency_steps, betas=tuple(parsed.betas),
         drift_source=parsed.drift_source, orbit_size=parsed.orbit_size,
         bootstrap=parsed.bootstrap, confidence=parsed.confidence, batch_size=parsed.batch_size,
         seed=parsed.seed, device=parsed.device, progress=parsed.progress,
+        groups=tuple(flat["group"]), figure_format=parsed.figure_format, dpi=parsed.dpi,
     )
     path = write_report(flat["ckpt_path"], parsed.report_dir, flat["config"], flat["name"],
                         parsed.overwrite, settings)

@@ -91,10 +91,11 @@ def parse(path: Path) -> Page:
 
 
 def summary(page: Page) -> dict[str, dict[str, str]]:
-    """The summary table: ``{metric label: {checkpoint name: cell}}``."""
+    """The summary table (one row per checkpoint and group, a column per metric) of a report
+    with one group per checkpoint: ``{metric label: {checkpoint name: cell}}``."""
     header, *rows = page.tables[0]
-    names = header[1:-1]
-    return {row[0]: dict(zip(names, row[1:-1], strict=True)) for row in rows}
+    assert header[:2] == ["checkpoint", "group"], header
+    return {label: {row[0]: row[2 + i] for row in rows} for i, label in enumerate(header[2:])}
 
 
 def first_number(cell: str) -> float:
