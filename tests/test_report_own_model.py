@@ -71,21 +71,14 @@ QUICK = ["--samples", "8", "--bootstrap", "100", "--saliency_steps", "2", "--bet
          "--batch_size", "8", "--saliency_rows", "2", "--progress", "false"]
 
 
-def invreg(args: list[str], cwd: Path, pythonpath: str = ".") -> subprocess.CompletedProcess:
+def invreg(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """The ``invreg`` console script run in ``cwd`` with ``PYTHONPATH=.``."""
     script = Path(sys.executable).parent / "invreg"
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": pythonpath}
+           "PYTHONPATH": "."}
     env.pop("INVREG_TRACEBACK", None)
     return subprocess.run([str(script) if script.exists() else "invreg", *args], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=300)
-
-
-def one_line_error(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 1, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    line = done.stderr.strip().splitlines()[0]
-    assert line.startswith("invreg: error: "), line
-    return line
 
 
 class Tables(HTMLParser):
@@ -195,18 +188,36 @@ def test_a_python_saved_checkpoint_of_an_own_backbone_is_reported_with_its_confi
     assert "## my, group flip" in markdown
 
 
-def test_a_python_saved_checkpoint_without_config_names_the_missing_data_module(folder):
+def report_error(args: list[str], folder: Path, capsys, monkeypatch,
+                 importable: bool = True) -> str:
+    """``invreg report ARGS`` (the console script's entry, in this process) run from
+    ``folder``, where ``mypackage`` imports or not: its one-line error."""
+    monkeypatch.chdir(folder)
+    monkeypatch.delitem(sys.modules, "mypackage", raising=False)
+    if importable:
+        monkeypatch.syspath_prepend(str(folder))
+    try:
+        code = main(["report", *args, "--report_dir", str(folder / "none"), *QUICK])
+    finally:
+        sys.modules.pop("mypackage", None)
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) <= 2, err
+    assert err.startswith("invreg: error: ") and "Traceback" not in err, err
+    assert "test split" not in err and not (folder / "none").exists()
+    return err.splitlines()[0]
+
+
+def test_a_python_saved_checkpoint_without_config_names_the_missing_data_module(
+        folder, capsys, monkeypatch):
     """Before: 'does not store its model', although the model reloads. Now: the data module's
     class is what is missing (and the backbone that records no arguments), with the fix."""
-    line = one_line_error(invreg(["report", "--ckpt_path", "python.ckpt", "--report_dir",
-                                  str(folder / "none"), *QUICK], cwd=folder))
+    line = report_error(["--ckpt_path", "python.ckpt"], folder, capsys, monkeypatch)
     assert "does not store its model" not in line
     assert "not the data module's class (DigitsDataModule)" in line, line
     assert "saved from Python (Trainer.save_checkpoint)" in line, line
     assert "pass --config with a `data:` section" in line, line
     assert "backbone (a MyNet) records no constructor arguments" in line, line
     assert "invreg.config.RecordsInit" in line, line
-    assert not (folder / "none").exists()
 
 
 def test_the_config_is_checked_against_a_stored_backbone_by_class(folder, monkeypatch):
@@ -244,9 +255,9 @@ def test_own_module_from_invreg_fit_is_reported_without_config_and_groups_are_na
     assert "--group c4 t2" in done.stderr
 
 
-def test_own_module_that_does_not_import_is_a_one_line_error(folder):
-    line = one_line_error(invreg(["report", "--ckpt_path", "cli_c4.ckpt", "--report_dir",
-                                  str(folder / "none"), *QUICK], cwd=folder, pythonpath=""))
+def test_own_module_that_does_not_import_is_a_one_line_error(folder, capsys, monkeypatch):
+    line = report_error(["--ckpt_path", "cli_c4.ckpt"], folder, capsys, monkeypatch,
+                        importable=False)
     assert "names mypackage.MyModule (model), whose module 'mypackage' cannot be imported" \
         in line, line
     assert "PYTHONPATH=. in the folder that holds mypackage.py" in line, line
@@ -254,16 +265,11 @@ def test_own_module_that_does_not_import_is_a_one_line_error(folder):
 
 def test_a_group_that_cannot_act_on_the_inputs_is_a_one_line_error(folder, capsys,
                                                                   monkeypatch):
-    monkeypatch.syspath_prepend(str(folder))
-    code = main(["report", "--ckpt_path", str(folder / "cli_t2.ckpt"), "--group", "c4", "t3",
-                 "--report_dir", str(folder / "none"), *QUICK])
-    err = capsys.readouterr().err
-    monkeypatch.delitem(sys.modules, "mypackage", raising=False)
-    assert code == 1 and len(err.strip().splitlines()) <= 2, err
-    assert err.startswith("invreg: error: group: --group t3 cannot act on the inputs of "
-                          "'cli_t2' "), err
-    assert "input shape (1, 8, 8)" in err and "t2, t4, t8" in err, err
-    assert "test split" not in err and not (folder / "none").exists()
+    line = report_error(["--ckpt_path", "cli_t2.ckpt", "--group", "c4", "t3"], folder, capsys,
+                        monkeypatch)
+    assert line.startswith("invreg: error: group: --group t3 cannot act on the inputs of "
+                           "'cli_t2' "), line
+    assert "input shape (1, 8, 8)" in line and "t2, t4, t8" in line, line
 
 
 def test_group_and_figure_options_are_checked_before_any_work():
