@@ -46,6 +46,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from invreg.checkpoints import verify_ckpt_path
+from invreg.console import finish_wandb_run, prepare_wandb_logger, quiet_console, use_line_progress
 from invreg.modules.checkpointing import NonFiniteLossError
 from invreg.runs import SaveRunConfig, report_run
 
@@ -193,7 +194,16 @@ class InvregCLI(LightningCLI):
     Any LightningModule / LightningDataModule can be named by ``class_path`` in the YAML. The
     config of each run is saved as ``config.yaml`` in its own run directory
     (:class:`invreg.runs.SaveRunConfig`), never over an earlier run's.
+
+    ``console=True`` (the ``invreg`` console script): when stdout is not a terminal, the TQDM
+    progress bar is replaced by one line per epoch (:func:`invreg.console.use_line_progress`).
+    ``validate`` and ``test`` leave out Lightning's results table (``--verbose`` defaults to
+    false): the run's table (:func:`invreg.runs.report_run`) has the same metrics, once.
     """
+
+    def __init__(self, *args, console: bool = False, **kwargs) -> None:
+        self.console = bool(console)  # read while LightningCLI's __init__ builds the trainer
+        super().__init__(*args, **kwargs)
 
     def _add_subcommands(self, parser, **kwargs) -> None:
         """LightningCLI's subcommands with invreg's one-line helps (:data:`SUBCOMMANDS`), short
@@ -216,6 +226,10 @@ class InvregCLI(LightningCLI):
             for action in subparser._actions:
                 if action.dest == "ckpt_path":
                     action.help = CKPT_PATH_HELP["fit" if name == "fit" else "evaluate"]
+                elif action.dest == "verbose":  # invreg's own table follows the run
+                    action.default = False
+                    action.help = ("print Lightning's results table too (invreg prints its "
+                                   "table of the run's metrics in any case)")
             self._subcommand_parsers[name] = subparser
             subcommands.add_subcommand(name, subparser, help=SUBCOMMANDS[name])
         report = self.parser_class(prog="invreg report", description=SUBCOMMANDS["report"],
@@ -248,10 +262,16 @@ class InvregCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         """The config's trainer, with :class:`~invreg.callbacks.MetricsHistory` (``metrics.csv``
         and the figure over training in every run folder) unless the config names one; placed
-        before the checkpoint callbacks so a checkpoint holds the epoch's row."""
+        before the checkpoint callbacks so a checkpoint holds the epoch's row. A W&B logger
+        starts without the settings W&B warns about (:func:`invreg.console.prepare_wandb_logger`);
+        with ``console=True``, the progress bar suits stdout (:func:`use_line_progress`)."""
         from invreg.callbacks import MetricsHistory
 
         trainer = super().instantiate_trainer(**kwargs)
+        for logger in trainer.loggers:
+            prepare_wandb_logger(logger, console=self.console)
+        if self.console:
+            use_line_progress(trainer)
         callbacks = trainer.callbacks
         if not any(isinstance(callback, MetricsHistory) for callback in callbacks):
             first_checkpoint = next((i for i, c in enumerate(callbacks)
@@ -370,11 +390,14 @@ def _check_run_group(key: str, value: object, run_group) -> None:
         )
 
 
-def run_cli(args: list[str] | None = None, run: bool = True) -> InvregCLI:
+def run_cli(args: list[str] | None = None, run: bool = True,
+            console: bool = False) -> InvregCLI:
     """Build the ``invreg`` CLI from ``args`` (default ``sys.argv[1:]``) and, with ``run=True``,
     run its subcommand (``fit``, ``validate``, ``test``, ``predict``); return the CLI.
 
     Exceptions propagate (a rejected argument as ``jsonargparse.ArgumentError``).
+    ``console=True`` is the console script's progress display (:class:`InvregCLI`); the
+    default keeps Lightning's progress bar (in a notebook: its widget).
 
     >>> cli = run_cli(["--config", "configs/quickstart.yaml"], run=False)  # doctest: +SKIP
     >>> cli.model.invariance_weight  # doctest: +SKIP
@@ -399,6 +422,7 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> InvregCLI:
         args=args,
         run=run,
         auto_configure_optimizers=False,
+        console=console,
     )
 
 
@@ -408,23 +432,33 @@ def main(args: list[str] | None = None) -> int:
 
     A config error (see :data:`CONFIG_ERRORS`) is printed as ``invreg: error: ...`` on stderr,
     without a traceback unless ``INVREG_TRACEBACK=1``; other exceptions propagate.
+
+    The console is quiet and plain (:mod:`invreg.console`): Lightning's tips and warnings that
+    are noise to an invreg user are dropped while the command runs (every other warning is
+    shown), a log file gets one line per epoch rather than a progress bar and no colour codes,
+    and the W&B run is finished before the command returns.
     """
     argv = sys.argv[1:] if args is None else list(args)
+    status = 1
     try:
-        if argv[:1] == ["report"]:  # not a Trainer subcommand: its own parser
-            from invreg.report import run_report_cli
+        with quiet_console(next((arg for arg in argv if arg in SUBCOMMANDS), None)):
+            if argv[:1] == ["report"]:  # not a Trainer subcommand: its own parser
+                from invreg.report import run_report_cli
 
-            run_report_cli(argv[1:])
-        else:
-            run_cli(args)  # None: LightningCLI reads sys.argv itself
+                run_report_cli(argv[1:])
+            else:
+                run_cli(args, console=True)  # None: LightningCLI reads sys.argv itself
+        status = 0
     except CONFIG_ERRORS as error:
         if full_traceback_wanted():
             raise
         print(f"invreg: error: {describe_error(error)}", file=sys.stderr)
         if not _is_missing_wandb(error):
             print("(INVREG_TRACEBACK=1 shows the full traceback)", file=sys.stderr)
-        return 2 if isinstance(error, ArgumentError) else 1
-    return 0
+        status = 2 if isinstance(error, ArgumentError) else 1
+    finally:
+        finish_wandb_run(status)
+    return status
 
 
 def describe_error(error: BaseException) -> str:

@@ -195,16 +195,125 @@ def checkpoint_paths(trainer: pl.Trainer, stage: str | None = None) -> dict[str,
 
 
 def headline_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """The metrics worth a line on the console: names of at most three parts
-    (``orbit/val/DI``, ``val/acc``, ``spectral/val/jacobian_sigma_max``), without Lightning's
-    ``_step``/``_epoch`` copies. Per-β drift values and per-layer singular values
-    (``drift/val/DI/beta_0.10``, ``spectral/weights/<layer>/sigma_1``) stay in summary.json."""
+    """The headline metrics: names of at most three parts (``orbit/val/DI``, ``val/acc``,
+    ``spectral/val/jacobian_sigma_max``), without Lightning's ``_step``/``_epoch`` copies.
+    invreg's callbacks log these through the module (``ModelCheckpoint`` can monitor them);
+    per-β drift values and per-layer singular values (``drift/val/DI/beta_0.10``,
+    ``spectral/weights/<layer>/sigma_1``) go to the loggers directly. The console table is
+    :func:`console_metrics`."""
     return {name: value for name, value in metrics.items()
             if name.count("/") <= 2 and not name.endswith(("_step", "_epoch"))}
 
 
+#: the console table's groups, in order: accuracy, the invariance metrics (split by split),
+#: drift at the largest β, σ_max of the input→logit Jacobian, the learned ν, the loss; a
+#: ``{split}`` is filled with train, val, test in turn
+CONSOLE_ORDER: tuple[tuple[str, ...], ...] = (
+    ("train/acc_epoch", "train/acc", "{split}/acc"),
+    tuple(f"orbit/{{split}}/{name}" for name in
+          ("DI", "LI", "SI", "consistency", "orbit_accuracy", "accuracy")),
+    ("drift/{split}/DI/<largest β>", "drift/{split}/accuracy_ratio/<largest β>"),
+    ("spectral/{split}/jacobian_sigma_max",),
+    ("train/invariance_weight_epoch", "train/invariance_weight"),
+    ("train/loss_epoch", "{split}/loss"),
+)
+#: not shown on the console (summary.json keeps them): settings (the SI baseline), the
+#: distribution of σ_max(J) around its mean, the first layer's σ_max, the parts of the loss
+CONSOLE_HIDDEN = re.compile(
+    r"(.*/SI_baseline|spectral/.*jacobian_sigma_max_.+|spectral/first_layer_sigma_max"
+    r"|[^/]+/(task_loss|invariance_loss)(_epoch)?)"
+)
+_SPLITS = ("train", "val", "test")
+_BETA = re.compile(r"beta_(\d+(?:\.\d+)?)")
+
+
+def console_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The rows of the console table, in a fixed order (:data:`CONSOLE_ORDER`): accuracy
+    (``train/acc_epoch``, ``val/acc``, ``test/acc``), the invariance metrics
+    (``orbit/<split>/DI``, ``LI``, ``SI``, ``consistency``, ``orbit_accuracy``, ``accuracy``),
+    drift at the largest β (``drift/<split>/DI/beta_0.50``, ``.../accuracy_ratio/beta_0.50``),
+    ``spectral/<split>/jacobian_sigma_max`` (one value: the mean over the subset), the learned
+    ν (``train/invariance_weight_epoch``) and the loss; then any other metric of at most three
+    parts (a module's own ``val/f1``), by name. Settings and detail (``orbit/val/SI_baseline``,
+    the ``jacobian_sigma_max_p10``... quantiles, per-β and per-layer values, the loss's
+    parts) stay in summary.json.
+
+    >>> rows = console_metrics({"orbit/val/SI_baseline": -0.8, "orbit/val/DI": 0.01,
+    ...                         "val/acc": 0.9, "drift/val/DI/beta_0.10": 0.02,
+    ...                         "drift/val/DI/beta_0.50": 0.05, "train/acc_epoch": 0.8})
+    >>> list(rows)
+    ['train/acc_epoch', 'val/acc', 'orbit/val/DI', 'drift/val/DI/beta_0.50']
+    """
+    rows: dict[str, float] = {}
+    for group in CONSOLE_ORDER:
+        for split in _SPLITS:
+            for pattern in group:
+                name = _largest_beta(metrics, pattern.format(split=split))
+                if name in metrics and name not in rows:
+                    rows[name] = metrics[name]
+    rest = headline_metrics({name: value for name, value in metrics.items()
+                             if name not in rows and not CONSOLE_HIDDEN.fullmatch(name)})
+    return {**rows, **rest}
+
+
+def _largest_beta(metrics: dict[str, float], pattern: str) -> str:
+    """``drift/val/DI/<largest β>`` → the logged name with the largest β, e.g.
+    ``drift/val/DI/beta_0.50``; any other pattern is returned as it is."""
+    stem, marker, _ = pattern.partition("<largest β>")
+    if not marker:
+        return pattern
+    betas = {name: float(match.group(1)) for name in metrics if name.startswith(stem)
+             and (match := _BETA.fullmatch(name[len(stem):]))}
+    return max(betas, key=betas.__getitem__) if betas else pattern
+
+
+def subset_note(trainer: pl.Trainer, names) -> str | None:
+    """The line under the console table that says which rows are measured on a subset:
+    ``orbit/val/…``, ``drift/val/…`` and ``spectral/val/…`` come from invreg's callbacks, on
+    ``num_samples`` samples of the split (fewer if the split is smaller), while ``val/acc``
+    is the module's, on every batch of the split. ``None`` if no such row is in ``names``."""
+    from invreg.callbacks.base import InvarianceCallback  # invreg.callbacks imports this module
+
+    sizes: dict[str, dict[int, list[str]]] = {}
+    for callback in trainer.callbacks:
+        if not isinstance(callback, InvarianceCallback):
+            continue
+        for split in _SPLITS:
+            if any(name.startswith(f"{callback.prefix}/{split}/") for name in names):
+                size = min(callback.num_samples,
+                           _split_size(trainer, split) or callback.num_samples)
+                keys = sizes.setdefault(split, {}).setdefault(size, [])
+                keys.append(f"{callback.prefix}/{split}/…")
+    if not sizes:
+        return None
+    parts = []
+    for split, by_size in sizes.items():
+        for index, (size, keys) in enumerate(by_size.items()):
+            what = f"a subset of {size} {split} samples" if index == 0 else str(size)
+            parts.append(f"{', '.join(keys)}: {what}")
+    full = "; ".join(f"{split}/acc: every {split} batch" for split in sizes if split != "train")
+    return f"  note: {'; '.join(parts)} (the callbacks' num_samples)" + (
+        f"; {full}" if full else "")
+
+
+def _split_size(trainer: pl.Trainer, split: str) -> int | None:
+    """How many samples the split's (first) data loader's dataset holds, if it says."""
+    loaders = {"train": "train_dataloader", "val": "val_dataloaders",
+               "test": "test_dataloaders"}
+    try:
+        loader = getattr(trainer, loaders[split])
+    except Exception:  # no loader of that split in this trainer
+        return None
+    if isinstance(loader, list | tuple):
+        loader = loader[0] if loader else None
+    try:
+        return len(loader.dataset)
+    except (AttributeError, TypeError):
+        return None
+
+
 def format_summary(metrics: dict[str, float], title: str) -> str:
-    """A two-column text table, ``title`` above it, one metric per line:
+    """A two-column text table, ``title`` above it, one metric per line, in the order given:
 
     >>> print(format_summary({"val/acc": 0.5, "orbit/val/DI": 1.25e-05}, "fit"))
     fit
@@ -247,8 +356,9 @@ def write_summary(trainer: pl.Trainer, stage: str) -> Path:
 
 def report_run(trainer: pl.Trainer, stage: str, keep_files: bool = True) -> Path | None:
     """End of an ``invreg`` run: write ``summary.json`` (:func:`write_summary`, every metric)
-    and print one table of the headline metrics (:func:`headline_metrics`; rank 0 only), the
-    run folder, the checkpoints and the summary file.
+    and print one table of the useful metrics in a fixed order (:func:`console_metrics`;
+    rank 0 only), a note on the rows measured on a subset of the split
+    (:func:`subset_note`), the run folder, the checkpoints and the summary file.
 
     ``keep_files=False`` (an evaluation with no logger and no ``default_root_dir``, whose
     folder the CLI discards): no ``summary.json``; the table is printed with a line saying
@@ -258,8 +368,11 @@ def report_run(trainer: pl.Trainer, stage: str, keep_files: bool = True) -> Path
     if trainer.is_global_zero:
         where = f" of the run in {run_directory(trainer)}" if keep_files else ""
         metrics = final_metrics(trainer)
-        shown = headline_metrics(metrics)
+        shown = console_metrics(metrics)
         print(format_summary(shown, f"invreg {stage}: final metrics{where}"))
+        note = subset_note(trainer, shown)
+        if note is not None:
+            print(note)
         if len(shown) < len(metrics):
             more = "in summary.json" if keep_files else "not shown"
             print(f"  ({len(metrics) - len(shown)} more metrics {more})")
