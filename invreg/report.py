@@ -384,20 +384,27 @@ def _build_from_checkpoint(
     is imported as ``invreg fit`` imports it from a config: its module must be importable
     from where ``invreg report`` runs (``PYTHONPATH=.`` in the folder that holds it, or an
     installed package), and the model / data class must be a ``LightningModule`` /
-    ``LightningDataModule``. A checkpoint saved from Python (``Trainer.save_checkpoint``)
-    stores no class path: the error says what is missing and how to supply it (``--config``).
+    ``LightningDataModule``. invreg's modules write the class paths into checkpoints saved
+    from Python too (:class:`~invreg.modules.checkpointing.CheckedCheckpoints`); a checkpoint
+    without them (another module, an older file), or whose backbone recorded no arguments,
+    gets an error that says what is missing and how to supply it (``--config``).
     """
     importlib.import_module("invreg.modules")
     importlib.import_module("invreg.data")
     where = f"ckpt_path: {str(ckpt_path)!r}"
     model_hp = checkpoint.get("hyper_parameters") or {}
     data_hp = checkpoint.get("datamodule_hyper_parameters")
+    unsaved = _unsaved(model_hp)
+    if unsaved and "_class_path" in (data_hp or {}):
+        raise ValueError(f"{where} could not store its {', '.join(unsaved)}: no constructor "
+                         f"arguments were recorded; {UNSAVED_FIX}")
     if "_class_path" not in (data_hp or {}):
         raise ValueError(f"{where} {_missing_data_module(checkpoint, model_hp, data_hp)}; "
                          f"{DATA_FIX}")
     if "_class_path" not in model_hp:
         raise ValueError(f"{where} stores no class path of its model (it was not written by "
                          f"`invreg fit`); pass --config with the config it was trained with")
+    classes = []
     for key, base in (("hyper_parameters", pl.LightningModule),
                       ("datamodule_hyper_parameters", pl.LightningDataModule)):
         values = checkpoint[key]
@@ -409,8 +416,11 @@ def _build_from_checkpoint(
                              f"which is not a {base.__name__}; pass --config")
         for path, argument in _nested_class_paths(values):
             _import_class_path(path, where, argument)
-    module = pl.LightningModule.load_from_checkpoint(ckpt_path, map_location="cpu")
-    datamodule = pl.LightningDataModule.load_from_checkpoint(ckpt_path, map_location="cpu")
+        classes.append(cls)
+    # each class rebuilds itself (Lightning's stored instantiator, where the CLI wrote one,
+    # builds the same class): a checkpoint saved from Python names its classes too
+    module = classes[0].load_from_checkpoint(ckpt_path, map_location="cpu")
+    datamodule = classes[1].load_from_checkpoint(ckpt_path, map_location="cpu")
     return module, datamodule
 
 
@@ -426,12 +436,22 @@ def _missing_data_module(checkpoint: dict[str, Any], model_hp: dict, data_hp: An
         text = (f"was saved from Python (Trainer.save_checkpoint), not by `invreg fit`: it "
                 f"stores the model and the data module's arguments but not the data module's "
                 f"class{called}, so the report has no data to measure on")
-    unsaved = [f"{key} ({value[len(NOT_SAVED):].strip()})" for key, value in model_hp.items()
-               if isinstance(value, str) and value.startswith(NOT_SAVED)]
+    unsaved = _unsaved(model_hp)
     if unsaved:
         text += (f"; its {', '.join(unsaved)} records no constructor arguments either "
                  f"(inherit invreg.config.RecordsInit, or let --config's `model:` supply it)")
     return text
+
+
+#: the fix for a module argument a checkpoint stores as "not saved"
+UNSAVED_FIX = ("make its class inherit invreg.config.RecordsInit (docs/own_model.md) and save "
+               "again, or pass --config with the `model:` section it was trained with")
+
+
+def _unsaved(model_hp: dict) -> list[str]:
+    """The module arguments a checkpoint stores as :data:`NOT_SAVED`, as ``"name (a Class)"``."""
+    return [f"{key} ({value[len(NOT_SAVED):].strip()})" for key, value in model_hp.items()
+            if isinstance(value, str) and value.startswith(NOT_SAVED)]
 
 
 def _nested_class_paths(values: Any, argument: str = "") -> Iterable[tuple[str, str]]:

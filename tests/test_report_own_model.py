@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import torch
 
 from invreg.cli import main, run_cli
 from invreg.data import DigitsDataModule
@@ -207,17 +208,37 @@ def report_error(args: list[str], folder: Path, capsys, monkeypatch,
     return err.splitlines()[0]
 
 
-def test_a_python_saved_checkpoint_without_config_names_the_missing_data_module(
+def test_a_python_saved_checkpoint_without_config_names_what_is_missing(
         folder, capsys, monkeypatch):
-    """Before: 'does not store its model', although the model reloads. Now: the data module's
-    class is what is missing (and the backbone that records no arguments), with the fix."""
+    """Before: 'does not store its model', although the model reloads. Now a checkpoint saved
+    from Python names its module's and data module's classes; what is missing is the
+    backbone that records no arguments, and the error says so with the fix. A file without
+    the data module's class (saved by another module or an older invreg) names that."""
     line = report_error(["--ckpt_path", "python.ckpt"], folder, capsys, monkeypatch)
     assert "does not store its model" not in line
+    assert "could not store its backbone (a MyNet)" in line, line
+    assert "invreg.config.RecordsInit" in line and "--config" in line, line
+
+    checkpoint = torch.load(folder / "python.ckpt", weights_only=True)
+    del checkpoint["datamodule_hyper_parameters"]["_class_path"]
+    torch.save(checkpoint, folder / "no_data_class.ckpt")
+    line = report_error(["--ckpt_path", "no_data_class.ckpt"], folder, capsys, monkeypatch)
     assert "not the data module's class (DigitsDataModule)" in line, line
     assert "saved from Python (Trainer.save_checkpoint)" in line, line
     assert "pass --config with a `data:` section" in line, line
-    assert "backbone (a MyNet) records no constructor arguments" in line, line
-    assert "invreg.config.RecordsInit" in line, line
+
+
+def test_a_python_saved_checkpoint_of_a_recorded_backbone_is_reported_without_config(folder):
+    """Before: refused ('does not store its model' / 'loaded only from a config'). Now the
+    checkpoint written by trainer.save_checkpoint names its classes, and the user's backbone
+    (RecordsInit) is rebuilt from its recorded arguments: the file alone is enough."""
+    out = folder / "report_recorded"
+    done = invreg(["report", "--ckpt_path", "recorded.ckpt", "--report_dir", str(out), *QUICK],
+                  cwd=folder)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = summary_rows(out / "report.html")
+    assert [row["group"] for row in rows] == ["c4"]
+    assert "MyRecordedNet" in (out / "report.html").read_text()
 
 
 def test_the_config_is_checked_against_a_stored_backbone_by_class(folder, monkeypatch):

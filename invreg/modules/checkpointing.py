@@ -98,8 +98,24 @@ class CheckedCheckpoints:
     * ``trainer.fit(ckpt_path=...)`` refuses a checkpoint saved in the middle of an epoch
       (:func:`check_epoch_end`).
 
-    A subclass that overrides ``on_load_checkpoint`` calls ``super()``.
+    * a checkpoint saved from Python (``trainer.save_checkpoint``, ``ModelCheckpoint`` in a
+      script) names the classes of the module and of the trainer's data module
+      (``_class_path`` beside their stored arguments, as ``invreg fit`` writes them), so
+      ``invreg report`` rebuilds both from the file alone.
+
+    A subclass that overrides ``on_load_checkpoint`` or ``on_save_checkpoint`` calls
+    ``super()``.
     """
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainer = getattr(self, "_trainer", None)
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        for key, owner in (("hyper_parameters", self),
+                           ("datamodule_hyper_parameters", datamodule)):
+            stored = checkpoint.get(key)
+            if owner is not None and isinstance(stored, dict) and "_class_path" not in stored:
+                stored["_class_path"] = f"{type(owner).__module__}.{type(owner).__qualname__}"
+        super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
