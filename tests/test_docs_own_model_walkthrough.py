@@ -39,7 +39,7 @@ def test_the_page_holds_the_walkthrough():
     steps = commands()
     assert [s.split()[1:3] for s in steps] == [
         ["invreg", "fit"], ["python", "train.py"], ["python", "reload.py"],
-        ["invreg", "report"], ["python", "-m"]], steps
+        ["invreg", "report"], ["invreg", "report"], ["python", "-m"]], steps
     report = next(s for s in steps if " report " in s)
     assert "--group c4 flip" in report and "--ckpt_path" in report
     # the files do not run inside tests/test_docs.py (only ```python blocks do)
@@ -60,7 +60,7 @@ def test_the_walkthrough_runs_as_written(tmp_path):
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         outputs.append(done.stdout)
-    fit, _, reloaded, _, pytest_run = outputs
+    fit, _, reloaded, _, _, pytest_run = outputs
     checkpoint = tmp_path / "runs" / "mynet" / "version_0" / "checkpoints" / "best.ckpt"
     assert checkpoint.is_file() and "best.ckpt" in fit
     assert (tmp_path / "python.ckpt").is_file()
@@ -71,4 +71,7 @@ def test_the_walkthrough_runs_as_written(tmp_path):
     for group in ("c4", "flip"):
         assert re.search(rf"^\| mynet/version_0 \| {group} \| \d", markdown, re.M), group
     assert len(list((tmp_path / "report" / "figures").glob("*.png"))) == 7
+    # the checkpoint saved from Python, reported without a config
+    python_report = (tmp_path / "report-python" / "report.md").read_text()
+    assert re.search(r"^\| python \| c4 \| \d", python_report, re.M), python_report[:2000]
     assert "2 passed" in pytest_run
