@@ -74,6 +74,7 @@ from invreg.data.drift import blend, get_drift_source, match_statistics
 from invreg.evaluation import eval_mode
 from invreg.functional.saliency import orbit_saliency, postprocess_saliency, saliency_similarity
 from invreg.functional.spectral import jacobian_spectral_norm
+from invreg.functional.statistics import bootstrap_interval
 from invreg.groups import Group, get_group
 from invreg.metrics import LayerInvariance, OrbitMetrics
 from invreg.metrics.saliency import resolve_baseline
@@ -278,7 +279,7 @@ def _unreadable(ckpt_path: Path, error: Exception) -> str:
 
 
 def _build_from_config(config: Path) -> tuple[pl.LightningModule, pl.LightningDataModule]:
-    from invreg.cli import run_cli
+    from invreg.cli_core import run_cli  # not invreg.cli: that module dispatches to this one
 
     values = yaml.safe_load(config.read_text()) or {}
     if not isinstance(values, dict):
@@ -739,32 +740,6 @@ def feature_layers(network: nn.Module, example: Tensor | None = None) -> list[st
         for handle in handles:
             handle.remove()
     return order
-
-
-def bootstrap_interval(
-    values: Tensor, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the mean of ``values`` ``[n]``: ``resamples``
-    means of ``n`` values drawn with replacement (seeded), their ``(1 − confidence)/2`` and
-    ``(1 + confidence)/2`` quantiles, in float64. A single value gives ``(v, v)``.
-
-    >>> bootstrap_interval(torch.full((10,), 0.5))
-    (0.5, 0.5)
-    """
-    values = values.detach().double().flatten().cpu()
-    if values.numel() == 0:
-        raise ValueError("values: expected at least one value, got an empty tensor")
-    generator = torch.Generator().manual_seed(seed)
-    means = []
-    block = max(1, 2**22 // values.numel())  # bounds the index matrix to ~32 MiB
-    for start in range(0, resamples, block):
-        count = min(block, resamples - start)
-        index = torch.randint(values.numel(), (count, values.numel()), generator=generator)
-        means.append(values[index].mean(dim=1))
-    alpha = (1.0 - confidence) / 2
-    low, high = torch.quantile(torch.cat(means), torch.tensor([alpha, 1.0 - alpha],
-                                                              dtype=torch.float64))
-    return low.item(), high.item()
 
 
 # --------------------------------------------------------------------------- figures

@@ -19,10 +19,10 @@ from matplotlib import image as mpimg
 
 from invreg.cli import main, run_cli
 from invreg.evaluation import evaluate_invariance
+from invreg.functional import bootstrap_interval
 from invreg.report import (
     METRICS,
     ReportSettings,
-    bootstrap_interval,
     feature_layers,
     load_checkpoint,
 )

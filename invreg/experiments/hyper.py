@@ -67,6 +67,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from invreg.callbacks import DescriptorTrajectoryCallback
 from invreg.data.tasks import TRANSFORMATION_TASKS, mnist_images, transformation_task
 from invreg.experiments.core import Results, Table, mean_std
+from invreg.functional import logits_accuracy
 from invreg.groups import ContinuousRotations
 from invreg.models.hyper import HyperCNN, InvarianceDescriptor
 from invreg.modules.hyper_common import load_upstream_backbone
@@ -195,7 +196,7 @@ def train_conventional_upstream(scale: HyperScale, seed: int, path: Path) -> dic
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     x_val = augmenter(COMPONENTS)(val.tensors[0], torch.Generator().manual_seed(seed))
-    return dict(val_acc=accuracy(model, x_val, val.tensors[1]),
+    return dict(val_acc=model_accuracy(model, x_val, val.tensors[1]),
                 seconds=round(time.time() - start, 1),
                 trained_parameters=sum(p.numel() for p in model.parameters()))
 
@@ -224,11 +225,13 @@ def fit_classifier(model: nn.Module, x: Tensor, y: Tensor, epochs: int, batch_si
 
 
 @torch.no_grad()
-def accuracy(model: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> float:
-    """Fraction of ``x`` classified correctly (micro average)."""
+def model_accuracy(model: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> float:
+    """Fraction of ``x`` classified correctly (micro average): ``model`` (put in eval mode)
+    on chunks of 1,024 inputs, correct samples counted by
+    :func:`~invreg.functional.logits_accuracy` and divided by the number of inputs."""
     if isinstance(model, nn.Module):
         model.eval()
-    correct = sum(int((model(chunk).argmax(1) == target).sum())
+    correct = sum(int(logits_accuracy(model(chunk), target, reduction="sum"))
                   for chunk, target in zip(x.split(1024), y.split(1024), strict=True))
     return correct / x.shape[0]
 
@@ -245,7 +248,7 @@ def linear_head_accuracy(train_features: Tensor, y: Tensor, test_features: Tenso
     head = nn.Linear(train_features.shape[1], num_classes)
     fit_classifier(head, train_features, y, scale.downstream_epochs, scale.downstream_batch,
                    scale.head_lr, seed=seed)
-    return accuracy(head, test_features, y_test)
+    return model_accuracy(head, test_features, y_test)
 
 
 class Augerino(nn.Module):
@@ -360,7 +363,7 @@ def run_task(task: str, seed: int, scale: HyperScale, hyper_checkpoint: Path,
     tuned.head = nn.Linear(tuned.feature_dim, data.num_classes)
     fit_classifier(tuned, data.x, data.y, scale.downstream_epochs, scale.downstream_batch,
                    scale.finetune_lr, seed=seed)
-    record("fine-tune", start, accuracy(tuned, data.x_test, data.y_test),
+    record("fine-tune", start, model_accuracy(tuned, data.x_test, data.y_test),
            sum(p.numel() for p in tuned.parameters()))
 
     for method, names in (("scratch", ()), ("scratch + aug", TASK_AUGMENTATION[task])):
@@ -369,7 +372,7 @@ def run_task(task: str, seed: int, scale: HyperScale, hyper_checkpoint: Path,
         model = fresh_hyper(scale, data.num_classes).fixed(0.0)
         fit_classifier(model, data.x, data.y, scale.downstream_epochs, scale.downstream_batch,
                        scale.scratch_lr, augmenter(names), seed)
-        record(method, start, accuracy(model, data.x_test, data.y_test),
+        record(method, start, model_accuracy(model, data.x_test, data.y_test),
                sum(p.numel() for p in model.parameters()))
 
     start = time.time()
@@ -379,7 +382,7 @@ def run_task(task: str, seed: int, scale: HyperScale, hyper_checkpoint: Path,
                    scale.scratch_lr, seed=seed,
                    extra_loss=lambda: -scale.augerino_weight * model.width.clamp(0.0, 1.0))
     torch.manual_seed(seed)
-    record("augerino", start, accuracy(model, data.x_test, data.y_test),
+    record("augerino", start, model_accuracy(model, data.x_test, data.y_test),
            sum(p.numel() for p in model.parameters()), augerino_width=float(model.width.detach()))
     return rows
 

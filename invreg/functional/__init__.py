@@ -24,6 +24,7 @@ from invreg.functional.invariance import (
     get_layer,
     logit_invariance,
     logit_l2,
+    logits_accuracy,
     normalized_logit_l2,
     orbit_accuracy,
     orbit_consistency,
@@ -32,6 +33,7 @@ from invreg.functional.invariance import (
     orbit_pair_errors,
     predictive_kl,
     predictive_kl_invariance,
+    relative_invariance_error,
     resolve_elements,
     working_dtype,
 )
@@ -59,6 +61,7 @@ from invreg.functional.spectral import (
     weight_matrices,
     weight_singular_values,
 )
+from invreg.functional.statistics import bootstrap_interval
 
 __all__ = [
     "DISTANCES",
@@ -71,6 +74,7 @@ __all__ = [
     "OrbitFeatures",
     "SaliencyRecipe",
     "accuracy",
+    "bootstrap_interval",
     "capture_layers",
     "check_orbit",
     "check_target",
@@ -86,6 +90,7 @@ __all__ = [
     "lie_tangent",
     "logit_invariance",
     "logit_l2",
+    "logits_accuracy",
     "normalized_logit_l2",
     "orbit_accuracy",
     "orbit_consistency",
@@ -97,6 +102,7 @@ __all__ = [
     "postprocess_saliency",
     "predictive_kl",
     "predictive_kl_invariance",
+    "relative_invariance_error",
     "resolve_elements",
     "resolve_target",
     "saliency",

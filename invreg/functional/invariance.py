@@ -149,6 +149,46 @@ PAIR_ERRORS = {
 }
 
 
+def relative_invariance_error(features: Tensor, transformed: Tensor) -> Tensor:
+    """Invariance error of features relative to the batch's spread (a scalar)::
+
+        R = Σ_i ‖h_i − h'_i‖² / max(Σ_i ‖h_i − mean_k h_k‖², tiny)
+
+    how far the transformation moves a sample's features ``h_i`` to ``h'_i``, relative to how
+    far apart the samples' features are (``tiny``: the smallest normal number of ``features``'
+    dtype, so identical features give 0 / tiny = 0, never NaN). Unchanged by adding a constant
+    to every feature vector or scaling all of them; 0 for invariant features. A training loss:
+    differentiable, computed in the inputs' (promoted) dtype, NaN / Inf propagate (a gradient
+    scaler must see an overflow).
+
+    Args:
+        features: ``[B, D]`` features of the inputs, ``B >= 2`` (the spread needs two
+            samples), floating.
+        transformed: ``[B, D]`` features of the transformed inputs, floating.
+
+    Returns:
+        a scalar tensor.
+
+    >>> h = torch.tensor([[0.0, 1.0], [2.0, 1.0]])
+    >>> float(relative_invariance_error(h, h + torch.tensor([1.0, 0.0])))
+    1.0
+    >>> float(relative_invariance_error(h + 100.0, h + 100.0))
+    0.0
+    """
+    for name, value in (("features", features), ("transformed", transformed)):
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            got = value.dtype if isinstance(value, Tensor) else type(value).__name__
+            raise TypeError(f"{name}: expected a floating-point Tensor [B, D], got {got}")
+    if features.ndim != 2 or features.shape != transformed.shape or features.shape[0] < 2:
+        raise ValueError(
+            f"features, transformed: expected two [B, D] tensors with B >= 2, got "
+            f"{tuple(features.shape)} and {tuple(transformed.shape)}"
+        )
+    spread = (features - features.mean(dim=0)).pow(2).sum()
+    change = (features - transformed).pow(2).sum()
+    return change / spread.clamp_min(torch.finfo(features.dtype).tiny)
+
+
 # --------------------------------------------------------------------------- orbits
 @dataclass
 class OrbitFeatures:
@@ -539,8 +579,12 @@ def orbit_accuracy(orbit: Tensor, target: Tensor, reduction: Reduction = "mean")
     """
     check_orbit(orbit, min_elements=1)
     check_target(target, orbit.shape[0], orbit.shape[2])
-    per_sample = (orbit.argmax(dim=-1) == target.unsqueeze(1)).all(dim=1)
-    return _reduce(per_sample, reduction)
+    return _reduce(_correct_on_orbit(orbit, target), reduction)
+
+
+def _correct_on_orbit(orbit: Tensor, target: Tensor) -> Tensor:
+    """``[B]`` bool: ``argmax_c orbit[i, j, c] = target[i]`` for every ``j`` (checked inputs)."""
+    return (orbit.argmax(dim=-1) == target.unsqueeze(1)).all(dim=1)
 
 
 def accuracy(orbit: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
@@ -560,6 +604,44 @@ def accuracy(orbit: Tensor, target: Tensor, reduction: Reduction = "mean") -> Te
     """
     check_orbit(orbit, min_elements=1)
     return orbit_accuracy(orbit[:, :1], target, reduction)
+
+
+def logits_accuracy(logits: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
+    """Fraction of samples classified correctly from plain logits (no orbit): ``mean_i
+    [argmax_c logits_ic = target_i]``, micro-averaged, ties to the first maximal class; the
+    :func:`accuracy` of the one-element orbit ``logits.unsqueeze(1)``.
+
+    Args:
+        logits: ``[B, C]`` scores (``C >= 1``), floating: logits, probabilities or
+            log-probabilities. ``-inf`` is accepted (the log of a probability that underflowed
+            to 0, e.g. the log of averaged softmaxes, still ranks below every other class);
+            NaN and ``+inf`` are rejected (``ValueError``).
+        target: ``[B]`` integer class indices in ``[0, C)``.
+        reduction: as in :func:`orbit_consistency` (``"sum"``: the count of correct samples,
+            float32, exact up to ``2^24`` samples).
+
+    >>> logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 1.0]])
+    >>> logits_accuracy(logits, torch.tensor([0, 0, 0]))
+    tensor(0.6667)
+    >>> logits_accuracy(logits, torch.tensor([0, 1, 1]), reduction="sum")
+    tensor(2.)
+    """
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"logits: expected a Tensor, got {type(logits).__name__}")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits: expected floating-point outputs, got dtype {logits.dtype}")
+    if logits.ndim != 2 or logits.shape[1] < 1:
+        raise ValueError(
+            f"logits: expected shape [B, C] (samples, C >= 1 classes), got {tuple(logits.shape)}"
+            f"; for an orbit [B, N, C] use accuracy or orbit_accuracy"
+        )
+    if torch.isnan(logits).any() or (logits == float("inf")).any():
+        raise ValueError(
+            "logits: contains NaN or +Inf values; the model's outputs are not finite (only "
+            "-inf, a log-probability of 0, is accepted)"
+        )
+    check_target(target, logits.shape[0], logits.shape[1])
+    return _reduce(_correct_on_orbit(logits.unsqueeze(1), target), reduction)
 
 
 # --------------------------------------------------------------------------- checks

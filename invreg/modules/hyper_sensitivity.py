@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invreg.functional import relative_invariance_error
 from invreg.losses import InvarianceLoss
 from invreg.models.hyper import HyperCNN
 from invreg.modules.checkpointing import check_weight
@@ -43,11 +44,11 @@ class HyperSensitivityUpstreamModule(HyperUpstreamModule):
 
         I = Σ_i ‖h(a_i) − h(b_i)‖² / Σ_i ‖h(a_i) − mean_k h(a_k)‖²
 
-    which a constant offset of the features cannot shrink — the ``‖h(a_i)‖²`` in the
-    denominator of ``normalized_logit_l2`` can be inflated by one large constant feature while
-    the others keep the transformation (so measured on this objective: the rotation-invariant
-    member still told quarter turns apart as well as the sensitive one). ``False`` uses
-    ``invariance_loss``.
+    (:func:`invreg.functional.relative_invariance_error`), which a constant offset of the
+    features cannot shrink — the ``‖h(a_i)‖²`` in the denominator of ``normalized_logit_l2``
+    can be inflated by one large constant feature while the others keep the transformation
+    (so measured on this objective: the rotation-invariant member still told quarter turns
+    apart as well as the sensitive one). ``False`` uses ``invariance_loss``.
 
     The prediction heads (:attr:`transformation_heads`) are part of this module, not of the
     backbone: :class:`~invreg.modules.HyperDownstreamModule` loads the hyper-network alone.
@@ -122,25 +123,3 @@ class HyperSensitivityUpstreamModule(HyperUpstreamModule):
         terms = dict(task_loss=task_loss, invariance_loss=invariance_loss,
                      sensitivity_loss=sensitivity_loss, loss=loss)
         return self._log_metrics(split, batch_idx, logits[:batch_size], y, terms)
-
-
-def relative_invariance_error(features: Tensor, transformed: Tensor) -> Tensor:
-    """``Σ_i ‖h_i − h'_i‖² / Σ_i ‖h_i − mean_k h_k‖²`` for features ``h`` and ``h'`` of shape
-    ``[B, D]`` (``B ≥ 2``): how far the transformation moves a sample's features, relative to
-    how far apart the samples' features are. Unchanged by adding a constant to every feature
-    vector or scaling all of them; 0 for invariant features.
-
-    >>> h = torch.tensor([[0.0, 1.0], [2.0, 1.0]])
-    >>> float(relative_invariance_error(h, h + torch.tensor([1.0, 0.0])))
-    1.0
-    >>> float(relative_invariance_error(h + 100.0, h + 100.0))
-    0.0
-    """
-    if features.ndim != 2 or features.shape != transformed.shape or features.shape[0] < 2:
-        raise ValueError(
-            f"features, transformed: expected two [B, D] tensors with B >= 2, got "
-            f"{tuple(features.shape)} and {tuple(transformed.shape)}"
-        )
-    spread = (features - features.mean(dim=0)).pow(2).sum()
-    change = (features - transformed).pow(2).sum()
-    return change / spread.clamp_min(torch.finfo(features.dtype).tiny)
