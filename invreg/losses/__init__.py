@@ -1,5 +1,10 @@
-"""Invariance-error terms (``nn.Module``) over :mod:`invreg.functional`'s formulas."""
+"""Invariance-error terms (``nn.Module``) over :mod:`invreg.functional`'s formulas.
 
+Names resolve through :mod:`invreg.losses.registry` (:func:`get_loss`), which imports both
+loss modules; the loss modules do not import each other's names.
+"""
+
+from invreg.losses import invariance as _invariance
 from invreg.losses.invariance import (
     LOSSES,
     FeatureL2,
@@ -7,9 +12,13 @@ from invreg.losses.invariance import (
     LogitL2,
     NormalizedLogitL2,
     PredictiveKL,
-    get_loss,
 )
 from invreg.losses.lie import LIE_LOSSES, LieDerivativeL2
+from invreg.losses.registry import get_loss
+
+# get_loss lived in invreg.losses.invariance: that import path still resolves it, set here
+# rather than imported there (the registry imports that module)
+_invariance.get_loss = get_loss
 
 __all__ = [
     "LIE_LOSSES",

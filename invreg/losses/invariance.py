@@ -137,19 +137,3 @@ LOSSES: dict[str, type[InvarianceLoss]] = {
     for name in PAIR_ERRORS
 }
 
-
-def get_loss(loss: str | InvarianceLoss) -> InvarianceLoss:
-    """Resolve a loss name (a key of :data:`LOSSES`: ``logit_l2``, ``normalized_logit_l2``,
-    ``predictive_kl``)."""
-    if isinstance(loss, InvarianceLoss):
-        return loss
-    if isinstance(loss, str) and loss in LOSSES:
-        return LOSSES[loss]()
-    from invreg.losses.lie import LIE_LOSSES, LieDerivativeL2  # lie imports this module
-
-    if isinstance(loss, str) and loss in LIE_LOSSES:
-        return LieDerivativeL2(LIE_LOSSES[loss])
-    raise ValueError(
-        f"Unknown invariance loss {loss!r}; valid names: {sorted(LOSSES) + sorted(LIE_LOSSES)}, "
-        f"or an InvarianceLoss instance such as FeatureL2(layer=...)"
-    )
