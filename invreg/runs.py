@@ -272,11 +272,12 @@ def subset_note(trainer: pl.Trainer, names) -> str | None:
     ``orbit/val/…``, ``drift/val/…`` and ``spectral/val/…`` come from invreg's callbacks, on
     ``num_samples`` samples of the split (fewer if the split is smaller), while ``val/acc``
     is the module's, on every batch of the split. ``None`` if no such row is in ``names``."""
-    from invreg.callbacks.base import InvarianceCallback  # invreg.callbacks imports this module
-
     sizes: dict[str, dict[int, list[str]]] = {}
     for callback in trainer.callbacks:
-        if not isinstance(callback, InvarianceCallback):
+        # an InvarianceCallback by its interface (its key prefix and subset size): the
+        # callbacks import this module, so it does not import them
+        if not (isinstance(getattr(callback, "prefix", None), str)
+                and isinstance(getattr(callback, "num_samples", None), int)):
             continue
         for split in _SPLITS:
             if any(name.startswith(f"{callback.prefix}/{split}/") for name in names):

@@ -18,16 +18,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "invreg"
 
-#: circles the code keeps for now, each the sorted files of one whole circle (a circle that
-#: grows, or a new one, fails the test; one that is gone must be removed from here):
-ALLOWED_CYCLES: set[tuple[str, ...]] = {
-    # runs.subset_note imports InvarianceCallback inside the function (isinstance check), while
-    # callbacks/base.py imports runs (headline_metrics) and plotting (which re-exports
-    # runs.run_directory); breaking it means changing runs.py and callbacks/base.py
-    ("invreg/callbacks/base.py", "invreg/plotting.py", "invreg/runs.py"),
-}
-
-
 def _module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -150,8 +140,6 @@ def circles(graph: dict[str, set[str]]) -> list[str]:
     """One readable chain per circle: the shortest circle through each file of a component."""
     chains: list[str] = []
     for component in strongly_connected(graph):
-        if tuple(component) in ALLOWED_CYCLES:
-            continue
         seen: set[tuple[str, ...]] = set()
         for member in component:
             chain = shortest_circle(graph, member)
@@ -189,12 +177,6 @@ def test_circles_are_reported_as_chains():
 def test_no_import_circles():
     found = circles(import_graph())
     assert not found, "import circles between files of invreg/:\n  " + "\n  ".join(found)
-
-
-def test_allowed_circles_still_exist():
-    """An allowance for a circle that is gone is removed, so the list stays short and true."""
-    components = {tuple(component) for component in strongly_connected(import_graph())}
-    assert ALLOWED_CYCLES <= components, ALLOWED_CYCLES - components
 
 
 #: the layers, bottom up (docs/architecture.md): a file imports files of its own layer or below
