@@ -1,11 +1,15 @@
-"""Backbones: MLP, CNN, the weight-tied invariant MLP, e2cnn G-CNNs, and invariance checks.
+"""Backbones: MLP, CNN, the weight-tied invariant MLP, e2cnn G-CNNs; invariance deviations.
 
 Every backbone maps ``[B, *input_shape]`` to logits ``[B, num_classes]``, checks the input
 shape, and exposes ``features(x)`` (the head's input) and named submodules for hooks.
+
+``assert_invariant`` moved to :func:`invreg.testing.assert_invariant` (``model, group, x``);
+the old name here raises ``TypeError`` naming it, for one release.
 """
 
 from invreg.models.base import ACTIVATIONS, Backbone
-from invreg.models.checks import assert_invariant, invariance_deviations, max_invariance_deviation
+from invreg.models.checks import assert_invariant as assert_invariant  # removed (docstring)
+from invreg.models.checks import invariance_deviations, max_invariance_deviation
 from invreg.models.cnn import SmallCNN
 from invreg.models.gcnn import E2CNN
 from invreg.models.hyper import HyperCNN, InvarianceDescriptor
@@ -22,7 +26,6 @@ __all__ = [
     "OrbitPool",
     "SmallCNN",
     "TiedMLP",
-    "assert_invariant",
     "invariance_deviations",
     "max_invariance_deviation",
 ]

@@ -1,11 +1,16 @@
-"""One-call invariance checks for any model: ``max |f(g·x) − f(x)|`` over the orbit."""
+"""How far a model is from invariance: ``max |f(g·x) − f(x)|`` over the orbit, per element.
+
+The pass/fail check with tolerances derived from the dtype is
+:func:`invreg.testing.assert_invariant` (``model, group, x``).
+"""
 
 from __future__ import annotations
+
+from typing import NoReturn
 
 import torch
 from torch import Tensor, nn
 
-from invreg import testing
 from invreg.evaluation import eval_mode as evaluation_mode
 from invreg.functional import orbit_logits
 from invreg.groups import Group, get_group
@@ -66,35 +71,20 @@ def max_invariance_deviation(
     return float(deviations.max())
 
 
-def assert_invariant(
-    model: nn.Module,
-    x: Tensor,
-    group: str | Group,
-    atol: float | None = None,
-    rtol: float | None = None,
-    *,
-    eval_mode: bool = True,
-    num_samples: int | None = None,
-    generator: torch.Generator | None = None,
-    **kwargs,
-) -> None:
-    """:func:`invreg.testing.assert_invariant` with the argument order of
-    :func:`invariance_deviations` (``model, x, group``): raise ``AssertionError`` naming the
-    worst orbit element when ``|f(g·x) − f(x)|`` exceeds the tolerance.
+def assert_invariant(*args: object, **kwargs: object) -> NoReturn:
+    """Removed: use :func:`invreg.testing.assert_invariant` (one check, one argument order).
 
-    Tolerances as in :func:`invreg.testing.assert_invariant`: derived from the dtype and the
-    output magnitude (``atol = 16·eps·sqrt(D)·max|f|``, ``rtol = 16·eps``) unless given, and up
-    to 4× the round-trip interpolation floor for groups that resample (``c8``, ``so2`` ...). An
-    ``atol`` given alone is a bound on ``|f(g·x) − f(x)|`` (``rtol`` then 0). ``generator``
-    seeds the elements of a continuous group; other keywords (``floor_factor``) pass through.
-
-    >>> import torch
-    >>> assert_invariant(torch.nn.Flatten(), torch.ones(1, 1, 3, 3), "d4")
+    This was a second entry point with the arguments in another order (``model, x, group``).
+    For one release it raises ``TypeError`` naming its replacement,
+    ``invreg.testing.assert_invariant(model, group, x=None, atol=None, rtol=None, *,
+    num_samples, floor_factor, seed, eval_mode)``: ``group`` before ``x``; an
+    ``atol`` given alone leaves ``rtol`` derived (pass ``rtol=0.0`` for a plain bound on
+    ``|f(g·x) − f(x)|``); ``seed=`` (an int) replaces ``generator=``.
     """
-    if atol is not None and rtol is None:
-        rtol = 0.0
-    if generator is not None:
-        kwargs.setdefault("seed", int(torch.randint(0, 2**62, (), generator=generator)))
-    testing.assert_invariant(
-        model, group, x, atol, rtol, num_samples=num_samples, eval_mode=eval_mode, **kwargs
+    raise TypeError(
+        "invreg.models.assert_invariant(model, x, group, ...) was removed; use "
+        "invreg.testing.assert_invariant(model, group, x=None, atol=None, rtol=None, *, "
+        "num_samples, floor_factor, seed, eval_mode): group comes before x, an "
+        "atol given alone leaves rtol derived (pass rtol=0.0 to bound |f(g·x) − f(x)| by atol), "
+        "and seed= (an int) replaces generator="
     )
