@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from invreg.models.hyper import FixedDescriptorCNN, HyperCNN, InvarianceDescriptor
 from invreg.modules.hyper import HyperDownstreamModule, load_upstream_backbone
 from invreg.modules.hyper_sensitivity import HyperSensitivityUpstreamModule
+from invreg.testing import parametrize_dtypes
 
 NAMES = ["rotation", "flip", "scale"]
 
@@ -43,7 +44,7 @@ def test_full_range_elements_and_act_transform_the_input():
         desc.act(x, elements[:2])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@parametrize_dtypes()
 def test_fixed_descriptor_cnn_computes_what_the_hyper_network_generates(dtype):
     torch.manual_seed(0)
     net = HyperCNN((1, 12, 12), 5, descriptor=NAMES, channels=(4, 8)).to(dtype)
