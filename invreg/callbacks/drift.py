@@ -14,11 +14,12 @@ from invreg.callbacks.base import (
     Split,
     Subset,
     fixed_elements,
-    resolve_group,
+    measured_group,
 )
-from invreg.data.drift import DriftSource, blend, get_drift_source, match_statistics
+from invreg.data.drift import DriftSource, get_drift_source, match_statistics
+from invreg.functional.drift import check_betas
 from invreg.groups import Group
-from invreg.metrics.orbit import OrbitMetrics
+from invreg.metrics.drift import DriftMetrics
 from invreg.plotting import (
     DEFAULT_DPI,
     check_dpi,
@@ -39,8 +40,8 @@ class DriftCallback(InvarianceCallback):
 
     At the end of ``fit``, ``validate`` and ``test`` (and every ``every_n_epochs`` epochs if
     that is not ``0``), every sample ``x`` of a fixed subset is blended with a fixed drift sample
-    ``d`` (:func:`invreg.data.drift.blend`), ``x_β = (1 − β)·x + β·d``, for each ``β`` in
-    ``betas``, and on the full orbits of ``x_β``:
+    ``d`` (:func:`invreg.functional.blend`), ``x_β = (1 − β)·x + β·d``, for each ``β`` in
+    ``betas``, and on the full orbits of ``x_β`` (:class:`invreg.metrics.DriftMetrics`):
 
     * ``DI(β)`` — ``mean KL(softmax f(x_β) ‖ softmax f(g·x_β))`` (also ``LI(β)``);
     * ``accuracy_ratio(β) = Acc(β) / Acc(0)`` — accuracy on ``x_β`` relative to clean inputs
@@ -96,38 +97,27 @@ class DriftCallback(InvarianceCallback):
     ) -> None:
         super().__init__(num_samples, every_n_epochs, split, seed, at_end, save_local)
         self.dpi, self.figure_format = check_dpi(dpi), check_figure_format(figure_format)
-        values = sorted({float(b) for b in betas})
-        if not values or any(not 0.0 <= b <= 1.0 for b in values):
-            raise ValueError(f"betas: expected values in [0, 1], got {list(betas)!r}")
-        self.betas = values if values[0] == 0.0 else [0.0, *values]
+        self.betas = list(check_betas(betas))
         self.source = get_drift_source(source)
         self.match_stats = bool(match_stats)
-        self.group = None if group is None else resolve_group(group, None, type(self).__name__)
+        self.group = None if group is None else measured_group(group, None, type(self).__name__)
         self.orbit_size, self.chunk_size = orbit_size, chunk_size
         self._drift: dict[str, Tensor] = {}
 
     def evaluate(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, subset: Subset, split: str
     ) -> dict[str, Any]:
-        group = resolve_group(self.group, pl_module, type(self).__name__)
+        group = measured_group(self.group, pl_module, type(self).__name__)
         elements = fixed_elements(group, self.orbit_size, self.seed)
         drift = self._drift_samples(split)[subset.index.cpu()].to(subset.x.device)
-        labelled = subset.y is not None
-        # one collection per beta; computed on every rank (torchmetrics adds all shards)
-        values = []
-        for beta in self.betas:
-            metrics = OrbitMetrics(group, targets=labelled, chunk_size=self.chunk_size)
-            metrics.to(pl_module.device)
-            if len(subset):
-                x = blend(subset.x, drift, beta)
-                metrics.update_from_model(pl_module, x, subset.y, elements)
-            values.append({key: value.item() for key, value in metrics.compute().items()})
-        clean = values[0]["accuracy"] if labelled else float("nan")
-        rows = []
-        for beta, row in zip(self.betas, values, strict=True):
-            accuracy = row["accuracy"] if labelled else float("nan")
-            ratio = accuracy / clean if labelled and clean > 0 else float("nan")
-            rows.append([beta, row["DI"], row["LI"], accuracy, ratio, row["consistency"]])
+        metrics = DriftMetrics(group, self.betas, targets=subset.y is not None,
+                               chunk_size=self.chunk_size).to(pl_module.device)
+        if len(subset):
+            metrics.update_from_model(pl_module, subset.x, drift, subset.y, elements)
+        # computed on every rank (torchmetrics adds all shards); unlabelled: accuracies NaN
+        nan = float("nan")
+        rows = [[row["beta"], row["DI"], row["LI"], row.get("accuracy", nan),
+                 row.get("accuracy_ratio", nan), row["consistency"]] for row in metrics.rows()]
         self._log(trainer, split, rows)
         return {"table": rows}
 
@@ -157,7 +147,7 @@ class DriftCallback(InvarianceCallback):
         path = self.local_path(trainer, f"{stem}.{self.figure_format}")
         if trainer.is_global_zero:
             module = trainer.lightning_module
-            group = resolve_group(self.group, module, type(self).__name__)
+            group = measured_group(self.group, module, type(self).__name__)
             figure = drift_figure(betas, series["DI"], series["Acc(β)/Acc(0)"],
                                   f"Drift ({self.source!r}), {split}: {model_title(module, group)}")
             # W&B already has the interactive plot; the other loggers get the image

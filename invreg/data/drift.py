@@ -17,7 +17,7 @@ invariance error of a model grow with ``β``. Nothing is downloaded at run time:
 Every source draws ``num`` samples of one input shape, ``[num, *shape]``, from a
 ``torch.Generator`` (same seed, same samples). :func:`match_statistics` gives them the scalar
 mean and std of the data they are blended into, so a standardised data set is not blended with
-raw ``[0, 1]`` pixels; :func:`blend` mixes.
+raw ``[0, 1]`` pixels; :func:`blend` (defined in :mod:`invreg.functional.drift`) mixes.
 
 >>> import torch
 >>> source = get_drift_source("noise")
@@ -44,28 +44,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from invreg.data.idx import read_idx
+from invreg.functional.drift import blend  # the formula's one home; re-exported here
 
 #: keeps the statistics matching finite for a constant drift sample
 STD_EPS = 1e-12
-
-
-def blend(x: Tensor, drift: Tensor, beta: float) -> Tensor:
-    """``(1 − β)·x + β·drift``, pixel-wise; ``β = 0`` returns ``x`` unchanged.
-
-    Args:
-        x: inputs ``[B, ...]``.
-        drift: drift samples of the same shape.
-        beta: blending weight in ``[0, 1]``.
-    """
-    if not 0.0 <= float(beta) <= 1.0:
-        raise ValueError(f"beta must lie in [0, 1], got {beta!r}")
-    if drift.shape != x.shape:
-        raise ValueError(
-            f"drift: expected the shape of x, {tuple(x.shape)}, got {tuple(drift.shape)}"
-        )
-    if beta == 0:
-        return x
-    return (1.0 - beta) * x + beta * drift.to(dtype=x.dtype, device=x.device)
 
 
 def match_statistics(drift: Tensor, reference: Tensor) -> Tensor:

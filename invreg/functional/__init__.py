@@ -5,6 +5,7 @@ a mean over samples **and** over the ``N − 1`` non-identity group elements, co
 least float32 whatever the input dtype (:func:`working_dtype`).
 """
 
+from invreg.functional.drift import accuracy_ratio, blend, check_beta, check_betas
 from invreg.functional.geed import (
     DISTANCES,
     GEED_MODES,
@@ -74,8 +75,12 @@ __all__ = [
     "OrbitFeatures",
     "SaliencyRecipe",
     "accuracy",
+    "accuracy_ratio",
+    "blend",
     "bootstrap_interval",
     "capture_layers",
+    "check_beta",
+    "check_betas",
     "check_orbit",
     "check_target",
     "cosine_distance",

@@ -7,10 +7,12 @@ warns. Output-level metrics (DI, LI, consistency, accuracy) take ``update(orbit,
 ``orbit = invreg.functional.orbit_logits(model, x, group)``; model-level metrics (SI, G-EED)
 take ``update(model, x, ...)`` and hold the group. :class:`OrbitMetrics` collects every
 output-level value of one orbit forward; the package's modules, callbacks and
-:func:`invreg.evaluation.evaluate_invariance` aggregate through it.
+:func:`invreg.evaluation.evaluate_invariance` aggregate through it. :class:`DriftMetrics`
+holds one per drift weight ``β`` (DI and ``accuracy_ratio`` under input drift).
 """
 
 from invreg.metrics.base import BatchMeans, SumCountMetric
+from invreg.metrics.drift import DriftMetrics
 from invreg.metrics.invariance import (
     Accuracy,
     LogitInvariance,
@@ -26,6 +28,7 @@ from invreg.metrics.saliency import SaliencyInvarianceSimilarity
 __all__ = [
     "Accuracy",
     "BatchMeans",
+    "DriftMetrics",
     "LayerInvariance",
     "LieDerivativeError",
     "LogitInvariance",
