@@ -8,7 +8,7 @@ import pytest
 import torch
 from tiny import tiny_trainer
 
-from invreg.callbacks.base import resolve_group
+from invreg.callbacks.base import measured_group
 from invreg.cli import main, run_cli
 from invreg.data import DigitsDataModule, background_of
 from invreg.groups import (
@@ -178,11 +178,11 @@ def test_hyper_upstream_fill_comes_from_the_same_helper():
 # ---------------------------------------------------------------- callbacks
 def test_callbacks_get_the_modules_group():
     module = tiny_module("t4")
-    assert resolve_group(None, module, "OrbitConsistencyCallback") is module.group
+    assert measured_group(None, module, "OrbitConsistencyCallback") is module.group
     backbone = HyperCNN((1, 8, 8), num_classes=10, channels=(2,), embedding_dim=4,
                         embedding_hidden=4)
     with pytest.raises(ValueError, match="SaliencyCallback: .*HyperUpstreamModule has none"):
-        resolve_group(None, HyperUpstreamModule(backbone), "SaliencyCallback")
+        measured_group(None, HyperUpstreamModule(backbone), "SaliencyCallback")
 
 
 # ---------------------------------------------------------------- the CLI

@@ -369,8 +369,9 @@ def _evaluation_mode(module: torch.nn.Module) -> Iterator[None]:
         yield
 
 
-def resolve_group(group: str | Group | None, pl_module: pl.LightningModule, owner: str) -> Group:
-    """The group a callback measures: the run's group, ``pl_module.group``.
+def measured_group(group: str | Group | None, pl_module: pl.LightningModule, owner: str) -> Group:
+    """The group a callback measures: its own ``group`` if given, else the run's group,
+    ``pl_module.group``.
 
     This is the one way callbacks get the group. A module that trains for a group exposes it
     as a :class:`~invreg.groups.Group` attribute ``group``

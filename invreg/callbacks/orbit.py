@@ -11,7 +11,7 @@ from invreg.callbacks.base import (
     Split,
     Subset,
     fixed_elements,
-    resolve_group,
+    measured_group,
 )
 from invreg.functional.saliency import SALIENCY_METHODS
 from invreg.groups import Group
@@ -87,7 +87,7 @@ class OrbitConsistencyCallback(InvarianceCallback):
         save_local: bool = True,
     ) -> None:
         super().__init__(num_samples, every_n_epochs, split, seed, at_end, save_local)
-        self.group = None if group is None else resolve_group(group, None, type(self).__name__)
+        self.group = None if group is None else measured_group(group, None, type(self).__name__)
         if isinstance(orbit_size, bool) or not isinstance(orbit_size, int) or orbit_size < 2:
             raise ValueError(f"orbit_size must be an integer >= 2, got {orbit_size!r}")
         self.orbit_size = orbit_size
@@ -114,7 +114,7 @@ class OrbitConsistencyCallback(InvarianceCallback):
     def evaluate(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, subset: Subset, split: str
     ) -> dict[str, Any]:
-        group = resolve_group(self.group, pl_module, type(self).__name__)
+        group = measured_group(self.group, pl_module, type(self).__name__)
         elements = fixed_elements(group, self.orbit_size, self.seed)
         metrics = OrbitMetrics(group, targets=subset.y is not None, chunk_size=self.chunk_size)
         metrics.to(pl_module.device)

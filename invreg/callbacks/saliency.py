@@ -15,7 +15,7 @@ from invreg.callbacks.base import (
     Split,
     Subset,
     fixed_elements,
-    resolve_group,
+    measured_group,
 )
 from invreg.functional.saliency import (
     SaliencyRecipe,
@@ -98,7 +98,7 @@ class SaliencyCallback(InvarianceCallback):
         figure_format: str = "png",
     ) -> None:
         super().__init__(num_samples, every_n_epochs, split, seed, at_end, save_local)
-        self.group = None if group is None else resolve_group(group, None, type(self).__name__)
+        self.group = None if group is None else measured_group(group, None, type(self).__name__)
         self.style = _check_style(style)
         self.dpi, self.figure_format = check_dpi(dpi), check_figure_format(figure_format)
         if isinstance(orbit_size, bool) or not isinstance(orbit_size, int) or orbit_size < 2:
@@ -117,7 +117,7 @@ class SaliencyCallback(InvarianceCallback):
         if not trainer.is_global_zero:
             return {}
         x, y = self._full_subset(split, pl_module.device)
-        group = resolve_group(self.group, pl_module, type(self).__name__)
+        group = measured_group(self.group, pl_module, type(self).__name__)
         elements = fixed_elements(group, self.orbit_size, self.seed)
         baseline, fell_back = resolve_baseline(
             self.recipe.baseline, trainer.datamodule, type(self).__name__, not self._warned

@@ -45,10 +45,10 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from invreg.config import build, try_config
+from invreg.config import try_config
 from invreg.data.augment import GroupAugmentation, derive_seed, seeded_generator
 from invreg.data.epochs import EpochDataset, ShuffledEpochs, collate
-from invreg.groups import Group, get_group
+from invreg.groups import Group, group_argument
 
 SPLITS = ("train", "val", "test")
 
@@ -122,17 +122,6 @@ def evaluation_sampler(dataset: Sized) -> Sampler | None:
     )
 
 
-def resolve_group(name: str, group: str | Group | None) -> Group | None:
-    """A group from a name or a :class:`Group`; errors name the argument."""
-    if group is None:
-        return None
-    group = build(group, Group, name)  # a class_path/init_args description, e.g. a checkpoint's
-    try:
-        return get_group(group)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name}: {err}") from err
-
-
 class InvarianceDataModule(pl.LightningDataModule, ABC):
     """Common options and pipeline of invreg's data modules (see the module docstring).
 
@@ -185,8 +174,8 @@ class InvarianceDataModule(pl.LightningDataModule, ABC):
         self.standardize = standardize
         self.remove_classes = self._check_remove_classes(remove_classes)
         self.classes = [c for c in self.source_classes if c not in self.remove_classes]
-        self.transform_group = resolve_group("transform_group", transform_group)
-        self.augment_group = resolve_group("augment_group", augment_group)
+        self.transform_group = group_argument("transform_group", transform_group)
+        self.augment_group = group_argument("augment_group", augment_group)
         for name, group in (
             ("transform_group", self.transform_group),
             ("augment_group", self.augment_group),

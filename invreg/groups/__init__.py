@@ -5,7 +5,7 @@ from invreg.groups.base import Group
 from invreg.groups.custom import FiniteGroup
 from invreg.groups.flips import Flips
 from invreg.groups.product import Product
-from invreg.groups.registry import get_group, group_names
+from invreg.groups.registry import get_group, group_argument, group_names
 from invreg.groups.rotations import ContinuousRotations, Dihedral, Rotations, rotate
 from invreg.groups.shifts import CyclicShifts
 
@@ -21,6 +21,7 @@ __all__ = [
     "Scalings",
     "Translations",
     "get_group",
+    "group_argument",
     "group_names",
     "rotate",
 ]

@@ -1,11 +1,13 @@
-"""Short names for groups, so a YAML config can say ``group: c4``."""
+"""Group names, so a YAML config can say ``group: c4``, and a constructor's group argument."""
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from invreg.config import build
 from invreg.groups.base import Group
 from invreg.groups.flips import Flips
 from invreg.groups.rotations import ContinuousRotations, Dihedral, Rotations
@@ -57,3 +59,31 @@ def get_group(group: str | Group) -> Group:
     raise ValueError(
         f"Unknown group name {group!r}.{hint} Valid names: " + "; ".join(group_names())
     )
+
+
+def group_argument(argument: str, group: str | Group | Mapping[str, Any] | None) -> Group | None:
+    """The group that a constructor's ``argument`` stands for; ``None`` stays ``None``.
+
+    ``group`` is a :class:`Group`, a name (:func:`get_group`) or the ``class_path`` /
+    ``init_args`` mapping a checkpoint or config stores (:func:`invreg.config.build`). A bad
+    value raises ``ValueError`` naming ``argument`` (``TypeError`` from ``build`` for a mapping
+    whose class is not a Group).
+
+    >>> group_argument("augment_group", "c4")
+    Rotations(n=4)
+    >>> group_argument("augment_group", {"class_path": "invreg.groups.Dihedral",
+    ...                                  "init_args": {"n": 2}})
+    Dihedral(n=2)
+    """
+    if group is None:
+        return None
+    group = build(group, Group, argument)
+    if not isinstance(group, str | Group):
+        raise ValueError(
+            f"{argument}: expected a group name such as 'c4', a Group or a class_path/init_args "
+            f"mapping, got {type(group).__name__}"
+        )
+    try:
+        return get_group(group)
+    except ValueError as err:
+        raise ValueError(f"{argument}: {err}") from err

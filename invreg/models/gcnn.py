@@ -30,8 +30,9 @@ def _quiet_e2cnn() -> Iterator[None]:
         yield
 
 
-def resolve_group(group: str | Group | None) -> Rotations | Dihedral:
-    """The :class:`Rotations` or :class:`Dihedral` group that :class:`E2CNN` is built for."""
+def e2cnn_group(group: str | Group | None) -> Rotations | Dihedral:
+    """``group`` checked to be one that :class:`E2CNN` can be built for: a :class:`Rotations`
+    C_n or a :class:`Dihedral` D_n with n = 1 or even; ``ValueError`` naming these otherwise."""
     if group is None:
         raise ValueError(
             f"E2CNN: group is missing; pass the group it is invariant to, one of {_SUPPORTED} "
@@ -140,7 +141,7 @@ class E2CNN(Backbone):
             # an even kernel has no centre pixel: "same" padding would be asymmetric
             raise ValueError(f"kernel_size: expected a positive odd integer, got {kernel_size!r}")
         activation = check_activation(activation, E2CNN_ACTIVATIONS)
-        self.group = resolve_group(group)
+        self.group = e2cnn_group(group)
         self.channels = channels
 
         from e2cnn import nn as enn
