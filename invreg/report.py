@@ -70,13 +70,14 @@ from invreg.callbacks.base import fixed_elements
 from invreg.callbacks.drift import drift_figure
 from invreg.callbacks.saliency import CALLBACK_RECIPE, _element_labels, grid_figure
 from invreg.checkpoints import RESAVE, first_line, verify_checkpoint
-from invreg.data.drift import blend, get_drift_source, match_statistics
+from invreg.data.drift import get_drift_source, match_statistics
 from invreg.evaluation import eval_mode
+from invreg.functional.drift import check_betas
 from invreg.functional.saliency import orbit_saliency, postprocess_saliency, saliency_similarity
 from invreg.functional.spectral import jacobian_spectral_norm
 from invreg.functional.statistics import bootstrap_interval
 from invreg.groups import Group, get_group
-from invreg.metrics import LayerInvariance, OrbitMetrics
+from invreg.metrics import DriftMetrics, LayerInvariance, OrbitMetrics
 from invreg.metrics.saliency import resolve_baseline
 from invreg.modules.checkpointing import NOT_SAVED, _short
 from invreg.plotting import (
@@ -164,10 +165,7 @@ class ReportSettings:
                 raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence: expected a level in (0, 1), got {self.confidence!r}")
-        betas = tuple(sorted({float(b) for b in self.betas}))
-        if not betas or any(not 0.0 <= b <= 1.0 for b in betas):
-            raise ValueError(f"betas: expected values in [0, 1], got {list(self.betas)!r}")
-        object.__setattr__(self, "betas", betas if betas[0] == 0.0 else (0.0, *betas))
+        object.__setattr__(self, "betas", check_betas(self.betas))
         get_drift_source(self.drift_source)  # an unknown name fails here, before any work
         resolve_device(self.device)  # so does a device this machine does not have
         if isinstance(self.groups, str):
@@ -678,21 +676,18 @@ def _geed(module, group, x, report, settings, title) -> None:
 
 
 def _drift(module, group, elements, x, y, report, settings, title) -> None:
-    """DriftCallback's measurement: OrbitMetrics on ``(1 − β)·x + β·d`` for each ``β``; the
+    """DriftCallback's measurement, :class:`~invreg.metrics.DriftMetrics` on
+    ``(1 − β)·x + β·d`` for each ``β``; the
     figure draws DI's float rounding below 0 as 0 (:func:`comparison_figure`)."""
     source = get_drift_source(settings.drift_source)
     generator = torch.Generator().manual_seed(settings.seed)
     drift = source.sample(x.shape[0], tuple(x.shape[1:]), generator).to(x.dtype)
     drift = match_statistics(drift.cpu(), x.cpu()).to(x.device)
-    rows = []
-    for beta in _progress(settings.betas, f"{report.name}: drift", settings):
-        metrics = OrbitMetrics(group, chunk_size=settings.batch_size).to(x.device)
-        metrics.update_from_model(module, blend(x, drift, beta), y, elements)
-        values = {key: value.item() for key, value in metrics.compute().items()}
-        rows.append({"beta": beta, "DI": values["DI"], "accuracy": values["accuracy"]})
-    clean = rows[0]["accuracy"]
-    for row in rows:
-        row["accuracy_ratio"] = row["accuracy"] / clean if clean > 0 else math.nan
+    metrics = DriftMetrics(group, settings.betas, chunk_size=settings.batch_size).to(x.device)
+    metrics.update_from_model(module, x, drift, y, elements, progress=lambda pairs: _progress(
+        pairs, f"{report.name}: drift", settings))
+    rows = [{key: row[key] for key in ("beta", "DI", "accuracy", "accuracy_ratio")}
+            for row in metrics.rows()]
     report.drift = rows
     _keep(report, "drift", drift_figure(
         [r["beta"] for r in rows], [max(r["DI"], 0.0) for r in rows],

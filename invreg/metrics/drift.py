@@ -7,7 +7,7 @@ same names.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from torch import Tensor, nn
 
@@ -84,15 +84,18 @@ class DriftMetrics(nn.Module):
         drift: Tensor,
         target: Tensor | None = None,
         elements: Tensor | None = None,
+        progress: Callable[[Iterable], Iterable] | None = None,
     ) -> None:
         """One orbit forward of ``model`` on ``blend(x, drift, β)`` per ``β``, accumulated.
-        ``elements`` (``[N]``, identity first) fixes the orbit of a continuous group."""
+        ``elements`` (``[N]``, identity first) fixes the orbit of a continuous group;
+        ``progress`` (e.g. ``tqdm``) wraps the loop over the ``β``."""
         if drift.shape != x.shape:
             raise ValueError(
                 f"drift: expected one drift sample per input, the shape of x "
                 f"{tuple(x.shape)}, got {tuple(drift.shape)}"
             )
-        for beta, metrics in zip(self.betas, self.orbit_metrics, strict=True):
+        pairs = list(zip(self.betas, self.orbit_metrics, strict=True))
+        for beta, metrics in pairs if progress is None else progress(pairs):
             metrics.update_from_model(model, blend(x, drift, beta), target, elements)
 
     def update(self, orbits: Sequence[Tensor], target: Tensor | None = None) -> None:
