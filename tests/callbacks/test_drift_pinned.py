@@ -85,8 +85,8 @@ def test_report_drift_rows_are_the_pinned_ones():
     assert result.figures["drift"]
 
 
-#: the per-seed key of Acc(β)/Acc(0) in ``genuine-drift``'s results
-RATIO = "acc_ratio"
+#: the per-seed key of Acc(β)/Acc(0) in ``genuine-drift``'s results (``acc_ratio`` before)
+RATIO = "accuracy_ratio"
 # model, seed, beta, DI, accuracy ratio
 GENUINE_ROWS = [
     ("WT", 0, 0.0, 0.015961192548274994, 1.0),

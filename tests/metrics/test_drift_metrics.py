@@ -4,6 +4,8 @@ accuracy ratio) that the drift callback, ``invreg report`` and ``genuine-drift``
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,3 +113,20 @@ def test_blend_checks_beta_and_shape():
     with pytest.raises(ValueError, match="drift: expected the shape of x"):
         blend(x, drift[:1], 0.5)
 
+
+
+def test_the_drift_formulas_are_written_once():
+    """The blend, the β check and the ratio live in invreg/functional/drift.py only."""
+    root = Path(invreg.__file__).parent
+    patterns = {
+        "blend": re.compile(r"\(1(\.0)? - beta\) \*"),
+        "beta check": re.compile(r"0\.0 <= b(eta)? <= 1\.0"),
+        "ratio": re.compile(r"(acc|accuracy)\w* / (clean|base_acc)"),
+    }
+    home = root / "functional" / "drift.py"
+    for path in root.rglob("*.py"):
+        if path == home:
+            continue
+        text = path.read_text()
+        for name, pattern in patterns.items():
+            assert not pattern.search(text), f"{name} written again in {path.relative_to(root)}"
