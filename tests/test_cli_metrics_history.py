@@ -17,8 +17,9 @@ SHORT = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
 ORBIT_ONLY = ('[{"class_path": "invreg.callbacks.OrbitConsistencyCallback", "init_args": '
               '{"num_samples": 16, "every_n_epochs": 1, "saliency_samples": 2, '
               '"saliency_steps": 2}}]')
+#: W&B keeps its curves in a binary file: the run folder's metrics.csv is this callback's (a run
+#: without a logger writes the same file, tests/callbacks/test_history.py)
 LOGGERS = {
-    "none": ["--trainer.logger", "false"],
     "wandb": ["--trainer.logger.class_path", "pytorch_lightning.loggers.WandbLogger",
               "--trainer.logger.init_args.save_dir", "{root}",
               "--trainer.logger.init_args.project", "history"],

@@ -111,15 +111,21 @@ def test_table_prints_no_negative_zero_and_flags_chance_level():
     assert len(warnings) == 1 and warnings[0].startswith("warning: DA is at chance level")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--config", "no/such.yaml"], "--config: no such file"),
-    (["--max-epochs", "0"], "--max-epochs: expected a whole number >= 1"),
-])
-def test_bad_arguments_exit_2_with_one_line(argv, message):
+def test_a_missing_config_exits_2_with_one_line():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "invreg.quickstart", *argv],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and message in done.stderr
+    done = subprocess.run([sys.executable, "-m", "invreg.quickstart", "--config",
+                           "no/such.yaml"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--config: no such file" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-epochs", "0"], "--max-epochs: expected a whole number >= 1"),
+    (["--out", __file__], "--out: "),
+])
+def test_bad_arguments_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        quickstart.main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err

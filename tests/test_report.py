@@ -10,12 +10,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 import torch
 from matplotlib import image as mpimg
+from report_pages import Page, parse
 
 from invreg.cli import main, run_cli
 from invreg.evaluation import evaluate_invariance
@@ -50,44 +50,6 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     env.pop("INVREG_TRACEBACK", None)
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-class Page(HTMLParser):
-    """Every ``<img>`` source, every ``src``/``href`` attribute and the cells of each table."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[str] = []
-        self.links: list[str] = []
-        self.tables: list[list[list[str]]] = []
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        self.links += [attrs[k] for k in ("src", "href") if k in attrs]
-        if tag == "img":
-            self.images.append(attrs.get("src", ""))
-        elif tag == "table":
-            self.tables.append([])
-        elif tag == "tr":
-            self.tables[-1].append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self.tables[-1][-1].append("".join(self._cell).strip())
-            self._cell = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def parse(path: Path) -> Page:
-    page = Page()
-    page.feed(path.read_text(encoding="utf-8"))
-    return page
 
 
 def summary(page: Page) -> dict[str, dict[str, str]]:
@@ -305,6 +267,17 @@ def test_settings_and_layers():
     assert feature_layers(torch.nn.Linear(2, 2)) == [""]
 
 
+def report_console(args: list[str], cwd: Path, capsys, subprocess_run: bool):
+    """``invreg report ARGS``: the console script in a subprocess (``subprocess_run``), else
+    its entry point ``invreg.cli.main`` in this process (the same code, without the seconds of
+    a fresh interpreter's imports); a ``CompletedProcess`` either way."""
+    if subprocess_run:
+        return run([script("invreg"), "report", *args], cwd=cwd)
+    code = main(["report", *args])
+    return subprocess.CompletedProcess(["invreg", "report", *args], code, "",
+                                       capsys.readouterr().err)
+
+
 def short_error(done: subprocess.CompletedProcess) -> str:
     """The console script failed with exit status 1 in at most 2 lines, no traceback; its
     first line."""
@@ -344,15 +317,16 @@ def damage(source: Path, target: Path, how: str) -> Path:
     ("truncated", "is truncated or damaged"),
 ])
 def test_a_damaged_checkpoint_is_refused_before_anything_is_measured(
-        tmp_path, checkpoints, how, expected):
+        tmp_path, checkpoints, capsys, how, expected):
     """Flipped weight bytes loaded without a word and gave a report of wrong numbers (exit 0);
     an empty file crashed the error message itself; random bytes got torch's advice to load
-    with weights_only=False. Now: one line naming the file, what is wrong and the fix."""
+    with weights_only=False. Now: one line naming the file, what is wrong and the fix. The
+    flipped file goes through the console script, the others through its entry point."""
     bad = damage(checkpoints["IR"], tmp_path / f"{how}.ckpt", how)
     # the intact checkpoint first: the damaged second one stops the run before any work
-    done = run([script("invreg"), "report", "--ckpt_path", str(checkpoints["WT"]),
-                "--ckpt_path", str(bad), "--report_dir", str(tmp_path / "out"), *QUICK],
-               cwd=tmp_path)
+    done = report_console(["--ckpt_path", str(checkpoints["WT"]), "--ckpt_path", str(bad),
+                           "--report_dir", str(tmp_path / "out"), *QUICK], tmp_path, capsys,
+                          subprocess_run=how == "flipped")
     line = short_error(done)
     assert line.startswith(f"invreg: error: ckpt_path: {str(bad)!r} "), line
     assert expected in line and "weights_only=False" not in line, line
@@ -363,13 +337,16 @@ def test_a_damaged_checkpoint_is_refused_before_anything_is_measured(
 
 
 @pytest.mark.parametrize("where", ["file", "under a file"])
-def test_report_dir_is_checked_before_anything_is_measured(tmp_path, checkpoints, where):
-    """A --report_dir naming a file failed only after the whole evaluation."""
+def test_report_dir_is_checked_before_anything_is_measured(tmp_path, checkpoints, capsys,
+                                                            where):
+    """A --report_dir naming a file failed only after the whole evaluation (the file case
+    through the console script, the other through its entry point)."""
     existing = tmp_path / "notes.txt"
     existing.write_text("mine")
     report_dir = existing if where == "file" else existing / "report"
-    done = run([script("invreg"), "report", "--ckpt_path", str(checkpoints["WT"]),
-                "--report_dir", str(report_dir), *QUICK], cwd=tmp_path)
+    done = report_console(["--ckpt_path", str(checkpoints["WT"]), "--report_dir",
+                           str(report_dir), *QUICK], tmp_path, capsys,
+                          subprocess_run=where == "file")
     line = short_error(done)
     assert line.startswith(f"invreg: error: report_dir: {str(report_dir)!r} "), line
     assert "is a file, not a folder" in line and "choose another --report_dir" in line, line

@@ -8,12 +8,12 @@ import importlib.util
 import os
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
+from report_pages import parse
 
 from invreg.cli import main, run_cli
 from invreg.data import DigitsDataModule
@@ -82,39 +82,8 @@ def invreg(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           env=env, capture_output=True, text=True, timeout=300)
 
 
-class Tables(HTMLParser):
-    """The cells of every table of a page, and its ``<img>`` sources."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tables: list[list[list[str]]] = []
-        self.images: list[str] = []
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "table":
-            self.tables.append([])
-        elif tag == "tr":
-            self.tables[-1].append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-        elif tag == "img":
-            self.images.append(dict(attrs)["src"])
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self.tables[-1][-1].append("".join(self._cell).strip())
-            self._cell = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-
-
 def summary_rows(html_path: Path) -> list[dict[str, str]]:
-    page = Tables()
-    page.feed(html_path.read_text(encoding="utf-8"))
-    header, *rows = page.tables[0]
+    header, *rows = parse(html_path).tables[0]
     return [dict(zip(header, row, strict=True)) for row in rows]
 
 
@@ -180,8 +149,7 @@ def test_a_python_saved_checkpoint_of_an_own_backbone_is_reported_with_its_confi
                                                  enumerate(("c4", "flip"))
                                                  for name in ("drift", "geed", "saliency")])
     assert all((out / "figures" / name).read_bytes().startswith(b"%PDF") for name in files)
-    page = Tables()
-    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    page = parse(out / "report.html")
     assert len(page.images) == 7 and all(src.startswith("data:image/png;base64,")
                                          for src in page.images)
     markdown = (out / "report.md").read_text()
