@@ -79,7 +79,7 @@ from invreg.functional.statistics import bootstrap_interval
 from invreg.groups import Group, get_group
 from invreg.metrics import DriftMetrics, LayerInvariance, OrbitMetrics
 from invreg.metrics.saliency import resolve_baseline
-from invreg.modules.checkpointing import NOT_SAVED, _short
+from invreg.modules.checkpointing import _short, not_saved
 from invreg.plotting import (
     FIGURE_FORMATS,
     check_dpi,
@@ -307,7 +307,7 @@ def _check_same_model(
     Class paths are compared by the class they name (``invreg.models.MLP`` and
     ``invreg.models.mlp.MLP`` are one class); a group by the group it names (``"c4"`` and
     ``Rotations(4)``'s description are one group). An object the checkpoint could not describe
-    (:data:`~invreg.modules.checkpointing.NOT_SAVED`, e.g. a backbone of the user's own class
+    (:func:`~invreg.modules.checkpointing.not_saved`, e.g. a backbone of the user's own class
     that does not inherit :class:`~invreg.config.RecordsInit`) is supplied by the config: it is
     compared by what the mark names, its class (``a MyNet``) or a group's ``repr``.
     """
@@ -316,10 +316,9 @@ def _check_same_model(
     for key in SAME_MODEL_ARGUMENTS:
         if key not in stored or key not in built:
             continue
-        if isinstance(stored[key], str) and stored[key].startswith(NOT_SAVED):
-            given_object = getattr(module, key, built[key])
-            saved = stored[key][len(NOT_SAVED):].strip()
-            given = _short(given_object)
+        saved = not_saved(stored[key])
+        if saved is not None:
+            given = _short(getattr(module, key, built[key]))
         else:
             saved, given = _plain({key: stored[key]})[key], _plain({key: built[key]})[key]
             if _same_description(key, stored[key], built[key], getattr(module, key, None)):
@@ -448,9 +447,10 @@ UNSAVED_FIX = ("make its class inherit invreg.config.RecordsInit (docs/own_model
 
 
 def _unsaved(model_hp: dict) -> list[str]:
-    """The module arguments a checkpoint stores as :data:`NOT_SAVED`, as ``"name (a Class)"``."""
-    return [f"{key} ({value[len(NOT_SAVED):].strip()})" for key, value in model_hp.items()
-            if isinstance(value, str) and value.startswith(NOT_SAVED)]
+    """The module arguments a checkpoint stores as not saved
+    (:func:`~invreg.modules.checkpointing.not_saved`), as ``"name (a Class)"``."""
+    return [f"{key} ({not_saved(value)})" for key, value in model_hp.items()
+            if not_saved(value) is not None]
 
 
 def _nested_class_paths(values: Any, argument: str = "") -> Iterable[tuple[str, str]]:
@@ -541,8 +541,7 @@ class LoadedCheckpoint:
         (``"c4"``), else the group's ``repr``."""
         stored = (self.meta.get("hyper_parameters") or {}).get("group")
         group = self.module.group
-        label = stored if isinstance(stored, str) and not stored.startswith(NOT_SAVED) \
-            else repr(group)
+        label = stored if isinstance(stored, str) and not_saved(stored) is None else repr(group)
         return label, group
 
     def check_group(self, label: str, group: Group) -> None:
@@ -814,11 +813,17 @@ def _png(figure: Any, dpi: int = REPORT_DPI, figure_format: str = "png") -> byte
     return buffer.getvalue()
 
 
-def _keep(report: CheckpointReport, name: str, figure: Any, settings: ReportSettings) -> None:
+def _encode(figure: Any, settings: ReportSettings) -> tuple[bytes, bytes]:
     """The figure as PNG (for the HTML) and in the chosen file format (for ``figures/``)."""
-    report.figures[name] = _png(figure, settings.dpi)
-    report.files[name] = (report.figures[name] if settings.figure_format == "png" else
-                          _png(figure, settings.dpi, settings.figure_format))
+    png = _png(figure, settings.dpi)
+    if settings.figure_format == "png":
+        return png, png
+    return png, _png(figure, settings.dpi, settings.figure_format)
+
+
+def _keep(report: CheckpointReport, name: str, figure: Any, settings: ReportSettings) -> None:
+    """Keep the figure in ``report`` in both encodings (:func:`_encode`)."""
+    report.figures[name], report.files[name] = _encode(figure, settings)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -1082,10 +1087,8 @@ def write_report(
                for item, *groups in plan for label, group in groups]
     comparison = comparison_png = None
     if len(reports) > 1:
-        figure = comparison_figure(reports, settings.drift_source)
-        comparison_png = _png(figure, settings.dpi)
-        comparison = (comparison_png if settings.figure_format == "png" else
-                      _png(figure, settings.dpi, settings.figure_format))
+        comparison_png, comparison = _encode(
+            comparison_figure(reports, settings.drift_source), settings)
     figures_dir = report_dir / "figures"
     if figures_dir.exists():
         shutil.rmtree(figures_dir)

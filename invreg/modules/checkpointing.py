@@ -41,11 +41,19 @@ from invreg.config import try_config
 NOT_SAVED = "<not saved in the checkpoint>"
 
 
+def not_saved(value: object) -> str | None:
+    """What a :data:`NOT_SAVED` mark stands for (``"a MyNet"``), or ``None`` when ``value`` is
+    not such a mark."""
+    if isinstance(value, str) and value.startswith(NOT_SAVED):
+        return value[len(NOT_SAVED):].strip()
+    return None
+
+
 def restored(name: str, value: object) -> object:
     """``value``, unless it is the :data:`NOT_SAVED` mark of an object the checkpoint could not
     describe: then ``ValueError`` naming the argument, the object and the fix."""
-    if isinstance(value, str) and value.startswith(NOT_SAVED):
-        what = value[len(NOT_SAVED):].strip()
+    what = not_saved(value)
+    if what is not None:
         raise ValueError(
             f"{name}: the checkpoint could not store {what} (it has no plain description); "
             f"pass it again: load_from_checkpoint(path, {name}=...)"
