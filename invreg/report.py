@@ -500,9 +500,12 @@ def evaluate_checkpoint(
     on the data's inputs."""
     settings = settings or ReportSettings()
     loaded = LoadedCheckpoint.load(name, ckpt_path, config)
-    label, measured = loaded.training_group() if group is None else (
-        group if isinstance(group, str) else repr(group), resolve_report_group(group)
-        if isinstance(group, str) else group)
+    if group is None:
+        label, measured = loaded.training_group()
+    elif isinstance(group, str):
+        label, measured = group, resolve_report_group(group)
+    else:
+        label, measured = repr(group), group
     loaded.check_group(label, measured)
     return measure(loaded, label, measured, settings)
 
@@ -1074,17 +1077,16 @@ def write_report(
     # every checkpoint loaded and every group checked against its inputs before measuring
     loaded = [LoadedCheckpoint.load(label, ckpt, config)
               for label, ckpt, config in zip(labels, ckpt_paths, per_ckpt, strict=True)]
-    plan = [(item, *(
-        [(name, resolve_report_group(name)) for name in settings.groups]
-        or [item.training_group()])) for item in loaded]
-    for item, *groups in plan:
+    named = [(name, resolve_report_group(name)) for name in settings.groups]
+    plan = [(item, named or [item.training_group()]) for item in loaded]
+    for item, groups in plan:
         for label, group in groups:
             item.check_group(label, group)
     notes = mixed_groups_warning(loaded) if not settings.groups else []
     for note in notes:
         print(f"invreg report: warning: {note}", file=sys.stderr, flush=True)
     reports = [measure(item, label, group, settings)
-               for item, *groups in plan for label, group in groups]
+               for item, groups in plan for label, group in groups]
     comparison = comparison_png = None
     if len(reports) > 1:
         comparison_png, comparison = _encode(
