@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite: one torch thread, a tiny Trainer factory, and one
-upstream hyper-network trained once per session."""
+upstream hyper-network trained once per session. Callback-only fixtures are in
+``tests/callbacks/conftest.py``."""
 
 from __future__ import annotations
 
@@ -33,23 +34,6 @@ def tiny_trainer(tmp_path: Path) -> Callable[..., pl.Trainer]:
         return make_tiny_trainer(tmp_path, **options)
 
     return make
-
-
-@pytest.fixture
-def data():
-    """The callback tests' tiny data module (``callback_helpers.TinyData``)."""
-    from callback_helpers import TinyData  # tests/callbacks is on the path for its tests
-
-    return TinyData()
-
-
-@pytest.fixture(autouse=True)
-def _wandb_disabled_for_callbacks(request: pytest.FixtureRequest,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The callback tests log to W&B only where a test switches it on itself."""
-    if request.path.parent.name == "callbacks":
-        monkeypatch.setenv("WANDB_MODE", "disabled")
-        monkeypatch.setenv("WANDB_SILENT", "true")
 
 
 @pytest.fixture(scope="session")

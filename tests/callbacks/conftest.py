@@ -1,0 +1,20 @@
+"""Fixtures of the callback tests: their tiny data module, and W&B off unless a test switches
+it on itself."""
+
+from __future__ import annotations
+
+import pytest
+from callback_helpers import TinyData
+
+
+@pytest.fixture
+def data() -> TinyData:
+    """The callback tests' tiny data module (``callback_helpers.TinyData``)."""
+    return TinyData()
+
+
+@pytest.fixture(autouse=True)
+def _wandb_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The callback tests log to W&B only where a test switches it on itself."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("WANDB_SILENT", "true")
