@@ -248,7 +248,7 @@ def invariance_report(
     """
     batches = ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size))
     scores = evaluate_invariance(model, batches, group)
-    report = {"acc": 100 * scores["acc"], "orbit_acc": 100 * scores["orbit_acc"],
+    report = {"acc": 100 * scores["accuracy"], "orbit_acc": 100 * scores["orbit_accuracy"],
               "LI": scores["LI"], "DI": scores["DI"], "consistency": scores["consistency"]}
     xs, ys = x[:saliency_samples], y[:saliency_samples]
 

@@ -327,7 +327,8 @@ def choose_weight(group_name: str, settings: Settings, seed: int, loss: str = "l
         scores = evaluate_invariance(model, [(x, y)], group)
         models[weight] = model
         rows[weight] = {"group": group_name, "nu": weight, "val_SI": si,
-                        "val_acc": 100 * scores["acc"], "val_orbit_acc": 100 * scores["orbit_acc"]}
+                        "val_acc": 100 * scores["accuracy"],
+                        "val_orbit_acc": 100 * scores["orbit_accuracy"]}
         settings.progress(f"  {group_name} IR ν={weight:g}: validation SI {si:.3f}, "
                           f"accuracy {rows[weight]['val_acc']:.1f} %")
         return si

@@ -97,7 +97,7 @@ def measure(model, data) -> dict[str, float]:
     data.setup("test")
     val = evaluate_invariance(model, [tuple(data.val_dataset.tensors)], model.group)
     test = evaluate_invariance(model, [tuple(data.test_dataset.tensors)], model.group)
-    return {"val_LI": val["LI"], "val_acc": 100 * val["acc"], "acc": 100 * test["acc"],
+    return {"val_LI": val["LI"], "val_acc": 100 * val["accuracy"], "acc": 100 * test["accuracy"],
             "test_LI": test["LI"], "test_DI": test["DI"]}
 
 
