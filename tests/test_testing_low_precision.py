@@ -11,6 +11,7 @@ import torch
 
 from invreg import models, testing
 from invreg.models import MLP
+from invreg.testing import parametrize_dtypes
 
 LOW = [torch.bfloat16, torch.float16]
 
@@ -25,7 +26,7 @@ def test_the_mlp_is_not_invariant_in_float32():
         testing.assert_invariant(plain_mlp(), "c4")
 
 
-@pytest.mark.parametrize("dtype", LOW, ids=str)
+@parametrize_dtypes(dtypes=LOW)
 def test_low_precision_is_refused_with_the_fix(dtype):
     model = plain_mlp().to(dtype)
     x = testing.random_input(model, "c4")
@@ -44,7 +45,7 @@ def test_low_precision_is_refused_with_the_fix(dtype):
         assert "model.double()" in message and "atol and rtol" in message
 
 
-@pytest.mark.parametrize("dtype", LOW, ids=str)
+@parametrize_dtypes(dtypes=LOW)
 def test_explicit_tolerances_are_checked_in_low_precision(dtype):
     model = plain_mlp().to(dtype)
     with pytest.raises(AssertionError, match="not invariant"):

@@ -23,8 +23,7 @@ from invreg.functional import (
     logits_accuracy,
     relative_invariance_error,
 )
-
-DTYPES = [torch.float32, torch.float64]
+from invreg.testing import parametrize_dtypes
 
 
 # ------------------------------------------------------------- the replaced code, verbatim
@@ -67,7 +66,7 @@ def old_accuracy(model, x: Tensor, y: Tensor) -> float:
 
 
 # ------------------------------------------------------------- relative invariance error
-@pytest.mark.parametrize("dtype", DTYPES)
+@parametrize_dtypes()
 @pytest.mark.parametrize("seed", range(4))
 def test_relative_invariance_error_is_bit_identical_with_its_gradient(dtype, seed):
     generator = torch.Generator().manual_seed(seed)
@@ -109,7 +108,7 @@ def test_relative_invariance_error_rejects_bad_input_naming_the_argument():
 
 
 # ------------------------------------------------------------- bootstrap interval
-@pytest.mark.parametrize("dtype", DTYPES)
+@parametrize_dtypes()
 @pytest.mark.parametrize(("n", "resamples", "confidence", "seed"), [
     (1, 50, 0.95, 0),
     (25, 2000, 0.95, 1),
@@ -149,7 +148,7 @@ def test_bootstrap_interval_rejects_bad_input_naming_the_argument(kwargs, error,
 
 
 # ------------------------------------------------------------- accuracy of plain logits
-@pytest.mark.parametrize("dtype", DTYPES)
+@parametrize_dtypes()
 @pytest.mark.parametrize("seed", range(3))
 def test_model_accuracy_is_bit_identical(dtype, seed):
     torch.manual_seed(seed)

@@ -20,6 +20,7 @@ from invreg.groups import (
     rotate,
 )
 from invreg.groups.rotations import resample
+from invreg.testing import parametrize_dtypes
 
 RESAMPLING = [
     (ContinuousRotations(), torch.tensor([30.0, -70.0])),
@@ -37,7 +38,7 @@ def image(batch=2, size=16, seed=0, dtype=torch.float32):
     return torch.randn(batch, 3, size, size, generator=gen).to(dtype)
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@parametrize_dtypes(dtypes=(torch.bfloat16, torch.float16))
 @pytest.mark.parametrize("group, g", RESAMPLING, ids=lambda v: repr(v) if not
                          isinstance(v, torch.Tensor) else "")
 def test_low_precision_resampling_is_the_float32_result_rounded_once(group, g, dtype):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from invreg.losses import FeatureL2, LogitL2, NormalizedLogitL2, PredictiveKL
+from invreg.testing import parametrize_dtypes
 
 EPS32 = torch.finfo(torch.float32).eps
 
@@ -36,7 +37,7 @@ def test_fp16_logit_l2_does_not_overflow():
     assert ref.grad.dtype == torch.float16 and torch.isfinite(ref.grad).all()
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@parametrize_dtypes(dtypes=(torch.float16, torch.bfloat16))
 def test_half_losses_match_float64_on_the_same_values(dtype):
     ref = logits(dtype, (128, 9), 6.0)
     other = logits(dtype, (128, 4, 9), 6.0, seed=1)

@@ -31,6 +31,7 @@ from invreg.metrics import (
     OrbitConsistency,
     PredictiveDistributionInvariance,
 )
+from invreg.testing import parametrize_dtypes
 
 EPS32 = torch.finfo(torch.float32).eps
 HALF_DTYPES = [torch.float16, torch.bfloat16]
@@ -73,7 +74,7 @@ def kl_pair_tolerance(orbit):
     return 2 * EPS32 * ((2 * m + math.log(c) + 3) * (spread + 2) + c * spread)
 
 
-@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+@parametrize_dtypes(dtypes=HALF_DTYPES)
 def test_logit_invariance_of_half_logits_is_finite_and_exact_to_float32(dtype):
     orbit, _ = make_orbit(dtype)
     metric = LogitInvariance()
@@ -86,7 +87,7 @@ def test_logit_invariance_of_half_logits_is_finite_and_exact_to_float32(dtype):
     assert value.item() == pytest.approx(expected, rel=(classes + pairs + 4) * EPS32)
 
 
-@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+@parametrize_dtypes(dtypes=HALF_DTYPES)
 def test_every_orbit_metric_in_batches_matches_float64(dtype):
     orbit, _ = make_orbit(dtype, batch=96, n=4, classes=7, noise=0.2)
     target = orbit[:, 0].argmax(-1)
@@ -152,7 +153,7 @@ def test_functional_reductions_accumulate_in_float32():
     assert logit_invariance(orbit.double()).dtype == torch.float64  # float64 stays float64
 
 
-@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+@parametrize_dtypes(dtypes=HALF_DTYPES)
 def test_saliency_similarity_of_half_maps(dtype):
     gen = torch.Generator().manual_seed(0)
     maps = torch.rand(8, 4, 1, 12, 12, generator=gen, dtype=torch.float64).to(dtype)
@@ -184,7 +185,7 @@ def test_integrated_gradients_of_a_bfloat16_model_are_float32():
     torch.testing.assert_close(maps.double(), expected, rtol=52 * EPS32, atol=0.0)
 
 
-@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+@parametrize_dtypes(dtypes=HALF_DTYPES)
 def test_geed_of_half_features(dtype):
     gen = torch.Generator().manual_seed(0)
     x = (torch.randn(6, 2, 8, 8, generator=gen, dtype=torch.float64) * 30).to(dtype)

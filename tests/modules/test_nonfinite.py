@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from invreg.models import MLP
 from invreg.modules import InvarianceModule, NonFiniteLossError
+from invreg.testing import parametrize_dtypes
 
 
 def tiny_net():
@@ -112,7 +113,7 @@ def test_non_finite_inputs_are_refused_even_when_the_loss_stays_finite(policy, b
         module.shared_step((x, y), "train")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@parametrize_dtypes(dtypes=(torch.float32, torch.float16))
 def test_large_finite_inputs_whose_sum_overflows_pass(dtype):
     from invreg.modules.checkpointing import check_finite_inputs
 
