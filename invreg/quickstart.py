@@ -154,7 +154,7 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
     for name, r in results.items():
         label = f"{name} ({RUNS[name][0]})"
         lines.append(
-            f"{label:<28} {100 * r['acc']:>7.1f} {_fixed(r['DI'], 4):>9} "
+            f"{label:<28} {100 * r['accuracy']:>7.1f} {_fixed(r['DI'], 4):>9} "
             f"{_fixed(r['LI'], 4):>9} {r['consistency']:>18.3f}"
         )
     return "\n".join(lines)
@@ -165,10 +165,10 @@ def chance_warnings(results: dict[str, dict[str, float]], num_classes: int) -> l
     its invariance numbers describe a model that learned nothing (a constant is invariant)."""
     chance = 1.0 / num_classes
     return [
-        f"warning: {name} is at chance level ({100 * r['acc']:.1f} % with {num_classes} "
+        f"warning: {name} is at chance level ({100 * r['accuracy']:.1f} % with {num_classes} "
         f"classes): it learned nothing, so its DI/LI/consistency say nothing; train longer "
         f"(trainer.max_epochs), raise the learning rate (model.init_args.lr) or widen the model"
-        for name, r in results.items() if r["acc"] <= chance + 0.02
+        for name, r in results.items() if r["accuracy"] <= chance + 0.02
     ]
 
 

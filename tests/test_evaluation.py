@@ -75,3 +75,27 @@ def test_eval_mode_yields_the_model_and_nests():
             assert not net[0].training
         assert not net.training  # the inner block restores eval, the outer one's state
     assert net.training and net[1].training
+
+
+def test_scores_use_the_orbit_metrics_names_and_old_keys_name_the_new_ones():
+    import copy
+    import json
+    import pickle
+
+    model, (x, y) = linear(), data()
+    scores = evaluate_invariance(model, [(x, y)], T3)
+    assert list(scores) == ["accuracy", "DI", "LI", "consistency", "orbit_accuracy"]
+    for old, new in (("acc", "accuracy"), ("orbit_acc", "orbit_accuracy")):
+        with pytest.raises(KeyError, match=rf"'{old}' was renamed '{new}'"):
+            scores[old]
+        # everything but [] behaves as for a plain dict
+        assert old not in scores and scores.get(old) is None and scores.get(old, 1) == 1
+    with pytest.raises(KeyError) as error:
+        scores["nope"]
+    assert error.value.args == ("nope",)
+    plain = dict(scores)
+    assert scores == plain and json.loads(json.dumps(scores)) == plain
+    for twin in (pickle.loads(pickle.dumps(scores)), copy.deepcopy(scores)):
+        assert twin == plain and list(twin) == list(plain)
+        with pytest.raises(KeyError, match="'acc' was renamed 'accuracy'"):
+            twin["acc"]

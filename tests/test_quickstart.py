@@ -92,6 +92,10 @@ def test_config_without_logger_gets_a_csv_logger_in_one_folder_per_model(tmp_pat
     assert not (out_dir / "DA" / "DA").exists()
     line = next(line for line in out.splitlines() if line.strip().startswith("DA:"))
     assert "metrics.csv" in line and "saliency/" not in line  # lists only what was written
+    # the test scores are logged under the OrbitMetrics names
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"test_orbit/accuracy", "test_orbit/orbit_accuracy"} <= set(header)
+    assert "test_orbit/acc" not in header
 
 
 def test_logger_false_is_kept(tmp_path):
@@ -103,11 +107,15 @@ def test_logger_false_is_kept(tmp_path):
 
 
 def test_table_prints_no_negative_zero_and_flags_chance_level():
-    table = quickstart.format_table({"DA": {"acc": 0.1, "DI": -3e-9, "LI": 0.5,
+    table = quickstart.format_table({"DA": {"accuracy": 0.1, "DI": -3e-9, "LI": 0.5,
                                             "consistency": 1.0}})
     assert "-0.0000" not in table and " 0.0000" in table
+    assert table.splitlines()[0].split() == ["model", "acc", "%", "DI", "LI", "orbit",
+                                             "consistency"]  # display labels, not keys
+    assert table.splitlines()[2].split()[3] == "10.0"
     assert quickstart._fixed(-0.25, 4) == "-0.2500"
-    warnings = quickstart.chance_warnings({"DA": {"acc": 0.1}, "IR": {"acc": 0.9}}, 10)
+    warnings = quickstart.chance_warnings({"DA": {"accuracy": 0.1}, "IR": {"accuracy": 0.9}},
+                                          10)
     assert len(warnings) == 1 and warnings[0].startswith("warning: DA is at chance level")
 
 

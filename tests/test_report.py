@@ -154,7 +154,7 @@ def test_numbers_are_those_of_evaluate_invariance(report, checkpoints):
     module, datamodule, _ = load_checkpoint(checkpoints["IR"])
     datamodule.setup("test")
     expected = evaluate_invariance(module, datamodule.test_dataloader(), module.group)
-    for key, label in (("acc", "accuracy"), ("orbit_acc", "orbit accuracy"), ("DI", "DI"),
+    for key, label in (("accuracy", "accuracy"), ("orbit_accuracy", "orbit accuracy"), ("DI", "DI"),
                        ("LI", "LI"), ("consistency", "orbit consistency")):
         assert first_number(table[label]["IR"]) == pytest.approx(expected[key], rel=5e-4), label
 
