@@ -17,14 +17,9 @@ from invreg.callbacks.base import (
     fixed_elements,
     measured_group,
 )
-from invreg.functional.saliency import (
-    SaliencyRecipe,
-    orbit_saliency,
-    postprocess_saliency,
-    saliency_similarity,
-)
+from invreg.functional.saliency import SaliencyRecipe
 from invreg.groups import Group
-from invreg.metrics.saliency import BACKGROUND, resolve_baseline
+from invreg.metrics.saliency import BACKGROUND, SaliencyInvarianceSimilarity, resolve_baseline
 from invreg.plotting import (
     DEFAULT_DPI,
     check_dpi,
@@ -47,8 +42,9 @@ class SaliencyCallback(InvarianceCallback):
     the saliency map of every orbit element ``g`` mapped back into ``x``'s frame,
     ``g⁻¹·m(g·x)`` (identity first, so column 2 is ``m(x)``). For an invariant decision process
     the columns of a row are equal. Each row is labelled with its SI (mean cosine to ``m(x)``).
-    Maps come from :func:`invreg.functional.saliency.orbit_saliency` for the label's class, by
-    default with the paper's recipe (|integrated gradients|, 0.9·max threshold, 3×3 blur);
+    Maps and SI come from :class:`~invreg.metrics.SaliencyInvarianceSimilarity` (its
+    ``keep_maps``) for the label's class, by default with the paper's recipe (|integrated
+    gradients|, 0.9·max threshold, 3×3 blur);
     inverse transformations are the group's own (``group.act(m, group.inverse(g))``).
     ``style="overlay"`` draws the raw maps instead (the recipe without threshold and blur),
     over the input; SI is the recipe's either way (both come from one backward pass).
@@ -118,26 +114,21 @@ class SaliencyCallback(InvarianceCallback):
             return {}
         x, y = self._full_subset(split, pl_module.device)
         group = measured_group(self.group, pl_module, type(self).__name__)
-        elements = fixed_elements(group, self.orbit_size, self.seed)
         baseline, fell_back = resolve_baseline(
             self.recipe.baseline, trainer.datamodule, type(self).__name__, not self._warned
         )
         self._warned = self._warned or fell_back
-        recipe = replace(self.recipe, baseline=baseline)
-        # raw maps once; the recipe's threshold and blur on top: one batched backward for SI
-        # and for either style of figure
-        raw = orbit_saliency(pl_module, x, y, group,
-                             replace(recipe, threshold=None, blur=False), elements=elements)
-        maps = postprocess_saliency(
-            raw.flatten(0, 1), threshold=recipe.threshold, blur=recipe.blur,
-            blur_kernel_size=recipe.blur_kernel_size, blur_sigma=recipe.blur_sigma,
-        ).reshape_as(raw)
-        similarity = saliency_similarity(maps, reduction="none")
-        elems = elements if elements is not None else torch.arange(group.order)
-        shown = raw if self.style == "overlay" else maps
+        # SI and both styles of figure from one batched backward; rank 0 alone: no sync
+        metric = SaliencyInvarianceSimilarity(
+            group, replace(self.recipe, baseline=baseline), keep_maps=x.shape[0],
+            sync_on_compute=False,
+        ).to(pl_module.device)
+        metric.update(pl_module, x, y, elements=fixed_elements(group, self.orbit_size, self.seed))
+        kept = metric.kept_maps()
         figure = grid_figure(
-            x, shown, similarity.mean(dim=1), _element_labels(group, elems), targets=y,
-            style=self.style, title=f"Saliency over the orbit: {model_title(pl_module, group)}",
+            kept.x, kept.raw if self.style == "overlay" else kept.maps, kept.similarity,
+            _element_labels(group, kept.elements), targets=kept.targets, style=self.style,
+            title=f"Saliency over the orbit: {model_title(pl_module, group)}",
         )
         step = self.step(trainer)
         path = self.local_path(trainer, f"{split}_step{step:06d}.{self.figure_format}")
@@ -147,7 +138,7 @@ class SaliencyCallback(InvarianceCallback):
         )
         log_figure(trainer, self.key(split, "grid"), figure, step, path, caption,
                    dpi=self.dpi, figure_format=self.figure_format)
-        return {"SI": similarity.mean().item(), "SI_baseline": float(baseline)}
+        return {"SI": metric.compute().item(), "SI_baseline": float(baseline)}
 
     def _full_subset(self, split: str, device: torch.device) -> tuple[Tensor, Tensor | None]:
         x, y = self._subsets[split]
@@ -271,9 +262,5 @@ def _tile(grid: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def _element_labels(group: Group, elements: Tensor) -> list[str]:
-    if hasattr(group, "angles"):
-        return [f"{a:g}°" for a in group.angles(elements.cpu()).tolist()]
-    if elements.ndim == 1:
-        return [f"g={v:.3g}" if elements.is_floating_point() else f"g={v}"
-                for v in elements.tolist()]
-    return [f"g{i}" for i in range(elements.shape[0])]
+    """:meth:`Group.element_labels <invreg.groups.Group.element_labels>`."""
+    return group.element_labels(elements)

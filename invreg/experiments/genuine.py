@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from invreg import functional as IF
 from invreg.data import MNISTDataModule
 from invreg.data.drift import get_drift_source, match_statistics
 from invreg.evaluation import evaluate_invariance
@@ -51,7 +50,7 @@ from invreg.experiments.core import (
 )
 from invreg.functional.drift import check_betas
 from invreg.groups import get_group
-from invreg.metrics import DriftMetrics
+from invreg.metrics import DriftMetrics, SaliencyInvarianceSimilarity
 from invreg.modules import InvarianceModule
 
 GROUPS = {"R4": "c4", "T3": "t3"}
@@ -160,12 +159,16 @@ def validation_li(model, data: MNISTDataModule, group: str) -> float:
 
 
 def validation_si(model, data: MNISTDataModule, group: str, settings: Settings) -> float:
+    """SI of ``model`` on the first ``eval_samples`` validation samples: integrated gradients
+    (``ig_steps`` steps) from the data's empty pixel, the paper's post-processing."""
     data.setup("validate")
     x, y = data.val_dataset.tensors
     n = settings.scale.eval_samples
-    return IF.saliency_invariance(model, x[:n], y[:n], get_group(group), "integrated_gradients",
-                                  steps=settings.scale.ig_steps, baseline=data.background,
-                                  max_batch_size=1024).item()
+    metric = SaliencyInvarianceSimilarity(group, "integrated_gradients",
+                                          steps=settings.scale.ig_steps, baseline=data.background,
+                                          max_batch_size=1024)
+    metric.update(model, x[:n], y[:n])
+    return metric.compute().item()
 
 
 @dataclass(frozen=True)

@@ -571,6 +571,41 @@ def orbit_saliency(
     return processed.reshape(batch, n, *x.shape[1:])
 
 
+def orbit_saliency_stages(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor | None,
+    group: Group | str,
+    recipe: SaliencyRecipe | AttributionMethod | None = None,
+    *,
+    max_batch_size: int | None = None,
+    num_samples: int | None = None,
+    generator: torch.Generator | None = None,
+    elements: Tensor | None = None,
+    **options: Any,
+) -> tuple[Tensor, Tensor]:
+    """:func:`orbit_saliency`'s maps before and after thresholding and blur, from one batched
+    backward: ``(raw, maps)``, both ``[B, N, *D]``.
+
+    ``raw`` are the attributions mapped back (``g_j⁻¹ · a(g_j·x)``), ``|·|`` when
+    ``recipe.absolute``, without threshold or blur; ``maps`` are ``raw`` thresholded and
+    blurred as the recipe says, equal to :func:`orbit_saliency`'s output with the same
+    arguments (the same operations). A figure of the raw maps and SI of the processed ones
+    thus need one backward. Arguments as for :func:`orbit_saliency`.
+    """
+    recipe = make_recipe(recipe, SaliencyRecipe(), options)
+    raw = orbit_saliency(
+        model, x, target, group, replace(recipe, threshold=None, blur=False),
+        max_batch_size=max_batch_size, num_samples=num_samples, generator=generator,
+        elements=elements,
+    )
+    maps = postprocess_saliency(
+        raw.flatten(0, 1), threshold=recipe.threshold, blur=recipe.blur,
+        blur_kernel_size=recipe.blur_kernel_size, blur_sigma=recipe.blur_sigma,
+    ).reshape_as(raw)
+    return raw, maps
+
+
 def saliency_invariance(
     model: nn.Module,
     x: Tensor,
@@ -869,6 +904,7 @@ __all__ = [
     "import_captum_attr",
     "is_captum_method",
     "orbit_saliency",
+    "orbit_saliency_stages",
     "postprocess_saliency",
     "resolve_target",
     "saliency",

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import pytorch_lightning as pl
+import torch
 from torch import Tensor, nn
+from torchmetrics.utilities import dim_zero_cat
 
+from invreg.functional.invariance import resolve_elements
 from invreg.functional.saliency import (
     BACKGROUND,
     RECIPE_FIELDS,
@@ -25,7 +28,8 @@ from invreg.functional.saliency import (
     SaliencyRecipe,
     is_captum_method,
     make_recipe,
-    saliency_invariance,
+    orbit_saliency_stages,
+    saliency_similarity,
 )
 from invreg.groups import Group, get_group
 from invreg.metrics.base import SumCountMetric, config_digest
@@ -115,6 +119,31 @@ def recipe_key(recipe: SaliencyRecipe) -> Any:
     return (f"{type(method).__module__}.{type(method).__qualname__} instance", *others)
 
 
+@dataclass(frozen=True)
+class SaliencyMaps:
+    """The maps :class:`SaliencyInvarianceSimilarity` keeps with ``keep_maps=R``: the first
+    ``R`` samples it saw (``R'`` ≤ ``R`` of them), all on the orbit ``elements``.
+
+    Attributes:
+        x: the inputs ``[R', *D]``.
+        raw: the attributions mapped back, ``g⁻¹·a(g·x)``, ``|·|`` when the recipe says so,
+            without threshold or blur ``[R', N, *D]`` (identity first).
+        maps: ``raw`` thresholded and blurred as the recipe says ``[R', N, *D]``: the maps SI
+            compares.
+        similarity: each sample's SI, the mean over ``g ≠ e`` of its cosines ``[R']``.
+        targets: the classes passed to ``update`` ``[R']``; ``None`` when the explained class
+            was the prediction (no ``target``, or ``target_class="prediction"``).
+        elements: the orbit elements ``[N]`` (identity first).
+    """
+
+    x: Tensor
+    raw: Tensor
+    maps: Tensor
+    similarity: Tensor
+    targets: Tensor | None
+    elements: Tensor
+
+
 class SaliencyInvarianceSimilarity(SumCountMetric):
     """Saliency invariance similarity SI (decision-process level; higher is better, 1 invariant).
 
@@ -143,6 +172,16 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
       ``num_samples`` of them). An empty batch leaves the state unchanged; maps and cosines
       run in at least float32.
     - ``compute()``: scalar in ``[−1, 1]``; NaN with a ``UserWarning`` if nothing was seen.
+    - ``per_sample_values()`` (with ``per_sample=True``): each sample's SI, the mean over
+      ``g ≠ e`` of its cosines, ``[samples seen]`` in the order seen: a ``"cat"`` state,
+      gathered across processes like the sum and the count (each process's samples in turn).
+    - ``kept_maps()`` (with ``keep_maps=R``): a :class:`SaliencyMaps` of the first ``R``
+      samples seen — inputs, raw and processed maps, per-sample SI, targets, elements — or
+      ``None`` before any sample; the maps of a figure, from the same backward as SI. They
+      are not metric state: not gathered across processes, not in ``state_dict``, not moved
+      by ``.to()``; ``reset()`` drops them. Samples of an ``update`` whose orbit elements
+      differ from the kept ones are not kept (pass ``elements`` to fix the orbit of a
+      continuous group).
 
     Args:
         group: a :class:`~invreg.groups.Group` or its name (``"c4"``, ``"t3"``...).
@@ -157,6 +196,10 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
         target_class: ``"label"`` explains the ``target`` passed to ``update`` (the predicted
             class when it is ``None``); ``"prediction"`` always explains the predicted class.
         max_batch_size, num_samples: see :func:`~invreg.functional.saliency_invariance`.
+        per_sample: keep each sample's SI for :meth:`per_sample_values` (a bootstrap
+            interval, a figure's row labels); memory grows with the samples seen.
+        keep_maps: keep the first ``keep_maps`` samples' maps for :meth:`kept_maps`
+            (default 0: none).
 
     >>> import torch
     >>> from invreg.groups import Rotations
@@ -184,10 +227,22 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
         target_class: str = "label",
         max_batch_size: int | None = None,
         num_samples: int | None = None,
+        per_sample: bool = False,
+        keep_maps: int = 0,
         **kwargs: Any,
     ) -> None:
         options = {k: kwargs.pop(k) for k in RECIPE_FIELDS if k in kwargs}
         super().__init__(**kwargs)
+        if not isinstance(per_sample, bool):
+            raise TypeError(f"per_sample: expected True or False, got {per_sample!r}")
+        if isinstance(keep_maps, bool) or not isinstance(keep_maps, int) or keep_maps < 0:
+            raise ValueError(
+                f"keep_maps: expected the number of samples whose maps to keep (an integer "
+                f">= 0), got {keep_maps!r}"
+            )
+        self.per_sample, self.keep_maps = per_sample, keep_maps
+        self._kept: list[SaliencyMaps] = []
+        self._in_forward = False
         #: the recipe of the maps (its baseline may be ``"background"``)
         self.recipe = make_recipe(recipe, DEFAULT_RECIPE, options)
         if target_class not in TARGET_CLASSES:
@@ -200,6 +255,9 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
         self.max_batch_size, self.num_samples = max_batch_size, num_samples
         digest = config_digest(self.group, target_class, recipe_key(self.recipe), num_samples)
         self._init_states(f"similarity_sum_{digest}", f"similarity_pairs_{digest}")
+        self._per_sample_name = f"similarity_per_sample_{digest}"
+        if per_sample:
+            self.add_state(self._per_sample_name, default=[], dist_reduce_fx="cat")
 
     def update(
         self,
@@ -221,9 +279,83 @@ class SaliencyInvarianceSimilarity(SumCountMetric):
             )
             self._warned = self._warned or fell_back
         self.baseline_value = baseline
-        similarity = saliency_invariance(
+        if elements is None and self._kept_count() < self.keep_maps:
+            # the orbit of the kept maps' columns (drawn as orbit_saliency would draw it)
+            elements = resolve_elements(self.group, x, self.num_samples, None, None)
+        raw, maps = orbit_saliency_stages(
             model, x, target, self.group, replace(self.recipe, baseline=baseline),
-            reduction="none", max_batch_size=self.max_batch_size,
-            num_samples=self.num_samples, elements=elements,
+            max_batch_size=self.max_batch_size, num_samples=self.num_samples, elements=elements,
         )
+        similarity = saliency_similarity(maps, reduction="none")  # [B, N − 1]
         self._accumulate(similarity.sum(), similarity.numel())
+        if not (self.per_sample or self.keep_maps):
+            return
+        per_sample = similarity.mean(dim=1).detach()
+        if self.per_sample:
+            getattr(self, self._per_sample_name).append(per_sample)
+        room = self.keep_maps - self._kept_count()
+        if room > 0 and x.shape[0] and (
+            not self._kept or torch.equal(self._kept[0].elements, elements.to(x.device))
+        ):
+            rows = slice(0, room)
+            self._kept.append(SaliencyMaps(
+                x[rows].detach().clone(), raw[rows].clone(), maps[rows].clone(),
+                per_sample[rows].clone(), None if target is None else target[rows].clone(),
+                elements.to(x.device),
+            ))
+
+    def per_sample_values(self) -> Tensor:
+        """Each sample's SI (mean over ``g ≠ e`` of its cosines) in the order seen, ``[samples]``
+        (gathered across processes); needs ``per_sample=True``."""
+        if not self.per_sample:
+            raise ValueError(
+                "per_sample_values(): this metric keeps no per-sample values; construct it "
+                "with per_sample=True"
+            )
+        with self.sync_context(
+            dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync,
+            should_unsync=self._should_unsync,
+        ):
+            state = getattr(self, self._per_sample_name)
+            if isinstance(state, list) and not state:
+                return torch.zeros(0, device=self.device)
+            return dim_zero_cat(state).clone()
+
+    def kept_maps(self) -> SaliencyMaps | None:
+        """The first ``keep_maps`` samples' maps (:class:`SaliencyMaps`), ``None`` before any;
+        ``ValueError`` when the metric keeps none (``keep_maps=0``)."""
+        if not self.keep_maps:
+            raise ValueError(
+                "kept_maps(): this metric keeps no maps; construct it with keep_maps=<samples>"
+            )
+        if not self._kept:
+            return None
+        parts = self._kept
+        targets = parts[0].targets
+        if any(part.targets is None for part in parts):
+            targets = None
+        elif len(parts) > 1:
+            targets = torch.cat([part.targets for part in parts])
+        if len(parts) == 1:
+            return replace(parts[0], targets=targets)
+        return SaliencyMaps(
+            torch.cat([part.x for part in parts]), torch.cat([part.raw for part in parts]),
+            torch.cat([part.maps for part in parts]),
+            torch.cat([part.similarity for part in parts]), targets, parts[0].elements,
+        )
+
+    def _kept_count(self) -> int:
+        return sum(part.x.shape[0] for part in self._kept)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        # torchmetrics' forward resets the state around the batch's update: keep the maps
+        self._in_forward = True
+        try:
+            return super().forward(*args, **kwargs)
+        finally:
+            self._in_forward = False
+
+    def reset(self) -> None:
+        super().reset()
+        if not self._in_forward:
+            self._kept = []
