@@ -258,6 +258,58 @@ class Group(RecordsInit, ABC):
         sampled = self.sample(num_samples - 1, generator=generator, device=device)
         return torch.cat([self.identity(1, device=device).to(sampled.dtype), sampled])
 
+    def fixed_elements(self, count: int, seed: int) -> Tensor | None:
+        """The elements a repeated measurement uses every time, so evaluations compare alike.
+
+        ``None`` for a finite group: measure its full orbit (:meth:`orbit`). For a continuous
+        group, ``count`` elements (identity first, :meth:`elements`) drawn from a generator
+        seeded with ``seed``: the same seed gives the same elements, call after call.
+
+        >>> from invreg.groups import ContinuousRotations, Rotations
+        >>> Rotations(4).fixed_elements(8, seed=0) is None
+        True
+        >>> angles = ContinuousRotations().fixed_elements(3, seed=0)
+        >>> angles.shape, bool(angles[0] == 0)
+        (torch.Size([3]), True)
+        """
+        if self.is_finite:
+            return None
+        return self.elements(count, generator=torch.Generator().manual_seed(seed))
+
+    def element_labels(self, elements: Tensor) -> list[str]:
+        """Short display names of a batch of elements ``[N, *element_shape]``, one per element
+        (the column titles of an orbit figure).
+
+        Scalar elements are named by their value (``"g=2"``; ``"g=0.785"`` for a continuous
+        group, three significant digits), vector elements by their position (``"g0"``,
+        ``"g1"``, ...). Groups with a more telling name override it: :class:`~invreg.groups.
+        Rotations` gives the angle (``"90°"``). Elements are validated by
+        :meth:`check_elements`.
+
+        >>> from invreg.groups import CyclicShifts, Rotations
+        >>> Rotations(4).element_labels(torch.arange(4))
+        ['0°', '90°', '180°', '270°']
+        >>> CyclicShifts(3).element_labels(torch.arange(3))
+        ['g=0', 'g=1', 'g=2']
+        """
+        elements = self._element_batch(elements, "element_labels(elements)")
+        if elements.ndim == 1:
+            return [f"g={v:.3g}" if elements.is_floating_point() else f"g={v}"
+                    for v in elements.tolist()]
+        return [f"g{i}" for i in range(elements.shape[0])]
+
+    def _element_batch(self, elements: Tensor, name: str) -> Tensor:
+        """Validated elements (:meth:`check_elements`) that form a batch ``[N,
+        *element_shape]``, else ``ValueError`` naming ``name`` and the shape received."""
+        elements = self.check_elements(elements, name)
+        if elements.ndim != len(self.element_shape) + 1:
+            batch = "".join(f", {d}" for d in self.element_shape)
+            raise ValueError(
+                f"{self!r}.{name}: expected a batch of shape [N{batch}], got shape "
+                f"{tuple(elements.shape)}"
+            )
+        return elements
+
     def check_elements(
         self,
         g: Tensor | int | float,
@@ -439,14 +491,8 @@ class Group(RecordsInit, ABC):
         :meth:`check_elements`) to the whole batch: ``[B, N, *x.shape[1:]]``; ``fill`` as in
         :meth:`act`."""
         self.check_input(x)
-        elems = self.check_elements(elems, "orbit_from_elements(elems)")
+        elems = self._element_batch(elems, "orbit_from_elements(elems)")
         fill = self.check_fill(fill, "orbit_from_elements(fill)")
-        if elems.ndim != len(self.element_shape) + 1:
-            batch = "".join(f", {d}" for d in self.element_shape)
-            raise ValueError(
-                f"{self!r}.orbit_from_elements(elems): expected a batch of shape [N{batch}], "
-                f"got shape {tuple(elems.shape)}"
-            )
         out = x.new_empty(x.shape[0], elems.shape[0], *x.shape[1:])
         # one device-to-host transfer for all elements; each copy is written in place
         ones = None if fill == 0.0 or self.is_exact else torch.ones_like(x[:, :1])

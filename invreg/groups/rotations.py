@@ -143,6 +143,11 @@ class Rotations(Group):
         """The rotation angle of each element, in degrees."""
         return g.to(torch.float64) * (360.0 / self.n)
 
+    def element_labels(self, elements: Tensor) -> list[str]:
+        """Each element's angle in degrees, e.g. ``["0°", "90°", "180°", "270°"]``."""
+        elements = self._element_batch(elements, "element_labels(elements)")
+        return [f"{a:g}°" for a in self.angles(elements.cpu()).tolist()]
+
     def _inverse(self, g: Tensor) -> Tensor:
         return (-g) % self.n
 
