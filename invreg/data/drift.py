@@ -378,6 +378,21 @@ def get_drift_source(source: str | DriftSource, **options: Any) -> DriftSource:
     )
 
 
+def drifted(
+    x: Tensor, source: str | DriftSource, beta: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """``x`` drifted with weight ``beta``: ``blend(x, match_statistics(d, x), beta)``, where
+    ``d`` holds one sample of ``source`` (a :class:`DriftSource` or its name) per input of
+    ``x`` ``[B, *D]``, drawn with ``generator``.
+
+    >>> x = torch.randn(4, 1, 8, 8)
+    >>> torch.equal(drifted(x, "noise", 0.0), x), drifted(x, "noise", 0.5).shape
+    (True, torch.Size([4, 1, 8, 8]))
+    """
+    drift = get_drift_source(source).sample(x.shape[0], x.shape[1:], generator)
+    return blend(x, match_statistics(drift, x), beta)
+
+
 __all__ = [
     "DRIFT_SOURCES",
     "FASHION_MNIST_ENV",
@@ -388,6 +403,7 @@ __all__ = [
     "NoiseDrift",
     "TensorDrift",
     "blend",
+    "drifted",
     "find_fashion_mnist",
     "get_drift_source",
     "match_statistics",

@@ -26,7 +26,7 @@ import math
 import torch
 
 from invreg.data import DigitsDataModule
-from invreg.data.drift import blend, get_drift_source, match_statistics
+from invreg.data.drift import drifted
 from invreg.experiments.core import Results, Settings, held_out_tensors, mean_std, train
 from invreg.groups import get_group
 from invreg.metrics import LayerInvariance
@@ -92,9 +92,7 @@ def layerwise(settings: Settings) -> Results:
     for seed in range(settings.seeds):
         data = DigitsDataModule(upscale=2, batch_size=64, seed=seed)
         x, _ = held_out_tensors(data, settings.scale.eval_samples * 4)
-        gen = torch.Generator().manual_seed(seed)
-        source = get_drift_source("natural_images")
-        x_ood = blend(x, match_statistics(source.sample(x.shape[0], x.shape[1:], gen), x), beta)
+        x_ood = drifted(x, "natural_images", beta, torch.Generator().manual_seed(seed))
         torch.manual_seed(seed)
         for name, (module, layers) in models(data, weight).items():
             model = train(module, data, settings, f"layerwise/{name.replace(' ', '_')}", seed)

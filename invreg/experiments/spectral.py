@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from invreg import functional as IF
+from invreg.evaluation import evaluate_invariance
 from invreg.experiments.core import Results, Settings, Table, held_out_tensors, mean_std, train
 from invreg.experiments.genuine import (
     WEIGHT_LEGEND,
@@ -25,7 +25,6 @@ from invreg.experiments.genuine import (
     selected_groups,
 )
 from invreg.functional.spectral import jacobian_spectral_norm, weight_singular_values
-from invreg.groups import get_group
 
 #: name -> (invariance loss, how its ν is searched); DA trains with augmentation alone. The
 #: logit L2 comes last: it is Table 1's IR, so with a model cache it is usually trained already.
@@ -101,16 +100,18 @@ def spectral_decay(settings: Settings) -> Results:
 
 
 def measure(model, data, group: str, settings: Settings) -> dict[str, float]:
+    """Test accuracy (%) and LI over the group's orbits of the held-out images (one
+    :class:`~invreg.metrics.OrbitMetrics` through :func:`~invreg.evaluation.evaluate_invariance`),
+    σ_max of the Jacobian on the first ``eval_samples`` of them and of the first weight matrix."""
     x, y = held_out_tensors(data)
-    with torch.no_grad():
-        orbit = IF.orbit_logits(model, x, get_group(group))
+    scores = evaluate_invariance(model, [(x, y)], group)
     xs = x[: settings.scale.eval_samples]
     sigma = jacobian_spectral_norm(model, xs, generator=torch.Generator().manual_seed(0)).mean()
     first = next(iter(weight_singular_values(model.backbone, k=1).values()))[0]
-    return {"acc": 100 * IF.accuracy(orbit, y).item(),
+    return {"acc": 100 * scores["accuracy"],
             "jacobian_sigma_max": sigma.item(), "jacobian_sigma_max_raw": sigma.item() / data.std,
             "first_layer_sigma_max": first.item(), "first_layer_sigma_max_raw":
-            first.item() / data.std, "LI": IF.logit_invariance(orbit).item()}
+            first.item() / data.std, "LI": scores["LI"]}
 
 
 def figure(summary):
