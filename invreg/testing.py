@@ -50,11 +50,11 @@ Precision in your own tests: :func:`parametrize_dtypes` runs a test in float32 a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -62,6 +62,8 @@ from torch import Tensor, nn
 from invreg.evaluation import eval_mode as evaluation_mode
 from invreg.functional import orbit_logits
 from invreg.groups import Group, get_group
+from invreg.groups.e2cnn import act as e2cnn_act
+from invreg.groups.e2cnn import is_geometric_tensor
 
 #: the dtypes :func:`parametrize_dtypes` runs a test in
 DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
@@ -271,10 +273,10 @@ def assert_equivariant(
     """Assert ``module(g·x) == g·module(x)`` for every element ``g`` of the orbit.
 
     ``in_action(x, g)`` / ``out_action(y, g)`` act by one element ``g`` (a scalar tensor of the
-    group's element type) on the input / output. Defaults: for an e2cnn ``GeometricTensor`` its
-    field type's ``transform`` (the group's element mapped onto the gspace's fibre group, as in
+    group's element type) on the input / output. Defaults: for an e2cnn ``GeometricTensor`` the
+    action its field type says (:func:`invreg.groups.e2cnn.act`, in the tensor's dtype; as in
     :func:`~invreg.functional.geed`: ``Rotations`` / ``ContinuousRotations`` on ``Rot2dOnR2``,
-    ``Dihedral`` on ``FlipRot2dOnR2``); for a plain tensor the group's own
+    ``Dihedral`` on ``FlipRot2dOnR2``, ``Flips``); for a plain tensor the group's own
     :meth:`~invreg.groups.Group.act` (feature maps ``[B, C, H, W]``). ``GeometricTensor``
     outputs are compared through their ``.tensor``. Tolerances, the floor for non-exact groups
     (input and output round trips added), eval mode and the errors raised are those of
@@ -292,7 +294,7 @@ def assert_equivariant(
     x_tensor = _tensor_of(x, "x")
     if in_action is None:
         in_action = _default_action(group, x, "x")
-        if not _is_geometric(x):
+        if not is_geometric_tensor(x):
             _check_input(module, group, x_tensor)
     elif not callable(in_action):
         raise TypeError(f"in_action: expected a callable (x, g), got {type(in_action).__name__}")
@@ -484,12 +486,8 @@ def _model_dtype(model: nn.Module) -> torch.dtype | None:
     return None
 
 
-def _is_geometric(value: Any) -> bool:
-    return type(value).__name__ == "GeometricTensor" and hasattr(value, "type")
-
-
 def _tensor_of(value: Any, what: str) -> Tensor:
-    if _is_geometric(value):
+    if is_geometric_tensor(value):
         return value.tensor
     if isinstance(value, Tensor):
         return value
@@ -499,23 +497,9 @@ def _tensor_of(value: Any, what: str) -> Tensor:
 
 
 def _default_action(group: Group, value: Any, what: str) -> Action:
-    """``g·value``: the field type's ``transform`` for a GeometricTensor, else ``group.act``."""
-    if _is_geometric(value):
-        from invreg.functional.geed import _e2cnn_element
-
-        gspace = value.type.gspace
-
-        def act_geometric(v: Any, g: Tensor) -> Any:
-            # FieldType.transform returns float32; the same numpy action, kept in v's dtype
-            moved = gspace.featurefield_action(
-                v.tensor.detach().cpu().numpy(),
-                v.type.representation,
-                _e2cnn_element(group, g, gspace),
-            )
-            tensor = torch.from_numpy(np.ascontiguousarray(moved))
-            return type(v)(tensor.to(v.tensor.device, v.tensor.dtype), v.type)
-
-        return act_geometric
+    """``g·value``: the e2cnn action for a GeometricTensor, else ``group.act``."""
+    if is_geometric_tensor(value):
+        return functools.partial(e2cnn_act, group)
     tensor = _tensor_of(value, what)
     try:
         group.check_input(tensor)

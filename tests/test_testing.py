@@ -196,10 +196,10 @@ def test_e2cnn_geometric_tensors(dtype, group):
     pytest.importorskip("e2cnn")
     from e2cnn import nn as enn
 
-    from invreg.models.gcnn import make_gspace
+    from invreg.groups.e2cnn import gspace_of
 
     torch.manual_seed(0)
-    gspace = make_gspace(get_group(group))
+    gspace = gspace_of(get_group(group))
     in_type = enn.FieldType(gspace, 2 * [gspace.trivial_repr])
     out_type = enn.FieldType(gspace, 3 * [gspace.regular_repr])
     # recompute: a layer of its own basis; e2cnn shares cached ones, and .to(dtype) would cast

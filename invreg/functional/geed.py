@@ -9,8 +9,8 @@ g_{N−1}``:
   not the softmax of the mean logits (the two differ whenever the orbit's logits do);
 * ``mode="equivariance"``: ``D = mean_{x, g≠e} m( g·f_i(x), f_i(g·x) )``, where ``g`` acts on
   the features as the layer's own field type says for e2cnn ``GeometricTensor`` outputs
-  (``GeometricTensor.transform``) and by the group's spatial action (``group.act``) on plain
-  feature maps ``[B, C, H, W]``.
+  (:func:`invreg.groups.e2cnn.act`, in the features' dtype) and by the group's spatial action
+  (``group.act``) on plain feature maps ``[B, C, H, W]``.
 
 Means run over samples **and** over the ``N − 1`` non-identity orbit elements, like every
 metric in invreg. Distances act on each sample's flattened features:
@@ -63,7 +63,8 @@ from invreg.functional.invariance import (
     predictive_kl,
     upcast,
 )
-from invreg.groups import ContinuousRotations, Dihedral, Group, Rotations, get_group
+from invreg.groups import Group, get_group
+from invreg.groups.e2cnn import act as e2cnn_act
 
 GeedMode = Literal["invariance", "equivariance"]
 Distance = Literal["cosine", "euclidean", "kl"]
@@ -236,11 +237,8 @@ def _act_on_features(
         from e2cnn.nn import GeometricTensor
 
         geometric = GeometricTensor(features.detach(), field_type)
-        moved = [
-            geometric.transform(_e2cnn_element(group, g, field_type.gspace)).tensor
-            for g in elements[1:]
-        ]
-        return torch.stack(moved, dim=1).to(features.dtype)
+        moved = [e2cnn_act(group, geometric, g).tensor for g in elements[1:]]
+        return torch.stack(moved, dim=1)
     try:
         group.check_input(features)
     except (ValueError, TypeError) as err:
@@ -251,44 +249,6 @@ def _act_on_features(
         ) from None
     moved = [group.act(features, g) for g in elements[1:]]
     return torch.stack(moved, dim=1)
-
-
-def _e2cnn_element(group: Group, g: Tensor, gspace: Any) -> Any:
-    """The element of an e2cnn gspace's fibre group that acts like ``group``'s element ``g``.
-
-    Supported: :class:`Rotations` and :class:`ContinuousRotations` on rotation gspaces
-    (``Rot2dOnR2(N)``: the rotation must be a multiple of 360°/N), :class:`Dihedral` on
-    ``FlipRot2dOnR2(N)`` with the default reflection axis (both mirror left–right, then rotate
-    counter-clockwise, checked against ``torch.rot90`` in the tests).
-    """
-    fiber = gspace.fibergroup
-    kind = type(fiber).__name__
-    if isinstance(group, (Rotations, ContinuousRotations)):
-        degrees = float(group.angles(g)) if isinstance(group, Rotations) else float(g)
-        if kind == "CyclicGroup":
-            return _to_multiple(degrees, fiber.order(), group, gspace)
-        if kind == "SO2":
-            return math.radians(degrees)
-    if isinstance(group, Dihedral) and kind == "DihedralGroup":
-        axis = getattr(gspace, "axis", math.pi / 2)
-        if math.isclose(axis, math.pi / 2):
-            r, s = int(g) % group.n, int(g) // group.n
-            return (s, _to_multiple(360.0 * r / group.n, fiber.rotation_order, group, gspace))
-    raise NotImplementedError(
-        f"mode='equivariance' on an e2cnn layer: no mapping from {group!r} to the fibre group "
-        f"{fiber} of {gspace}. Supported: Rotations/ContinuousRotations on Rot2dOnR2, "
-        f"Dihedral on FlipRot2dOnR2 (default axis)."
-    )
-
-
-def _to_multiple(degrees: float, order: int, group: Group, gspace: Any) -> int:
-    steps = degrees * order / 360.0
-    if not math.isclose(steps, round(steps), abs_tol=1e-6):
-        raise ValueError(
-            f"{group!r}: a rotation by {degrees:g}° is not an element of {gspace}'s fibre group "
-            f"(multiples of {360.0 / order:g}°)"
-        )
-    return int(round(steps)) % order
 
 
 def _check_geed_options(mode: str, distance: str) -> None:

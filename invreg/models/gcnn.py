@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -12,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from invreg.groups import Dihedral, Group, Rotations, get_group
+from invreg.groups.e2cnn import gspace_of, missing_gspace
 from invreg.models.base import Backbone, check_activation, check_widths
 
 E2CNN_ACTIVATIONS = ("elu", "relu", "sigmoid", "tanh")
@@ -42,26 +42,20 @@ def e2cnn_group(group: str | Group | None) -> Rotations | Dihedral:
         resolved = get_group(group)
     except ValueError as err:
         raise ValueError(f"E2CNN supports {_SUPPORTED}; got {group!r}") from err
-    if isinstance(resolved, Dihedral) and resolved.n > 1 and resolved.n % 2:
-        # e2cnn's D_n (n > 1) mirrors top-bottom whatever its `axis` argument; invreg's
-        # Dihedral mirrors left-right. Both mirrors belong to D_n only when n is even.
-        raise ValueError(
-            f"E2CNN supports {_SUPPORTED}; got {resolved!r}: for odd n > 1, e2cnn's reflection "
-            f"is not the left-right mirror that Dihedral(n) applies"
-        )
     if not isinstance(resolved, Rotations | Dihedral):
         raise ValueError(f"E2CNN supports {_SUPPORTED}; got {resolved!r}")
+    reason = missing_gspace(resolved)
+    if reason is not None:
+        raise ValueError(f"E2CNN supports {_SUPPORTED}; got {resolved!r}: {reason}")
     return resolved
 
 
-def make_gspace(group: Rotations | Dihedral):
-    """The e2cnn ``GSpace`` whose fibre group acts on the plane as ``group`` acts on images."""
-    from e2cnn import gspaces
-
-    if isinstance(group, Rotations):
-        return gspaces.Rot2dOnR2(N=group.n) if group.n > 1 else gspaces.TrivialOnR2()
-    # Flip2dOnR2's axis is the mirror line's angle: pi/2 (vertical line) = left-right mirror
-    return gspaces.FlipRot2dOnR2(N=group.n) if group.n > 1 else gspaces.Flip2dOnR2(math.pi / 2)
+def make_gspace(group: Rotations | Dihedral) -> None:
+    """Moved: :func:`invreg.groups.e2cnn.gspace_of` (any group with an e2cnn gspace)."""
+    raise TypeError(
+        "invreg.models.gcnn.make_gspace moved to invreg.groups.e2cnn.gspace_of(group): "
+        "from invreg.groups.e2cnn import gspace_of"
+    )
 
 
 class E2CNN(Backbone):
@@ -144,13 +138,14 @@ class E2CNN(Backbone):
         self.group = e2cnn_group(group)
         self.channels = channels
 
+        with _quiet_e2cnn():
+            self.gspace = gspace_of(self.group)  # ImportError naming the fix without e2cnn
         from e2cnn import nn as enn
 
         from invreg.models._e2cnn_compat import patch_e2cnn
 
         patch_e2cnn()
         with _quiet_e2cnn():
-            self.gspace = make_gspace(self.group)
             self.in_type = enn.FieldType(
                 self.gspace, self.input_shape[0] * [self.gspace.trivial_repr]
             )
