@@ -274,9 +274,8 @@ def assert_equivariant(
 
     ``in_action(x, g)`` / ``out_action(y, g)`` act by one element ``g`` (a scalar tensor of the
     group's element type) on the input / output. Defaults: for an e2cnn ``GeometricTensor`` the
-    action its field type says (:func:`invreg.groups.e2cnn.act`, in the tensor's dtype; as in
-    :func:`~invreg.functional.geed`: ``Rotations`` / ``ContinuousRotations`` on ``Rot2dOnR2``,
-    ``Dihedral`` on ``FlipRot2dOnR2``, ``Flips``); for a plain tensor the group's own
+    action its field type says (:func:`invreg.groups.e2cnn.act`, in the tensor's dtype, as in
+    :func:`~invreg.functional.geed`); for a plain tensor the group's own
     :meth:`~invreg.groups.Group.act` (feature maps ``[B, C, H, W]``). ``GeometricTensor``
     outputs are compared through their ``.tensor``. Tolerances, the floor for non-exact groups
     (input and output round trips added), eval mode and the errors raised are those of

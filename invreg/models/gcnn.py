@@ -6,6 +6,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import NoReturn
 
 import torch
 from torch import Tensor, nn
@@ -50,7 +51,7 @@ def e2cnn_group(group: str | Group | None) -> Rotations | Dihedral:
     return resolved
 
 
-def make_gspace(group: Rotations | Dihedral) -> None:
+def make_gspace(group: Rotations | Dihedral) -> NoReturn:
     """Moved: :func:`invreg.groups.e2cnn.gspace_of` (any group with an e2cnn gspace)."""
     raise TypeError(
         "invreg.models.gcnn.make_gspace moved to invreg.groups.e2cnn.gspace_of(group): "
