@@ -64,8 +64,8 @@ def missing_gspace(group: Group) -> str | None:
     """Why ``group`` has no e2cnn gspace, or ``None`` if :func:`gspace_of` maps it onto one
     (decided without importing e2cnn)."""
     if isinstance(group, Dihedral) and group.n > 1 and group.n % 2:
-        # e2cnn's D_n (n > 1) builds its kernels for a top-bottom mirror whatever its axis;
-        # invreg's Dihedral mirrors left-right. Both mirrors belong to D_n only when n is even.
+        # e2cnn's D_n (n > 1) mirrors top-bottom whatever its `axis` argument; invreg's
+        # Dihedral mirrors left-right. Both mirrors belong to D_n only when n is even.
         return (
             "for odd n > 1, e2cnn's reflection is not the left-right mirror that Dihedral(n) "
             "applies"
