@@ -18,6 +18,7 @@ figure stays registered anywhere after it is saved.
 from __future__ import annotations
 
 import csv
+import statistics
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -266,6 +267,100 @@ def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]],
         if new:
             writer.writerow(columns)
         writer.writerows(rows)
+
+
+# --------------------------------------------------------------------------- experiment figures
+def hyper_figures(
+    per_seed: Sequence[Mapping[str, Any]],
+    summary: Sequence[Mapping[str, Any]],
+    tasks: Sequence[str],
+    methods: Sequence[str],
+    components: Sequence[str],
+) -> dict[str, Any]:
+    """The figures of ``invreg-experiment hyper``, one panel per task of ``tasks`` that has
+    rows in ``per_seed``.
+
+    * ``descriptor_trajectories``: each seed's fitted descriptor (``trajectory``, one value
+      per component of ``components`` and step) of the ``fitted d`` rows;
+    * ``accuracy``: test accuracy (``acc``) per method of ``methods`` (the ``summary`` mean,
+      ± ``acc_std``), with one dot per seed;
+    * ``fixed_descriptors``: :func:`fixed_descriptor_figure`.
+    """
+    tasks = [t for t in tasks if any(r["task"] == t for r in per_seed)]
+    colours = dict(zip(components, ("C0", "C3", "C2"), strict=True))
+    trajectories = new_figure(4 * len(tasks), 3.2, layout=None)
+    axes = trajectories.subplots(1, len(tasks), squeeze=False, sharey=True)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for row in per_seed:
+            if row["task"] != task or row["method"] != "fitted d":
+                continue
+            style = ("-", "--", ":", "-.")[row["seed"] % 4]
+            for k, name in enumerate(components):
+                ax.plot([values[k] for values in row["trajectory"]], color=colours[name],
+                        ls=style, alpha=0.8, lw=1.2, label=name if row["seed"] == 0 else None)
+        ax.set_title(task)
+        ax.set_xlabel("step (seeds 0, 1, 2: solid, dashed, dotted)")
+        ax.set_ylim(-0.03, 1.03)
+    axes[0][0].set_ylabel("descriptor strength")
+    axes[0][0].legend(fontsize=8)
+    trajectories.tight_layout()
+
+    shown_methods = [m for m in methods if any(r["method"] == m for r in summary)]
+    bars = new_figure(4 * len(tasks), 3.6, layout=None)
+    axes = bars.subplots(1, len(tasks), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        rows = {r["method"]: r for r in summary if r["task"] == task}
+        shown = [m for m in shown_methods if m in rows]
+        means = [rows[m]["acc"] for m in shown]
+        stds = [rows[m].get("acc_std", 0.0) for m in shown]
+        ax.bar(range(len(shown)), means, yerr=stds, capsize=3,
+               color=["C1" if m == "fitted d" else "C7" for m in shown])
+        for i, method in enumerate(shown):
+            if method == "best fixed d":
+                continue
+            seeds = [r["acc"] for r in per_seed if r["task"] == task and r["method"] == method]
+            ax.scatter([i] * len(seeds), seeds, s=8, color="k", zorder=3)
+        ax.set_xticks(range(len(shown)), shown, rotation=60, ha="right", fontsize=8)
+        ax.set_title(task)
+        ax.set_ylim(min(means) - 15 if means else 0, 100)
+    axes[0][0].set_ylabel("test accuracy % (mean ± std, dots: seeds)")
+    bars.tight_layout()
+    return {"descriptor_trajectories": trajectories, "accuracy": bars,
+            "fixed_descriptors": fixed_descriptor_figure(per_seed, tasks, components)}
+
+
+def fixed_descriptor_figure(
+    per_seed: Sequence[Mapping[str, Any]], tasks: Sequence[str], components: Sequence[str]
+) -> Any:
+    """Per task and component: accuracy of the ``fixed d`` rows against that component's
+    strength (``d_<component>``; mean over the other components' grid values and seeds, band:
+    ± std over seeds of those means), with the ``fitted d`` mean accuracy as a dashed line."""
+    figure = new_figure(4 * len(tasks), 3.2, layout=None)
+    axes = figure.subplots(1, len(tasks), squeeze=False)
+    colours = dict(zip(components, ("C0", "C3", "C2"), strict=True))
+    for ax, task in zip(axes[0], tasks, strict=True):
+        fixed = [r for r in per_seed if r["task"] == task and r["method"] == "fixed d"]
+        seeds = sorted({r["seed"] for r in fixed})
+        for name in components:
+            strengths = sorted({r[f"d_{name}"] for r in fixed})
+            per_seed_means = [[statistics.fmean(r["acc"] for r in fixed if r["seed"] == seed
+                                                and r[f"d_{name}"] == v) for seed in seeds]
+                              for v in strengths]
+            means = [statistics.fmean(m) for m in per_seed_means]
+            stds = [statistics.stdev(m) if len(m) > 1 else 0.0 for m in per_seed_means]
+            ax.plot(strengths, means, "o-", color=colours[name], label=name)
+            ax.fill_between(strengths, [m - s for m, s in zip(means, stds, strict=True)],
+                            [m + s for m, s in zip(means, stds, strict=True)],
+                            color=colours[name], alpha=0.15)
+        fitted = [r["acc"] for r in per_seed if r["task"] == task and r["method"] == "fitted d"]
+        if fitted:
+            ax.axhline(statistics.fmean(fitted), color="C1", ls="--", label="fitted d")
+        ax.set_title(task)
+        ax.set_xlabel("fixed strength of the component")
+    axes[0][0].set_ylabel("test accuracy %")
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    return figure
 
 
 def _format(value: Any) -> str:

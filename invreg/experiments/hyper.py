@@ -67,12 +67,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from invreg.callbacks import DescriptorTrajectoryCallback
 from invreg.data.tasks import TRANSFORMATION_TASKS, mnist_images, transformation_task
 from invreg.experiments.core import Results, Table, mean_std
-from invreg.functional import logits_accuracy
-from invreg.groups import ContinuousRotations
+from invreg.metrics import Accuracy
+from invreg.models.augerino import Augerino  # also invreg.experiments.hyper.Augerino
 from invreg.models.hyper import HyperCNN, InvarianceDescriptor
 from invreg.modules.hyper_common import load_upstream_backbone
 from invreg.modules.hyper_downstream import HyperDownstreamModule
 from invreg.modules.hyper_sensitivity import HyperSensitivityUpstreamModule
+from invreg.plotting import hyper_figures
 
 TASKS = tuple(TRANSFORMATION_TASKS)
 #: descriptor components and their full-strength settings
@@ -227,13 +228,14 @@ def fit_classifier(model: nn.Module, x: Tensor, y: Tensor, epochs: int, batch_si
 @torch.no_grad()
 def model_accuracy(model: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> float:
     """Fraction of ``x`` classified correctly (micro average): ``model`` (put in eval mode)
-    on chunks of 1,024 inputs, correct samples counted by
-    :func:`~invreg.functional.logits_accuracy` and divided by the number of inputs."""
+    on chunks of 1,024 inputs, aggregated by :class:`~invreg.metrics.Accuracy` in float64
+    (the exact ratio of the correct samples to the inputs)."""
     if isinstance(model, nn.Module):
         model.eval()
-    correct = sum(int(logits_accuracy(model(chunk), target, reduction="sum"))
-                  for chunk, target in zip(x.split(1024), y.split(1024), strict=True))
-    return correct / x.shape[0]
+    metric = Accuracy().set_dtype(torch.float64)
+    for chunk, target in zip(x.split(1024), y.split(1024), strict=True):
+        metric.update(model(chunk).unsqueeze(1), target)  # a one-element orbit [B, 1, C]
+    return metric.compute().item()
 
 
 @torch.no_grad()
@@ -249,32 +251,6 @@ def linear_head_accuracy(train_features: Tensor, y: Tensor, test_features: Tenso
     fit_classifier(head, train_features, y, scale.downstream_epochs, scale.downstream_batch,
                    scale.head_lr, seed=seed)
     return model_accuracy(head, test_features, y_test)
-
-
-class Augerino(nn.Module):
-    """A classifier averaged over rotations in a learned range (Benton et al. 2020, Augerino):
-    ``width ∈ [0, 1]`` scales angles ``width·180°·u``, ``u ~ U[-1, 1]`` (reparameterised, so
-    ``width`` gets a gradient through the resampling); training draws one angle per sample,
-    evaluation averages the softmax over ``copies`` angles."""
-
-    def __init__(self, model: nn.Module, width: float = 0.5, copies: int = 4) -> None:
-        super().__init__()
-        self.model = model
-        self.width = nn.Parameter(torch.tensor(float(width)))
-        self.copies = copies
-        self.rotations = ContinuousRotations(180.0)
-
-    def rotated(self, x: Tensor) -> Tensor:
-        u = torch.rand(x.shape[0], device=x.device) * 2 - 1
-        angles = self.width.clamp(0.0, 1.0) * 180.0 * u
-        return self.rotations.act(x, angles)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.training:
-            return self.model(self.rotated(x))
-        probabilities = torch.stack([self.model(self.rotated(x)).softmax(-1)
-                                     for _ in range(self.copies)]).mean(0)
-        return probabilities.log()
 
 
 # ---------------------------------------------------------------------------- downstream
@@ -460,82 +436,8 @@ def acceptance(per_seed: Sequence[dict]) -> list[dict]:
 
 
 def figures(per_seed: Sequence[dict], summary: Sequence[dict]) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = [t for t in TASKS if any(r["task"] == t for r in per_seed)]
-    trajectories, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2),
-                                      squeeze=False, sharey=True)
-    colours = dict(zip(COMPONENTS, ("C0", "C3", "C2"), strict=True))
-    for ax, task in zip(axes[0], tasks, strict=True):
-        for row in per_seed:
-            if row["task"] != task or row["method"] != "fitted d":
-                continue
-            style = ("-", "--", ":", "-.")[row["seed"] % 4]
-            for k, name in enumerate(COMPONENTS):
-                ax.plot([values[k] for values in row["trajectory"]], color=colours[name],
-                        ls=style, alpha=0.8, lw=1.2, label=name if row["seed"] == 0 else None)
-        ax.set_title(task)
-        ax.set_xlabel("step (seeds 0, 1, 2: solid, dashed, dotted)")
-        ax.set_ylim(-0.03, 1.03)
-    axes[0][0].set_ylabel("descriptor strength")
-    axes[0][0].legend(fontsize=8)
-    trajectories.tight_layout()
-
-    methods = [m for m in METHODS if any(r["method"] == m for r in summary)]
-    bars, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        rows = {r["method"]: r for r in summary if r["task"] == task}
-        shown = [m for m in methods if m in rows]
-        means = [rows[m]["acc"] for m in shown]
-        stds = [rows[m].get("acc_std", 0.0) for m in shown]
-        ax.bar(range(len(shown)), means, yerr=stds, capsize=3,
-               color=["C1" if m == "fitted d" else "C7" for m in shown])
-        for i, method in enumerate(shown):
-            if method == "best fixed d":
-                continue
-            seeds = [r["acc"] for r in per_seed if r["task"] == task and r["method"] == method]
-            ax.scatter([i] * len(seeds), seeds, s=8, color="k", zorder=3)
-        ax.set_xticks(range(len(shown)), shown, rotation=60, ha="right", fontsize=8)
-        ax.set_title(task)
-        ax.set_ylim(min(means) - 15 if means else 0, 100)
-    axes[0][0].set_ylabel("test accuracy % (mean ± std, dots: seeds)")
-    bars.tight_layout()
-    return {"descriptor_trajectories": trajectories, "accuracy": bars,
-            "fixed_descriptors": grid_figure(per_seed, tasks, plt)}
-
-
-def grid_figure(per_seed: Sequence[dict], tasks: Sequence[str], plt):
-    """Per task and component: accuracy of the fixed descriptors against that component's
-    strength (mean over the other components' grid values and seeds, band: ± std over seeds
-    of those means), with the fitted descriptor's mean accuracy as a dashed line."""
-    figure, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
-    colours = dict(zip(COMPONENTS, ("C0", "C3", "C2"), strict=True))
-    for ax, task in zip(axes[0], tasks, strict=True):
-        fixed = [r for r in per_seed if r["task"] == task and r["method"] == "fixed d"]
-        seeds = sorted({r["seed"] for r in fixed})
-        for name in COMPONENTS:
-            strengths = sorted({r[f"d_{name}"] for r in fixed})
-            per_seed_means = [[statistics.fmean(r["acc"] for r in fixed if r["seed"] == seed
-                                                and r[f"d_{name}"] == v) for seed in seeds]
-                              for v in strengths]
-            means = [statistics.fmean(m) for m in per_seed_means]
-            stds = [statistics.stdev(m) if len(m) > 1 else 0.0 for m in per_seed_means]
-            ax.plot(strengths, means, "o-", color=colours[name], label=name)
-            ax.fill_between(strengths, [m - s for m, s in zip(means, stds, strict=True)],
-                            [m + s for m, s in zip(means, stds, strict=True)],
-                            color=colours[name], alpha=0.15)
-        fitted = [r["acc"] for r in per_seed if r["task"] == task and r["method"] == "fitted d"]
-        if fitted:
-            ax.axhline(statistics.fmean(fitted), color="C1", ls="--", label="fitted d")
-        ax.set_title(task)
-        ax.set_xlabel("fixed strength of the component")
-    axes[0][0].set_ylabel("test accuracy %")
-    axes[0][0].legend(fontsize=8)
-    figure.tight_layout()
-    return figure
+    """The experiment's figures (:func:`invreg.plotting.hyper_figures`)."""
+    return hyper_figures(per_seed, summary, TASKS, METHODS, COMPONENTS)
 
 
 LEGEND = {
