@@ -23,6 +23,7 @@ from invreg.callbacks.base import fixed_elements
 from invreg.experiments import genuine
 from invreg.experiments.core import Settings
 from invreg.groups import get_group
+from invreg.report.measuring import _drift
 
 EPS = torch.finfo(torch.float32).eps
 DI_REL = 64 * EPS
@@ -75,8 +76,8 @@ def test_report_drift_rows_are_the_pinned_ones():
                                      batch_size=4, progress=False, device="cpu")
     group = get_group("c4")
     result = report.CheckpointReport("tiny", {}, {}, {})
-    report._drift(module, group, fixed_elements(group, settings.orbit_size, settings.seed), x, y,
-                  result, settings, "tiny")
+    _drift(module, group, fixed_elements(group, settings.orbit_size, settings.seed), x, y,
+           result, settings, "tiny")
     assert [list(row) for row in result.drift] == [list(row) for row in REPORT_ROWS]
     for row, pinned in zip(result.drift, REPORT_ROWS, strict=True):
         assert close(row["DI"], pinned["DI"])
