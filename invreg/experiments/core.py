@@ -20,7 +20,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from invreg import functional as IF
 from invreg.evaluation import evaluate_invariance
-from invreg.modules import InvarianceModule
+from invreg.modules import DualAscentWeight, FixedWeight, InvarianceModule
 from invreg.plotting import save_figure
 
 
@@ -138,11 +138,36 @@ def training_description(
     def described(obj, skip=()):
         kind = type(obj)
         return {"class_path": f"{kind.__module__}.{kind.__qualname__}",
-                "init_args": {k: v for k, v in dict(obj.hparams).items() if k not in skip}}
+                "init_args": {k: v for k, v in _keyed_arguments(obj).items() if k not in skip}}
 
     return {"module": described(module), "data": described(data, _UNLEARNED),
             "epochs": settings.epochs, "limit_batches": settings.scale.limit_batches,
             "seed": seed, "device": _device_type(settings.accelerator)}
+
+
+def _keyed_arguments(obj: Any) -> dict[str, Any]:
+    """``obj``'s hyper-parameters as the model cache keys them.
+
+    An :class:`~invreg.modules.InvarianceModule`'s weight is keyed as it was before it became
+    an object, so models trained then stay valid: a :class:`~invreg.modules.FixedWeight` as
+    the number ``invariance_weight``; a :class:`~invreg.modules.DualAscentWeight` as
+    ``invariance_weight`` = ν₀ with ``invariance_target``, ``target_metric``,
+    ``target_update`` and ``target_lr`` (its arguments as given); ``track_invariance`` only
+    where it changes training, with a fixed ν = 0.
+    """
+    arguments = dict(obj.hparams)
+    weighting = getattr(obj, "weighting", None)
+    if isinstance(weighting, DualAscentWeight):
+        given = weighting.init_args
+        arguments.update(invariance_weight=float(given["initial"]),
+                         invariance_target=given["target"], target_metric=given["metric"],
+                         target_update=given["update"], target_lr=given["lr"])
+    elif isinstance(weighting, FixedWeight):
+        arguments["invariance_weight"] = float(weighting)
+    if isinstance(weighting, DualAscentWeight) or (
+            isinstance(weighting, FixedWeight) and float(weighting) != 0.0):
+        arguments.pop("track_invariance", None)
+    return arguments
 
 
 def model_key(description: dict[str, Any]) -> str:

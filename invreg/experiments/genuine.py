@@ -95,10 +95,12 @@ def config_overrides(kind: str, settings: Settings, seed: int, weight: float = 0
             "--data.init_args.val_size", value(scale.val_size),
             "--data.init_args.test_size", value(scale.test_size),
             "--model.init_args.invariance_loss", loss]
-    if kind == "IR":  # WT and DA keep the config's weight 0
+    if kind == "IR" and target is not None:  # ν learned from ν₀ = weight
+        args += ["--model.init_args.invariance_weight", "DualAscentWeight",
+                 "--model.init_args.invariance_weight.initial", repr(float(weight)),
+                 "--model.init_args.invariance_weight.target", repr(float(target))]
+    elif kind == "IR":  # WT and DA keep the config's weight 0
         args += ["--model.init_args.invariance_weight", repr(float(weight))]
-        if target is not None:
-            args += ["--model.init_args.invariance_target", repr(float(target))]
     if settings.extra.get("data_dir"):
         args += ["--data.init_args.data_dir", str(settings.extra["data_dir"])]
     return args
@@ -465,7 +467,7 @@ def table1(settings: Settings) -> Results:
                                        settings.scale.ig_steps, background=data.background)
             settings.progress(f"{group_name} {kind} seed {seed}: " + ", ".join(
                 f"{k} {v:.4g}" for k, v in report.items()))
-            target = {"target_LI": model.invariance_target} if kind == LEARNED else {}
+            target = {"target_LI": model.weighting.target} if kind == LEARNED else {}
             rows.append({"group": group_name, "model": kind, "seed": seed, "nu": nu, **report,
                          **target})
             # times stay out of the per-seed rows: those are equal for equal configurations

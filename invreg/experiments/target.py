@@ -31,7 +31,7 @@ import pytorch_lightning as pl
 from invreg.evaluation import evaluate_invariance
 from invreg.experiments.configs import config_path, from_config
 from invreg.experiments.core import Results, Settings, Table
-from invreg.modules.invariance import DEFAULT_TARGET_LR
+from invreg.modules.weights import DEFAULT_TARGET_LR
 
 #: the invariance targets ε (validation LI asked for)
 TARGETS = (0.05, 0.5)
@@ -68,7 +68,7 @@ FIXED_LEGEND = {
 
 def quickstart_model(seed: int, epochs: int, overrides: Sequence[str] = ()):
     """The quickstart config's ``(module, datamodule)`` for ``seed`` and ``epochs``, with
-    command-line style ``overrides`` (e.g. ``["--model.init_args.invariance_target", "0.05"]``);
+    command-line style ``overrides`` (e.g. ``["--model.init_args.invariance_weight", "0.5"]``);
     ``invreg fit --config configs/quickstart.yaml`` with the same arguments trains the same
     model."""
     return from_config(config_path("quickstart.yaml"), [
@@ -125,7 +125,8 @@ def target_experiment(settings: Settings) -> Results:
     for seed in range(settings.seeds):
         for target in targets:
             module, data = quickstart_model(seed, settings.epochs, [
-                "--model.init_args.invariance_target", repr(float(target))])
+                "--model.init_args.invariance_weight", "DualAscentWeight",
+                "--model.init_args.invariance_weight.target", repr(float(target))])
             model, seconds = train_final(module, data, settings, seed)
             row = {"target": target, "seed": seed, "nu_final": model.invariance_weight,
                    **measure(model, data), "seconds": seconds}

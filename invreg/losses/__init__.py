@@ -10,6 +10,7 @@ from invreg.losses.invariance import (
     FeatureL2,
     InvarianceLoss,
     LogitL2,
+    ModelInvarianceLoss,
     NormalizedLogitL2,
     PredictiveKL,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "InvarianceLoss",
     "LieDerivativeL2",
     "LogitL2",
+    "ModelInvarianceLoss",
     "NormalizedLogitL2",
     "PredictiveKL",
     "get_loss",

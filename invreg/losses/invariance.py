@@ -55,6 +55,18 @@ class InvarianceLoss(nn.Module, RecordsInit):
                 f"{cls.__name__}.pair_error: expected one of {sorted(PAIR_ERRORS)}, got "
                 f"{cls.pair_error!r}"
             )
+        if cls.__dict__.get("needs_model"):
+            raise TypeError(
+                f"{cls.__name__}.needs_model: a loss that differentiates the model derives from "
+                f"invreg.losses.ModelInvarianceLoss (class {cls.__name__}"
+                f"(ModelInvarianceLoss)) instead of setting needs_model = True"
+            )
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether the term is computed from the model and the inputs
+        (:class:`ModelInvarianceLoss`) instead of an orbit of outputs."""
+        return isinstance(self, ModelInvarianceLoss)
 
     def __init__(self, layer: str | None = None) -> None:
         super().__init__()
@@ -96,6 +108,32 @@ class InvarianceLoss(nn.Module, RecordsInit):
 
     def extra_repr(self) -> str:
         return f"layer={self.layer!r}" if self.layer is not None else ""
+
+
+class ModelInvarianceLoss(InvarianceLoss):
+    """An invariance term computed from the model and the inputs, not from orbits of outputs.
+
+    ``forward(model, x, fill=0.0)``: ``model`` maps ``x`` ``[B, ...]`` to outputs; returns a
+    scalar differentiable with respect to the model's parameters. ``fill`` is the value of
+    pixels a transformation brings into the frame. :class:`~invreg.modules.InvarianceModule`
+    trains with such a term on the (augmented) untransformed batch, forming no transformed
+    copies, and takes the task loss's logits from :meth:`output_and_loss`.
+
+    Subclass it for a term of your own; :class:`~invreg.losses.LieDerivativeL2` is one.
+    """
+
+    def forward(  # type: ignore[override]
+        self, model: nn.Module, x: Tensor | None = None, fill: float = 0.0
+    ) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__}.forward(model, x, fill)")
+
+    def output_and_loss(
+        self, model: nn.Module, x: Tensor, fill: float = 0.0
+    ) -> tuple[Tensor, Tensor]:
+        """``(model(x), loss)``: the outputs the task loss needs and the term's value.
+        Default: a plain forward, then :meth:`forward`; override it when one pass gives both
+        (:meth:`~invreg.losses.LieDerivativeL2.output_and_loss`)."""
+        return model(x), self(model, x, fill=fill)
 
 
 class LogitL2(InvarianceLoss):

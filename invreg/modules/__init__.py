@@ -7,11 +7,15 @@ from invreg.modules.hyper import (
     HyperUpstreamModule,
 )
 from invreg.modules.invariance import InvarianceModule
+from invreg.modules.weights import DualAscentWeight, FixedWeight, InvarianceWeight
 
 __all__ = [
+    "DualAscentWeight",
+    "FixedWeight",
     "HyperDownstreamModule",
     "HyperSensitivityUpstreamModule",
     "HyperUpstreamModule",
     "InvarianceModule",
+    "InvarianceWeight",
     "NonFiniteLossError",
 ]
