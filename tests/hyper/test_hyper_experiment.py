@@ -77,10 +77,19 @@ def test_acceptance_compares_with_seed_noise_and_the_task_direction():
     assert not orientation["points_right"] and not orientation["within_noise"]
 
 
+def test_augerino_is_a_model_of_invreg_models_also_under_its_old_path():
+    from invreg import models
+    from invreg.models.augerino import Augerino
+
+    assert models.Augerino is Augerino is hyper.Augerino and "Augerino" in models.__all__
+
+
 def test_augerino_width_gets_a_gradient_and_evaluation_averages_rotations():
+    from invreg.models import Augerino
+
     torch.manual_seed(0)
     cnn = HyperCNN((1, 10, 10), 3, descriptor=["rotation"], channels=(4,)).fixed(0.0)
-    model = hyper.Augerino(cnn, width=0.5)
+    model = Augerino(cnn, width=0.5)
     x = torch.rand(8, 1, 10, 10)
     model.train()
     torch.nn.functional.cross_entropy(model(x), torch.zeros(8, dtype=torch.long)).backward()
@@ -92,6 +101,32 @@ def test_augerino_width_gets_a_gradient_and_evaluation_averages_rotations():
                           atol=8 * torch.finfo(torch.float32).eps)
     model.width.data.fill_(0.0)  # no rotation: the plain network
     assert torch.allclose(model(x).exp(), cnn(x).softmax(-1), atol=1e-6)
+
+
+def test_model_accuracy_is_the_exact_ratio_over_chunks():
+    torch.manual_seed(0)
+    x, y = torch.randn(2500, 6), torch.randint(0, 4, (2500,))
+    head = torch.nn.Linear(6, 4)
+    correct = int((head(x).argmax(1) == y).sum())
+    value = hyper.model_accuracy(head, x, y)  # three chunks of at most 1,024 inputs
+    assert isinstance(value, float) and value == correct / 2500
+
+
+def test_figures_are_drawn_outside_pyplot():
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    rows = _rows()
+    before = plt.get_fignums()
+    figures = hyper.figures(rows, hyper.summary_rows(rows))
+    assert plt.get_fignums() == before  # nothing registered: freed with the last reference
+    assert set(figures) == {"descriptor_trajectories", "accuracy", "fixed_descriptors"}
+    for figure in figures.values():
+        assert isinstance(figure.canvas, FigureCanvasAgg) and len(figure.axes) == 3
+    bars = figures["accuracy"].axes[1]  # orientation: fitted d, best fixed d, linear probe
+    assert [t.get_text() for t in bars.get_xticklabels()] == ["fitted d", "best fixed d",
+                                                             "linear probe"]
+    assert [p.get_height() for p in bars.patches] == pytest.approx([89.0, 90.0, 70.0])
 
 
 def test_upstream_cache_key_follows_the_upstream_configuration():
