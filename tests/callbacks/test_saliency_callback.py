@@ -122,3 +122,54 @@ def test_default_recipe_is_the_papers_with_32_steps_from_the_background():
     recipe = SaliencyCallback().recipe
     assert recipe == SaliencyRecipe(steps=32, baseline="background")
     assert (recipe.method, recipe.threshold, recipe.blur) == ("integrated_gradients", 0.9, True)
+
+
+def replaced_evaluate_path(module, x, y, group, recipe, elements):
+    """The callback's evaluate before SI was measured through the metric, verbatim."""
+    from dataclasses import replace
+
+    from invreg.functional.saliency import (
+        orbit_saliency,
+        postprocess_saliency,
+        saliency_similarity,
+    )
+
+    raw = orbit_saliency(module, x, y, group,
+                         replace(recipe, threshold=None, blur=False), elements=elements)
+    maps = postprocess_saliency(
+        raw.flatten(0, 1), threshold=recipe.threshold, blur=recipe.blur,
+        blur_kernel_size=recipe.blur_kernel_size, blur_sigma=recipe.blur_sigma,
+    ).reshape_as(raw)
+    return raw, maps, saliency_similarity(maps, reduction="none")
+
+
+@pytest.mark.parametrize(("group", "style"), [
+    ("c4", "thresholded"), ("c4", "overlay"), ("so2", "thresholded"),
+])
+def test_logged_si_and_drawn_maps_equal_the_replaced_path(tmp_path, data, monkeypatch, group,
+                                                          style):
+    from invreg.callbacks import saliency as saliency_module
+    from invreg.callbacks.base import fixed_elements
+
+    module = tiny_module(group=group)
+    callback = SaliencyCallback(num_samples=3, recipe=ig(3, baseline=-0.3), style=style,
+                                save_local=False, orbit_size=4)
+    checked = []
+    draw = saliency_module.grid_figure
+
+    def compare(x, maps, similarity, labels, **kwargs):
+        # the replaced path on the model as it is when the callback draws
+        elements = fixed_elements(module.group, 4, callback.seed)
+        raw, processed, pairs = replaced_evaluate_path(
+            module, *callback._subsets["val"], module.group, ig(3, baseline=-0.3), elements)
+        assert torch.equal(x, callback._subsets["val"][0])
+        assert torch.equal(maps, raw if style == "overlay" else processed)
+        assert torch.equal(similarity, pairs.mean(dim=1))
+        assert torch.equal(kwargs["targets"], callback._subsets["val"][1])
+        assert len(labels) == (4 if elements is not None else module.group.order)
+        checked.append(pairs.mean().item())
+        return draw(x, maps, similarity, labels, **kwargs)
+
+    monkeypatch.setattr(saliency_module, "grid_figure", compare)
+    make_trainer(tmp_path, [callback]).fit(module, data)
+    assert checked and [h["SI"] for h in callback.history] == checked

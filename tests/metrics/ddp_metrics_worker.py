@@ -46,6 +46,7 @@ def make_metrics() -> dict:
         "consistency": OrbitConsistency(),
         "orbit_accuracy": OrbitAccuracy(),
         "si": SaliencyInvarianceSimilarity("c4", steps=4),
+        "si_per_sample": SaliencyInvarianceSimilarity("c4", steps=4, per_sample=True),
         "geed": LayerInvariance("c4", ["hidden.0", "head"]),
         "geed_euclidean": LayerInvariance("c4", "hidden.1", distance="euclidean", normalize=False),
     }
@@ -77,6 +78,8 @@ def as_floats(metrics: dict) -> dict:
             out.update({f"{name}/{k}": v.item() for k, v in value.items()})
         else:
             out[name] = value.item()
+        if getattr(metric, "per_sample", False):  # a "cat" state: every process's samples
+            out[f"{name}/values"] = metric.per_sample_values().tolist()
     return out
 
 

@@ -46,6 +46,9 @@ def test_ddp_equals_single_process(tmp_path):
     reordered = (36 + 8) * torch.finfo(torch.float32).eps
     for name, value in expected.items():
         assert ranks[0][name] == pytest.approx(value, rel=reordered, abs=reordered), name
+    # per-sample SI, gathered rank by rank: the samples in their order, each value exact
+    assert len(ranks[0]["si_per_sample/values"]) == len(x)
+    assert ranks[0]["si_per_sample/values"] == expected["si_per_sample/values"]
 
     # the batch-independent metrics also equal the functional value on all data at once
     from invreg.functional import (
