@@ -49,7 +49,14 @@ def load_checkpoint(
     (:func:`~invreg.checkpoints.verify_checkpoint`). ``FileNotFoundError`` for a missing file,
     ``ValueError`` when the checkpoint cannot be used.
     """
-    ckpt_path = verify_checkpoint(ckpt_path, "ckpt_path")
+    return _load_verified(verify_checkpoint(ckpt_path, "ckpt_path"), config)
+
+
+def _load_verified(
+    ckpt_path: Path, config: str | Path | None
+) -> tuple[pl.LightningModule, pl.LightningDataModule, dict[str, Any]]:
+    """:func:`load_checkpoint` of a file :func:`~invreg.checkpoints.verify_checkpoint` has
+    already checked whole (:func:`invreg.report.write_report` checks every file first)."""
     if config is not None and not Path(config).is_file():
         raise FileNotFoundError(f"config: no such config file {str(config)!r}")
     try:
@@ -316,10 +323,12 @@ class LoadedCheckpoint:
     input_shape: tuple[int, ...]
 
     @classmethod
-    def load(cls, name: str, ckpt_path: str | Path,
-             config: str | Path | None = None) -> LoadedCheckpoint:
-        """:func:`load_checkpoint`, then ``ValueError`` if the module has no ``group``."""
-        module, datamodule, meta = load_checkpoint(ckpt_path, config)
+    def load(cls, name: str, ckpt_path: str | Path, config: str | Path | None = None,
+             verified: bool = False) -> LoadedCheckpoint:
+        """:func:`load_checkpoint`, then ``ValueError`` if the module has no ``group``;
+        ``verified``: the file was checked whole already, and is not read for it again."""
+        module, datamodule, meta = (_load_verified(Path(ckpt_path), config) if verified
+                                    else load_checkpoint(ckpt_path, config))
         if not isinstance(getattr(module, "group", None), Group):
             raise ValueError(f"ckpt_path: {type(module).__name__} in {str(ckpt_path)!r} has no "
                              f"`group` to measure invariance to (e.g. an InvarianceModule)")

@@ -63,7 +63,7 @@ def write_report(
     labels = unique_names(list(names) if names else [
         default_name(c, config) for c, config in zip(ckpt_paths, per_ckpt, strict=True)])
     # every checkpoint loaded and every group checked against its inputs before measuring
-    loaded = [LoadedCheckpoint.load(label, ckpt, config)
+    loaded = [LoadedCheckpoint.load(label, ckpt, config, verified=True)
               for label, ckpt, config in zip(labels, ckpt_paths, per_ckpt, strict=True)]
     named = [(name, resolve_report_group(name)) for name in settings.groups]
     plan = [(item, named or [item.training_group()]) for item in loaded]
