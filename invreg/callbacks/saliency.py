@@ -14,7 +14,6 @@ from invreg.callbacks.base import (
     InvarianceCallback,
     Split,
     Subset,
-    fixed_elements,
     measured_group,
 )
 from invreg.functional.saliency import SaliencyRecipe
@@ -123,11 +122,11 @@ class SaliencyCallback(InvarianceCallback):
             group, replace(self.recipe, baseline=baseline), keep_maps=x.shape[0],
             sync_on_compute=False,
         ).to(pl_module.device)
-        metric.update(pl_module, x, y, elements=fixed_elements(group, self.orbit_size, self.seed))
+        metric.update(pl_module, x, y, elements=group.fixed_elements(self.orbit_size, self.seed))
         kept = metric.kept_maps()
         figure = grid_figure(
             kept.x, kept.raw if self.style == "overlay" else kept.maps, kept.similarity,
-            _element_labels(group, kept.elements), targets=kept.targets, style=self.style,
+            group.element_labels(kept.elements), targets=kept.targets, style=self.style,
             title=f"Saliency over the orbit: {model_title(pl_module, group)}",
         )
         step = self.step(trainer)
@@ -262,5 +261,6 @@ def _tile(grid: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def _element_labels(group: Group, elements: Tensor) -> list[str]:
-    """:meth:`Group.element_labels <invreg.groups.Group.element_labels>`."""
+    """:meth:`Group.element_labels <invreg.groups.Group.element_labels>` (kept while
+    ``invreg.report`` imports it)."""
     return group.element_labels(elements)
