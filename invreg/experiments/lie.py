@@ -128,6 +128,8 @@ def module(data: DigitsDataModule, weight: float, seed: int) -> InvarianceModule
     """The MLP of step 2 with ``ν = weight`` (0: DA); initial weights from ``seed``."""
     torch.manual_seed(seed)
     backbone = MLP(data.input_shape, data.num_classes, hidden_widths=HIDDEN_WIDTHS)
+    # so2's generator by its name: LieDerivativeL2(group="so2") is the same loss, but another
+    # description, which would change the model cache keys of the models trained with it
     return InvarianceModule(backbone, group="so2", invariance_loss=LieDerivativeL2("rotation"),
                             invariance_weight=weight, augment=True, lr=LEARNING_RATE)
 
@@ -155,7 +157,7 @@ def measure(model: InvarianceModule, data: DigitsDataModule,
         x, y = getattr(data, f"{split}_dataset").tensors
         x, y = x[: settings.scale.eval_samples], y[: settings.scale.eval_samples]
         accuracy = Accuracy()
-        lie = LieDerivativeError("rotation", fill=data.background)
+        lie = LieDerivativeError(group=model.group, fill=data.background)  # so2: "rotation"
         with torch.no_grad():
             accuracy.update(backbone(x).unsqueeze(1), y)
         lie.update(backbone, x)

@@ -9,7 +9,10 @@ derivative of an invariant-target model ``f`` at ``x`` is
 and the Lie derivative error is the mean over samples of ``‖L f(x)‖²`` (the paper's
 equation; ``norm="l2"`` gives ``‖L f(x)‖``). It is 0 for a model exactly invariant to ``g_t``.
 
-Generators (:data:`GENERATORS`), with the conventions of :mod:`invreg.groups`:
+The family ``g_t`` is a Lie generator of a continuous group (:class:`~invreg.groups.base.
+LieGenerator`, :meth:`Group.lie_generators <invreg.groups.Group.lie_generators>`): pass the
+run's group (``group=``, or a :class:`~invreg.groups.Group` in place of ``generator``), or a
+generator name, a shorthand for a generator of the shipped groups (:data:`GENERATORS`):
 
 - ``"rotation"``: ``t`` in radians, counter-clockwise as displayed, about the image centre
   (:class:`~invreg.groups.ContinuousRotations` at ``t·180/π`` degrees); square images only.
@@ -17,9 +20,15 @@ Generators (:data:`GENERATORS`), with the conventions of :mod:`invreg.groups`:
   (:class:`~invreg.groups.Translations` ``(t, 0)`` / ``(0, t)``).
 - ``"scale"``: factor ``e^t`` about the centre (:class:`~invreg.groups.Scalings` at ``t``).
 
+A group with several generators (``Translations``) takes the name of one as well
+(``group=Translations(), generator="translate_y"``); a finite group has none and raises
+``ValueError``. :func:`lie_generator` resolves all these forms.
+
 How it is computed. ``g_t·x`` is ``grid_sample(x, affine_grid(θ(t)))`` — bilinear, zeros
 outside the frame (``fill`` outside with :meth:`Group.act`'s ``fill``), ``align_corners=False``:
-the resampling of the continuous groups. The velocity of the sampling grid,
+the resampling of the continuous groups, with the group's own affine map ``θ(t)``
+(:attr:`LieGenerator.theta <invreg.groups.base.LieGenerator.theta>`). The velocity of the
+sampling grid,
 ``V = d/dt affine_grid(θ(t))`` at 0, comes from forward-mode AD (``torch.func.jvp``) through
 ``affine_grid``; the model's derivative along the image tangent is one batched forward-mode
 pass of the model (``torch.autograd.forward_ad``).
@@ -77,41 +86,111 @@ from invreg.functional.invariance import (
     scaled_sum_of_squares,
     upcast,
 )
+from invreg.groups import (
+    ContinuousRotations,
+    Group,
+    LieGenerator,
+    Scalings,
+    Translations,
+    group_argument,
+)
 
-#: the generators of :func:`lie_derivative`: name → ``θ(t, H, W)``, the ``[2, 3]`` pull-back
-#: affine map of :func:`invreg.groups.rotations.resample` (normalised coordinates).
-GENERATORS: dict[str, Callable[[Tensor, int, int], Tensor]] = {
-    # read the input at R(−t)·p: the counter-clockwise display rotation of _rotate_bilinear
-    "rotation": lambda t, h, w: torch.stack([
-        torch.stack([torch.cos(t), -torch.sin(t), 0 * t]),
-        torch.stack([torch.sin(t), torch.cos(t), 0 * t]),
-    ]),
-    # content moves by +t pixels: read at x − t (Translations: theta[0, 2] = −2·dx / W)
-    "translate_x": lambda t, h, w: torch.stack([
-        torch.stack([1 + 0 * t, 0 * t, -2 * t / w]),
-        torch.stack([0 * t, 1 + 0 * t, 0 * t]),
-    ]),
-    "translate_y": lambda t, h, w: torch.stack([
-        torch.stack([1 + 0 * t, 0 * t, 0 * t]),
-        torch.stack([0 * t, 1 + 0 * t, -2 * t / h]),
-    ]),
-    # zoom by e^t: read at e^{−t}·p (Scalings)
-    "scale": lambda t, h, w: torch.stack([
-        torch.stack([torch.exp(-t), 0 * t, 0 * t]),
-        torch.stack([0 * t, torch.exp(-t), 0 * t]),
-    ]),
+GeneratorLike = str | Group | LieGenerator
+
+#: the generator names (shorthands): name → the :class:`~invreg.groups.base.LieGenerator` of
+#: :class:`~invreg.groups.ContinuousRotations`, :class:`~invreg.groups.Translations` and
+#: :class:`~invreg.groups.Scalings`; calling one, ``GENERATORS[name](t, H, W)``, gives the
+#: ``[2, 3]`` pull-back affine map of :func:`invreg.groups.rotations.resample`
+GENERATORS: dict[str, LieGenerator] = {
+    name: generator
+    for group in (ContinuousRotations(), Translations(), Scalings())
+    for name, generator in group.lie_generators().items()
 }
 
 LIE_REDUCTIONS = ("mean", "sum", "none")
 LIE_NORMS = ("squared", "l2")
 
 
-def check_lie_input(x: Tensor, generator: str, name: str = "x") -> None:
-    """``ValueError`` / ``TypeError`` naming the argument unless ``generator`` is a key of
-    :data:`GENERATORS` and ``x`` a floating image batch ``[B, C, H, W]`` (square for
-    ``"rotation"``)."""
-    if not isinstance(generator, str) or generator not in GENERATORS:
-        raise ValueError(f"generator: expected one of {sorted(GENERATORS)}, got {generator!r}")
+def lie_generator(
+    generator: GeneratorLike | None = None, group: Group | str | None = None
+) -> LieGenerator:
+    """The one-parameter family ``g_t`` a Lie derivative follows.
+
+    Args:
+        generator: a name of :data:`GENERATORS` (``"rotation"``, ``"translate_x"``,
+            ``"translate_y"``, ``"scale"``), a :class:`~invreg.groups.base.LieGenerator`, or
+            a continuous :class:`~invreg.groups.Group` (as ``group=``). With ``group``: the
+            name of one of that group's generators, needed when it has several.
+        group: a continuous group, or its name (``"so2"``,
+            :func:`~invreg.groups.group_argument`): its own generator.
+
+    Raises:
+        ValueError: neither is given, the name is unknown, or the group has no generator (a
+            finite group) or several and no name; the message names what is accepted.
+
+    >>> lie_generator(group="so2") == lie_generator("rotation")
+    True
+    >>> lie_generator("translate_y", group=Translations()).parameter
+    'pixels, content moving down'
+    """
+    if isinstance(generator, LieGenerator):
+        if group is not None:
+            raise ValueError(
+                f"generator: a LieGenerator already names its group ({generator.group!r}); "
+                f"leave out group="
+            )
+        return generator
+    if isinstance(generator, Group):
+        if group is not None:
+            raise ValueError(
+                f"generator: got the group {generator!r} and group={group!r}; pass one group"
+            )
+        generator, group = None, generator
+    if generator is not None and not isinstance(generator, str):
+        raise ValueError(_expected("generator", generator))
+    if group is None:
+        if generator not in GENERATORS:
+            raise ValueError(_expected("generator", generator))
+        return GENERATORS[generator]
+    resolved = _group(group)
+    if not resolved.lie_generators():
+        finite = " (it is finite)" if resolved.is_finite else ""
+        raise ValueError(
+            f"group: {resolved!r} has no Lie generator{finite}; a Lie derivative needs a "
+            f"continuous group, such as ContinuousRotations ('so2'), Translations, Scalings or "
+            f"a Product with one of them, or a generator name: {sorted(GENERATORS)}"
+        )
+    return resolved.lie_generator(generator)
+
+
+def _group(group: Group | str) -> Group:
+    """``group`` as a :class:`~invreg.groups.Group`, else ``ValueError`` naming ``group`` (with a
+    hint when it is a generator name)."""
+    try:
+        resolved = group_argument("group", group)
+    except ValueError as err:
+        if isinstance(group, str) and group in GENERATORS:
+            raise ValueError(
+                f"group: {group!r} is a generator name; pass generator={group!r}, or a group "
+                f"such as 'so2'"
+            ) from None
+        raise err from None
+    assert resolved is not None
+    return resolved
+
+
+def _expected(name: str, value: object) -> str:
+    return (
+        f"{name}: expected one of {sorted(GENERATORS)} or a continuous Group (group=), got "
+        f"{value!r}"
+    )
+
+
+def check_lie_input(x: Tensor, generator: GeneratorLike, name: str = "x") -> LieGenerator:
+    """The generator (:func:`lie_generator`) once ``x`` is checked: ``ValueError`` /
+    ``TypeError`` naming the argument unless ``x`` is a floating image batch ``[B, C, H, W]``
+    (square for a generator that needs it, ``"rotation"``)."""
+    resolved = lie_generator(generator)
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a tensor [B, C, H, W], got {type(x).__name__}")
     if x.ndim != 4:
@@ -123,14 +202,15 @@ def check_lie_input(x: Tensor, generator: str, name: str = "x") -> None:
             f"{name}: the Lie derivative resamples bilinearly and needs a floating-point "
             f"tensor, got dtype {x.dtype}; convert it first, e.g. x.float()"
         )
-    if generator == "rotation" and x.shape[-1] != x.shape[-2]:
+    if resolved.square and x.shape[-1] != x.shape[-2]:
         raise ValueError(
-            f"{name}: the rotation generator needs square images (H == W), got shape "
+            f"{name}: the {resolved.name} generator needs square images (H == W), got shape "
             f"{tuple(x.shape)}"
         )
+    return resolved
 
 
-def lie_tangent(x: Tensor, generator: str, fill: float = 0.0) -> Tensor:
+def lie_tangent(x: Tensor, generator: GeneratorLike, fill: float = 0.0) -> Tensor:
     """The symmetric derivative ``d/dt g_t·x`` at ``t = 0`` of the bilinear resampling, ``[B,
     C, H, W]`` like ``x`` (see the module docstring: ``V · ∇x`` with central differences).
 
@@ -141,12 +221,11 @@ def lie_tangent(x: Tensor, generator: str, fill: float = 0.0) -> Tensor:
     >>> lie_tangent(x, "translate_x")  # −∂x/∂col, central differences, zero beyond the frame
     tensor([[[[-0.5000, -2.0000,  0.5000]]]])
     """
-    check_lie_input(x, generator)
+    theta = check_lie_input(x, generator).theta
     b, c, h, w = x.shape
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     if x.numel() == 0:
         return torch.zeros_like(x)
-    theta = GENERATORS[generator]
     zero = torch.zeros((), dtype=compute, device=x.device)
     # the sampling grid as a function of t, [1, H, W, 2]; its velocity V at t = 0 by forward AD
     _, velocity = jvp(
@@ -166,7 +245,7 @@ def lie_tangent(x: Tensor, generator: str, fill: float = 0.0) -> Tensor:
 def lie_derivative(
     model: nn.Module | Callable[[Tensor], Tensor],
     x: Tensor,
-    generator: str,
+    generator: GeneratorLike,
     layer: str | None = None,
     fill: float = 0.0,
 ) -> Tensor:
@@ -175,8 +254,10 @@ def lie_derivative(
     Args:
         model: maps ``[B, C_in, H, W]`` to outputs ``[B, *D]`` (flattened to ``[B, C]``).
         x: floating images ``[B, C_in, H, W]``.
-        generator: a key of :data:`GENERATORS` (``"rotation"``, ``"translate_x"``,
-            ``"translate_y"``, ``"scale"``).
+        generator: the family ``g_t`` (:func:`lie_generator`): a continuous group (its
+            generator), a :class:`~invreg.groups.base.LieGenerator`, or a name of
+            :data:`GENERATORS` (``"rotation"``, ``"translate_x"``, ``"translate_y"``,
+            ``"scale"``).
         layer: differentiate the output of the submodule of ``model`` with this name
             (``model.named_modules()``) instead of the model's output — locates where
             equivariance breaks. The layer must run once per forward.
@@ -203,7 +284,7 @@ def lie_derivative(
 def lie_derivative_with_output(
     model: nn.Module | Callable[[Tensor], Tensor],
     x: Tensor,
-    generator: str,
+    generator: GeneratorLike,
     layer: str | None = None,
     fill: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
@@ -227,7 +308,7 @@ def lie_derivative_with_output(
 def _forward_mode_pass(
     model: nn.Module | Callable[[Tensor], Tensor],
     x: Tensor,
-    generator: str,
+    generator: GeneratorLike,
     layer: str | None,
     fill: float,
     keep_output: bool,
@@ -235,7 +316,7 @@ def _forward_mode_pass(
     """One forward-mode pass (see :func:`lie_derivative`): ``(f(x)`` (``None`` unless
     ``keep_output``), the differentiated output (the model's or ``layer``'s) and its
     derivative ``L f(x)`` ``[B, C])``."""
-    check_lie_input(x, generator)
+    generator = check_lie_input(x, generator)
     if layer is not None and not isinstance(model, nn.Module):
         raise TypeError(f"layer: needs an nn.Module model, got {type(model).__name__}")
     tangent = lie_tangent(x, generator, fill=fill)
@@ -287,7 +368,7 @@ def lie_derivative_norms(derivative: Tensor, norm: str = "squared") -> Tensor:
 def lie_derivative_error(
     model: nn.Module | Callable[[Tensor], Tensor],
     x: Tensor,
-    generator: str,
+    generator: GeneratorLike,
     reduction: str = "mean",
     norm: str = "squared",
     layer: str | None = None,
@@ -317,7 +398,7 @@ def lie_derivative_error(
         raise ValueError(f"reduction: expected one of {list(LIE_REDUCTIONS)}, got {reduction!r}")
     if norm not in LIE_NORMS:
         raise ValueError(f"norm: expected one of {list(LIE_NORMS)}, got {norm!r}")
-    check_lie_input(x, generator)
+    generator = check_lie_input(x, generator)
     if reduction == "mean" and x.shape[0] == 0:
         raise ValueError(f"x: empty batch {tuple(x.shape)}; the mean over 0 samples is undefined")
     if not allow_nonfinite:

@@ -1,7 +1,7 @@
 """Group actions on inputs: the only code in invreg that transforms a tensor."""
 
 from invreg.groups.affine import Scalings, Translations
-from invreg.groups.base import Group
+from invreg.groups.base import Group, LieGenerator
 from invreg.groups.custom import FiniteGroup
 from invreg.groups.flips import Flips
 from invreg.groups.product import Product
@@ -16,6 +16,7 @@ __all__ = [
     "FiniteGroup",
     "Flips",
     "Group",
+    "LieGenerator",
     "Product",
     "Rotations",
     "Scalings",

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from invreg.groups.base import Group, check_image
+from invreg.groups.base import Group, LieGenerator, check_image
 from invreg.groups.rotations import resample
 
 
@@ -71,15 +71,76 @@ class Translations(Group):
         # keeps the same empty result and the grid far from float overflow
         bound = torch.tensor([width + 1.0, height + 1.0], dtype=torch.float64, device=x.device)
         g = torch.clamp(g.to(device=x.device, dtype=torch.float64), -bound, bound)
-        theta = torch.zeros(x.shape[0], 2, 3, dtype=torch.float64, device=x.device)
-        theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-        # one pixel is 2/size in normalised coordinates; pulling back means reading at p − t
-        theta[:, 0, 2] = -2.0 * g[:, 0] / width
-        theta[:, 1, 2] = -2.0 * g[:, 1] / height
-        return resample(x, theta)
+        return resample(x, translation_theta(g, height, width))
+
+    def lie_generators(self) -> dict[str, LieGenerator]:
+        """``"translate_x"`` / ``"translate_y"``: ``t`` in pixels, content moving right /
+        down (the elements ``(t, 0)`` / ``(0, t)``)."""
+        return {
+            "translate_x": LieGenerator("translate_x", self, _translate_x_flow, _along_x,
+                                        "pixels, content moving right"),
+            "translate_y": LieGenerator("translate_y", self, _translate_y_flow, _along_y,
+                                        "pixels, content moving down"),
+        }
 
     def __repr__(self) -> str:
         return f"Translations(max_shift={self.max_shift:g})"
+
+
+def translation_theta(shift: Tensor, height: int, width: int) -> Tensor:
+    """The pull-back affine maps ``[..., 2, 3]`` of shifts ``shift`` ``[..., 2]`` (``(dx,
+    dy)`` pixels, content moving right / down) on ``height × width`` images, in ``shift``'s
+    dtype: one pixel is ``2/size`` in normalised coordinates, and pulling back reads at
+    ``p − t``.
+
+    >>> translation_theta(torch.tensor([1.0, 0.0]), 4, 4)
+    tensor([[ 1.0000,  0.0000, -0.5000],
+            [ 0.0000,  1.0000, -0.0000]])
+    """
+    dx, dy = shift[..., 0], shift[..., 1]
+    ones, zeros = torch.ones_like(dx), torch.zeros_like(dx)
+    # the integer -2: under forward-mode AD a Python float would promote a float32 tangent
+    return torch.stack([torch.stack([ones, zeros, -2 * dx / width], -1),
+                        torch.stack([zeros, ones, -2 * dy / height], -1)], dim=-2)
+
+
+def scaling_theta(log_factor: Tensor) -> Tensor:
+    """The pull-back affine maps ``[..., 2, 3]`` of zooms by ``exp(log_factor)``
+    (``[...]``) about the image centre, in ``log_factor``'s dtype: output location ``p``
+    reads the input at ``exp(−s)·p`` (normalised coordinates).
+
+    >>> scaling_theta(torch.tensor(math.log(2.0)))
+    tensor([[0.5000, 0.0000, 0.0000],
+            [0.0000, 0.5000, 0.0000]])
+    """
+    shrink = torch.exp(-log_factor)
+    zeros = torch.zeros_like(shrink)
+    return torch.stack([torch.stack([shrink, zeros, zeros], -1),
+                        torch.stack([zeros, shrink, zeros], -1)], dim=-2)
+
+
+def _along_x(t: Tensor) -> Tensor:
+    return torch.stack([t, torch.zeros_like(t)], -1)
+
+
+def _along_y(t: Tensor) -> Tensor:
+    return torch.stack([torch.zeros_like(t), t], -1)
+
+
+def _translate_x_flow(t: Tensor, height: int, width: int) -> Tensor:
+    return translation_theta(_along_x(t), height, width)
+
+
+def _translate_y_flow(t: Tensor, height: int, width: int) -> Tensor:
+    return translation_theta(_along_y(t), height, width)
+
+
+def _scale_flow(t: Tensor, height: int, width: int) -> Tensor:
+    return scaling_theta(t)
+
+
+def _log_factor(t: Tensor) -> Tensor:
+    return t
 
 
 class Scalings(Group):
@@ -127,10 +188,12 @@ class Scalings(Group):
         # there keeps the result and avoids inf·0 = NaN at the centre
         limit = math.log(max(x.shape[-2:]) + 2.0)
         g = torch.clamp(g.to(device=x.device, dtype=torch.float64), min=-limit)
-        shrink = torch.exp(-g)
-        theta = torch.zeros(x.shape[0], 2, 3, dtype=torch.float64, device=x.device)
-        theta[:, 0, 0] = theta[:, 1, 1] = shrink
-        return resample(x, theta)
+        return resample(x, scaling_theta(g))
+
+    def lie_generators(self) -> dict[str, LieGenerator]:
+        """``"scale"``: the factor ``e^t`` about the centre (the element ``t``)."""
+        return {"scale": LieGenerator("scale", self, _scale_flow, _log_factor,
+                                      "log-factor: a zoom by e^t about the centre")}
 
     def __repr__(self) -> str:
         return f"Scalings(max_scale={self.max_scale:g})"

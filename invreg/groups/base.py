@@ -23,6 +23,11 @@ Fill: resampling brings pixels from outside the frame into it. :meth:`Group.act`
 :meth:`Group.orbit` and :meth:`Group.orbit_from_elements` take ``fill``, the value of the plane
 outside the frame (default 0); exact groups bring nothing in and ignore it. A run's module
 passes its data module's ``background`` (see :class:`~invreg.modules.InvarianceModule`).
+
+Lie generators: a continuous group that resamples by an affine map names its one-parameter
+subgroups ``t ↦ g_t`` (:meth:`Group.lie_generators`, :class:`LieGenerator`), the directions
+a Lie derivative follows (:mod:`invreg.functional.lie`); the map comes from the group's own
+action, so the derivative and :meth:`Group.act` share it.
 """
 
 from __future__ import annotations
@@ -30,11 +35,50 @@ from __future__ import annotations
 import math
 import operator
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from invreg.config import RecordsInit
+
+
+@dataclass(frozen=True)
+class LieGenerator:
+    """A one-parameter subgroup ``t ↦ g_t`` of a group that acts on images by an affine
+    resampling: the direction a Lie derivative follows (:mod:`invreg.functional.lie`).
+
+    Calling it, ``generator(t, height, width)``, gives :attr:`theta`.
+
+    Attributes:
+        name: the generator's name, e.g. ``"rotation"``.
+        group: the group ``g_t`` belongs to.
+        theta: ``theta(t, height, width)``: the pull-back affine maps ``[..., 2, 3]`` of
+            ``g_t`` for parameters ``t`` ``[...]`` on ``height × width`` images (normalised
+            coordinates, :func:`~invreg.groups.rotations.resample`): the map the group's
+            :meth:`~Group.act` resamples with, in ``t``'s dtype and differentiable in ``t``.
+        element: ``element(t)``: the group elements ``g_t`` ``[..., *element_shape]`` in the
+            group's own units (degrees, pixels, log-factors), so ``group.act(x, element(t))``
+            is ``g_t·x``.
+        parameter: what ``t`` measures, e.g. ``"radians, counter-clockwise as displayed"``.
+        square: whether ``g_t`` needs square images (``H == W``).
+
+    >>> from invreg.groups import ContinuousRotations
+    >>> rotation = ContinuousRotations().lie_generator()
+    >>> rotation.name, rotation.element(torch.tensor(math.pi / 2))
+    ('rotation', tensor(90.))
+    """
+
+    name: str
+    group: Group
+    theta: Callable[[Tensor, int, int], Tensor] = field(compare=False, repr=False)
+    element: Callable[[Tensor], Tensor] = field(compare=False, repr=False)
+    parameter: str = field(compare=False)
+    square: bool = field(default=False, compare=False)
+
+    def __call__(self, t: Tensor, height: int, width: int) -> Tensor:
+        return self.theta(t, height, width)
 
 
 class Group(RecordsInit, ABC):
@@ -379,6 +423,50 @@ class Group(RecordsInit, ABC):
             raise ValueError(
                 f"{where}: expected finite elements, got {_examples(g[~torch.isfinite(g)])}"
             )
+
+    # ------------------------------------------------------------------ Lie generators
+    def lie_generators(self) -> dict[str, LieGenerator]:
+        """The group's one-parameter subgroups by name (:class:`LieGenerator`): what a Lie
+        derivative can follow. Empty for a group without one (the finite groups); continuous
+        groups that resample by an affine map override it (``"rotation"`` for
+        :class:`~invreg.groups.ContinuousRotations`, ``"translate_x"`` and ``"translate_y"``
+        for :class:`~invreg.groups.Translations`, ``"scale"`` for
+        :class:`~invreg.groups.Scalings`, those of its factors for a
+        :class:`~invreg.groups.Product`)."""
+        return {}
+
+    def lie_generator(self, name: str | None = None) -> LieGenerator:
+        """The Lie generator called ``name``, or the group's only one (``name=None``).
+
+        Raises:
+            ValueError: the group has no Lie generator (a finite group), has several and
+                ``name`` is ``None``, or has none called ``name``; the message names the
+                choices.
+
+        >>> from invreg.groups import Translations
+        >>> Translations().lie_generator("translate_y").parameter
+        'pixels, content moving down'
+        """
+        generators = self.lie_generators()
+        names = ", ".join(repr(n) for n in generators)
+        if not generators:
+            raise ValueError(
+                f"{self!r} has no Lie generator: a Lie derivative follows a continuous "
+                f"transformation; use ContinuousRotations ('so2'), Translations, Scalings or "
+                f"a Product with one of them"
+            )
+        if name is None:
+            if len(generators) == 1:
+                return next(iter(generators.values()))
+            raise ValueError(
+                f"generator: {self!r} has {len(generators)} Lie generators ({names}); name one, "
+                f"e.g. generator={next(iter(generators))!r}"
+            )
+        if name not in generators:
+            raise ValueError(
+                f"generator: {self!r} has the Lie generators {names}, got {name!r}"
+            )
+        return generators[name]
 
     # ------------------------------------------------------------------ action
     @abstractmethod

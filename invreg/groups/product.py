@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 
 import torch
 from torch import Tensor
 
-from invreg.groups.base import Group, _examples
+from invreg.groups.base import Group, LieGenerator, _examples
 from invreg.groups.shifts import CyclicShifts
 
 
@@ -187,6 +189,19 @@ class Product(Group):
         a, b = self.split(g)
         return self.first._act(self.second._act(x, b), a)
 
+    def lie_generators(self) -> dict[str, LieGenerator]:
+        """The Lie generators of the factors (``g_t`` of one factor, the identity of the other):
+        ``Product(ContinuousRotations(), Scalings())`` has ``"rotation"`` and ``"scale"``; a
+        name both factors use is the first factor's."""
+        generators: dict[str, LieGenerator] = {}
+        for index, factor in enumerate((self.first, self.second)):
+            for name, generator in factor.lie_generators().items():
+                element = functools.partial(_factor_element, self, index, generator.element)
+                generators.setdefault(
+                    name, dataclasses.replace(generator, group=self, element=element)
+                )
+        return generators
+
     def commutes(self, x: Tensor, atol: float = 1e-5) -> bool:
         """Whether the factors' actions commute on ``x`` for every pair of sampled elements."""
         self.check_input(x)
@@ -211,6 +226,14 @@ _COMMUTE_NOISE = 4.0
 _MAX_FINITE_ELEMENTS = 12
 #: draws of a continuous factor's sampling law (each with its square and fourth power)
 _CONTINUOUS_DRAWS = 4
+
+
+def _factor_element(group: Product, index: int, element, t: Tensor) -> Tensor:
+    """The product element ``g_t`` of a factor's generator: ``element(t)`` in component
+    ``index``, the other factor's identity in the other."""
+    moved = element(t)
+    still = torch.zeros_like(moved)
+    return group.join(moved, still) if index == 0 else group.join(still, moved)
 
 
 def _probe_elements(group: Group, gen: torch.Generator) -> Tensor:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from invreg.groups.base import Group, check_image, require_floating
+from invreg.groups.base import Group, LieGenerator, check_image, require_floating
 
 
 def rotate(x: Tensor, angles: Tensor) -> Tensor:
@@ -86,12 +86,25 @@ def _rotate_bilinear(x: Tensor, angles: Tensor) -> Tensor:
     # (cos θ·x − sin θ·y, sin θ·x + cos θ·y). The angle's cosine and sine are taken in float64:
     # in a low-precision dtype they would be off by far more than the result's rounding.
     rad = angles.to(device=x.device, dtype=torch.float64) * (math.pi / 180.0)
-    cos, sin = torch.cos(rad), torch.sin(rad)
+    return resample(x, rotation_theta(rad))
+
+
+def rotation_theta(radians: Tensor) -> Tensor:
+    """The pull-back affine maps ``[..., 2, 3]`` of counter-clockwise display rotations by
+    ``radians`` ``[...]`` about the image centre (:func:`resample`), in ``radians``' dtype.
+
+    Output location ``p`` reads the input at ``R(−θ)·p``: in normalised (x right, y down)
+    coordinates, at ``(cos θ·x − sin θ·y, sin θ·x + cos θ·y)``.
+
+    >>> rotation_theta(torch.tensor(0.0))
+    tensor([[1., -0., 0.],
+            [0., 1., 0.]])
+    """
+    cos, sin = torch.cos(radians), torch.sin(radians)
     zeros = torch.zeros_like(cos)
-    theta = torch.stack(
-        [torch.stack([cos, -sin, zeros], -1), torch.stack([sin, cos, zeros], -1)], dim=1
+    return torch.stack(
+        [torch.stack([cos, -sin, zeros], -1), torch.stack([sin, cos, zeros], -1)], dim=-2
     )
-    return resample(x, theta)
 
 
 def resample(x: Tensor, theta: Tensor) -> Tensor:
@@ -270,5 +283,18 @@ class ContinuousRotations(Group):
     def _act_one(self, x: Tensor, element: Tensor) -> Tensor:
         return rotate_all(x, float(element))
 
+    def lie_generators(self) -> dict[str, LieGenerator]:
+        """``"rotation"``: ``t`` in radians, counter-clockwise as displayed (the element
+        ``t·180/π`` degrees); square images."""
+        return {"rotation": LieGenerator(
+            "rotation", self, _rotation_flow, torch.rad2deg,
+            "radians, counter-clockwise as displayed, about the centre", square=True,
+        )}
+
     def __repr__(self) -> str:
         return f"ContinuousRotations(max_angle={self.max_angle:g})"
+
+
+def _rotation_flow(t: Tensor, height: int, width: int) -> Tensor:
+    """The affine maps of rotations by ``t`` radians (any image size: normalised coordinates)."""
+    return rotation_theta(t)

@@ -19,7 +19,9 @@ from invreg.functional.lie import (
     lie_derivative_error,
     lie_derivative_norms,
     lie_derivative_with_output,
+    lie_generator,
 )
+from invreg.groups import Group, LieGenerator
 from invreg.losses.invariance import ModelInvarianceLoss
 
 
@@ -33,13 +35,19 @@ class LieDerivativeL2(ModelInvarianceLoss):
     output is penalised instead.
 
     Args:
-        generator: a key of :data:`invreg.functional.lie.GENERATORS` (``"rotation"``,
-            ``"translate_x"``, ``"translate_y"``, ``"scale"``).
+        generator: a name of :data:`invreg.functional.lie.GENERATORS` (``"rotation"``,
+            ``"translate_x"``, ``"translate_y"``, ``"scale"``), a shorthand for a generator of
+            the shipped groups; with ``group``, the name of one of its generators (needed when
+            it has several, :class:`~invreg.groups.Translations`).
         layer: name of a backbone submodule (``None``: the logits).
+        group: the run's continuous group, or its name (``"so2"``): its own generator
+            (:meth:`Group.lie_generator <invreg.groups.Group.lie_generator>`). A finite group
+            has none: ``ValueError`` naming what is accepted.
 
     In :class:`~invreg.modules.InvarianceModule` (``invariance_loss=LieDerivativeL2(
-    "rotation")``) the term is computed on the (augmented) untransformed batch; the group still
-    drives augmentation and the validation orbit metrics. As a training term it runs the model
+    group="so2")``, or ``LieDerivativeL2("rotation")``) the term is computed on the
+    (augmented) untransformed batch; the module's group still drives augmentation and the
+    validation orbit metrics. As a training term it runs the model
     in its own mode (batch norm in training mode uses, and updates, the batch statistics: the
     same pass gives the task loss its logits) and lets NaN / Inf propagate into the loss;
     to *measure* a model use :class:`~invreg.metrics.LieDerivativeError`.
@@ -50,15 +58,23 @@ class LieDerivativeL2(ModelInvarianceLoss):
     torch.Size([])
     """
 
-    def __init__(self, generator: str, layer: str | None = None) -> None:
-        if not isinstance(generator, str) or generator not in GENERATORS:
-            raise ValueError(
-                f"generator: expected one of {sorted(GENERATORS)}, got {generator!r}"
-            )
+    def __init__(
+        self,
+        generator: str | None = None,
+        layer: str | None = None,
+        *,
+        group: Group | str | None = None,
+    ) -> None:
+        lie = lie_generator(generator, group)
         if layer is not None and (not isinstance(layer, str) or not layer):
             raise ValueError(f"layer: expected a backbone submodule name or None, got {layer!r}")
         super().__init__(layer=layer)
-        self.generator = generator
+        #: the generator's name, the generator itself, and the group it came from (or None)
+        self.generator: str = lie.name
+        self.lie_generator: LieGenerator = lie
+        self.group: Group | None = None if group is None else lie.group
+        if group is None:  # described as before group= existed: checkpoints and caches stay
+            self.__dict__.get("_init_args", {}).pop("group", None)
 
     def forward(  # type: ignore[override]
         self,
@@ -74,7 +90,7 @@ class LieDerivativeL2(ModelInvarianceLoss):
             )
         # non-finite values propagate: a gradient scaler must see the overflow
         return lie_derivative_error(
-            model, x, self.generator, layer=self.layer, fill=fill, allow_nonfinite=True
+            model, x, self.lie_generator, layer=self.layer, fill=fill, allow_nonfinite=True
         )
 
     def output_and_loss(
@@ -94,19 +110,20 @@ class LieDerivativeL2(ModelInvarianceLoss):
         >>> torch.allclose(logits, model(x)), loss.shape
         (True, torch.Size([]))
         """
-        check_lie_input(x, self.generator)
+        check_lie_input(x, self.lie_generator)
         if x.shape[0] == 0:
             raise ValueError(
                 f"x: empty batch {tuple(x.shape)}; the mean over 0 samples is undefined"
             )
         output, derivative = lie_derivative_with_output(
-            model, x, self.generator, layer=self.layer, fill=fill
+            model, x, self.lie_generator, layer=self.layer, fill=fill
         )
         return output, lie_derivative_norms(derivative).mean()
 
     def extra_repr(self) -> str:
         layer = f", layer={self.layer!r}" if self.layer is not None else ""
-        return f"generator={self.generator!r}{layer}"
+        group = f", group={self.group!r}" if self.group is not None else ""
+        return f"generator={self.generator!r}{layer}{group}"
 
 
 #: loss names for :func:`invreg.losses.get_loss`: ``lie_<generator>``

@@ -10,11 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from invreg.functional.lie import (
-    GENERATORS,
     LIE_NORMS,
     check_lie_input,
     lie_derivative_error,
+    lie_generator,
 )
+from invreg.groups import Group, LieGenerator
 from invreg.metrics.base import SumCountMetric, config_digest
 
 
@@ -38,13 +39,18 @@ class LieDerivativeError(SumCountMetric):
     not updated by the measurement. A plain callable is called as it is.
 
     Args:
-        generator: a key of :data:`invreg.functional.lie.GENERATORS` (``"rotation"``,
-            ``"translate_x"``, ``"translate_y"``, ``"scale"``).
+        generator: a name of :data:`invreg.functional.lie.GENERATORS` (``"rotation"``,
+            ``"translate_x"``, ``"translate_y"``, ``"scale"``), a shorthand for a generator of
+            the shipped groups; with ``group``, the name of one of its generators (needed when
+            it has several, :class:`~invreg.groups.Translations`).
         layer: differentiate the output of this named submodule of the model instead of its
             output, to locate where invariance breaks (``None``: the model's output).
         norm: ``"squared"`` (the paper's ``‖L f‖²``) or ``"l2"`` (``‖L f‖``).
         fill: the plane's value outside the frame (a data module's ``background``).
         eval_mode: measure an ``nn.Module`` in ``eval()`` mode (default; see above).
+        group: the run's continuous group, or its name (``"so2"``): its own generator
+            (:meth:`Group.lie_generator <invreg.groups.Group.lie_generator>`). A finite group
+            has none: ``ValueError`` naming what is accepted.
 
     >>> import torch
     >>> metric = LieDerivativeError("rotation")
@@ -61,36 +67,39 @@ class LieDerivativeError(SumCountMetric):
 
     def __init__(
         self,
-        generator: str,
+        generator: str | None = None,
         layer: str | None = None,
         norm: str = "squared",
         fill: float = 0.0,
         eval_mode: bool = True,
+        *,
+        group: Group | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(generator, str) or generator not in GENERATORS:
-            raise ValueError(
-                f"generator: expected one of {sorted(GENERATORS)}, got {generator!r}"
-            )
+        lie = lie_generator(generator, group)
         if norm not in LIE_NORMS:
             raise ValueError(f"norm: expected one of {list(LIE_NORMS)}, got {norm!r}")
         if layer is not None and (not isinstance(layer, str) or not layer):
             raise ValueError(f"layer: expected a submodule name or None, got {layer!r}")
         if not isinstance(eval_mode, bool):
             raise TypeError(f"eval_mode: expected True or False, got {eval_mode!r}")
-        self.generator, self.layer, self.norm, self.fill = generator, layer, norm, float(fill)
+        self.generator, self.layer, self.norm, self.fill = lie.name, layer, norm, float(fill)
         self.eval_mode = eval_mode
-        digest = config_digest("LieDerivativeError", generator, layer, norm, self.fill)
+        #: the generator itself, and the group it came from (``None`` for a generator name)
+        self.lie_generator: LieGenerator = lie
+        self.group: Group | None = None if group is None else lie.group
+        # the state names depend on the generator's flow (its name), not on how it was given
+        digest = config_digest("LieDerivativeError", lie.name, layer, norm, self.fill)
         self._init_states(f"lie_error_sum_{digest}", f"lie_error_count_{digest}")
 
     def update(self, model: nn.Module | Callable[[Tensor], Tensor], x: Tensor) -> None:
-        check_lie_input(x, self.generator)
+        check_lie_input(x, self.lie_generator)
         if x.shape[0] == 0:
             return
         with _measuring(model, self.eval_mode):
             values = lie_derivative_error(
-                model, x, self.generator, reduction="none", norm=self.norm, layer=self.layer,
+                model, x, self.lie_generator, reduction="none", norm=self.norm, layer=self.layer,
                 fill=self.fill,
             )
         self._accumulate(values.sum(), x.shape[0])
