@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytorch_lightning as pl
+import torch
 from jsonargparse import ArgumentError, DefaultHelpFormatter, Namespace
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -25,6 +26,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from invreg.checkpoints import verify_ckpt_path
 from invreg.console import prepare_wandb_logger, use_line_progress
 from invreg.modules.checkpointing import NonFiniteLossError
+from invreg.modules.weights import upgrade_hparams
 from invreg.runs import SaveRunConfig, report_run
 
 DESCRIPTION = """\
@@ -223,6 +225,27 @@ class InvregCLI(LightningCLI):
         # LightningCLI reads --ckpt_path right after parsing: check the file whole first
         if subcommand := self.config.get("subcommand"):
             verify_ckpt_path(self.config[subcommand].get("ckpt_path"))
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI's: a ``--ckpt_path`` checkpoint's hyper-parameters become the model's
+        arguments (over the config's); an earlier layout of a learned ν is upgraded first
+        (:func:`invreg.modules.weights.upgrade_hparams`), so such a checkpoint resumes."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not os.path.isfile(ckpt_path):
+            return
+        checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        hparams = upgrade_hparams(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
 
     def before_instantiate_classes(self) -> None:
         # fail before anything is built, not at the start of training
