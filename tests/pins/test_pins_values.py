@@ -29,9 +29,10 @@ def check(name: str, root: Path) -> None:
     rtol, atol = tolerances(terms, pinned["values"])
     problems = mismatches(values, pinned["values"], rtol, atol)
     problems += mismatches(text, pinned["text"], 0.0, 0.0)
-    assert not problems, (f"{name}: {len(problems)} of {len(pinned['values'])} values and "
-                          f"{len(pinned['text'])} printed cells differ from {name}.json "
-                          f"(rtol {rtol:.3g}, atol {atol:.3g}):\n" + "\n".join(problems))
+    assert not problems, (f"{name}: {len(problems)} differences from {name}.json "
+                          f"({len(pinned['values'])} values at rtol {rtol:.3g}, atol "
+                          f"{atol:.3g}; {len(pinned['text'])} printed cells, exact):\n"
+                          + "\n".join(problems))
 
 
 @pytest.mark.parametrize("name", [name for name, (_, _, slow) in CASES.items() if not slow])
