@@ -59,6 +59,7 @@ from invreg.cli_core import (  # noqa: F401 - re-exported: invreg.cli.X keeps wo
     short_subclass_list,
 )
 from invreg.console import finish_wandb_run, quiet_console
+from invreg.modules.weights import REMOVED_ARGUMENTS
 
 
 def main(args: list[str] | None = None) -> int:
@@ -107,13 +108,30 @@ def describe_error(error: BaseException) -> str:
     if _is_missing_wandb(error):
         return WANDB_HINT
     if isinstance(error, ArgumentError):
-        return describe_class_path_error(str(error)) or str(error).strip()
+        return (describe_class_path_error(str(error)) or describe_removed_option(str(error))
+                or str(error).strip())
     root = error
     while root.__cause__ is not None:
         root = root.__cause__
     message = str(root).strip() or type(root).__name__
     where = _where(root)
     return f"{where}: {message}" if where else message
+
+
+_REMOVED_OPTION = re.compile(rf"Option '({'|'.join(REMOVED_ARGUMENTS)})' is not accepted")
+
+
+def describe_removed_option(message: str) -> str | None:
+    """One line naming the replacement of an earlier option of a learned ν
+    (``--model.init_args.invariance_target``), or ``None`` if ``message`` is about another."""
+    found = _REMOVED_OPTION.search(message)
+    if found is None:
+        return None
+    return (f"model.init_args.{found[1]} is now DualAscentWeight's {REMOVED_ARGUMENTS[found[1]]}: "
+            f"--model.init_args.invariance_weight DualAscentWeight "
+            f"--model.init_args.invariance_weight.target 0.05 (and .metric, .update, .lr, "
+            f".initial); in a config, invariance_weight: {{class_path: "
+            f"invreg.modules.DualAscentWeight, init_args: {{target: 0.05}}}} (docs/target.md)")
 
 
 _PARSER_KEY = re.compile(r'^\s*Parser key "([^"]+)":')

@@ -68,3 +68,52 @@ def test_learned_row_targets_the_chosen_models_validation_li_and_reports_its_cos
         assert again[kind]["train_s"] == pytest.approx(row["train_s"], abs=1e-3), kind
     assert again["IR"]["search_s"] == pytest.approx(ir["search_s"], abs=1e-3)
     assert again[LEARNED]["nu"] == learned["nu"]
+
+
+# model cache keys of learned-ν models at Table 1's full scale, computed while the target took
+# four arguments of the module: models trained then are stored under them and stay valid
+PINNED_LEARNED_KEYS = {
+    ("t3", 0, 1.0, "logit_l2", 0.0123): "3f2a191940919749",
+    ("c4", 1, 2.5, "predictive_kl", 0.5): "8de4abd8251e3db4",
+}
+
+
+@pytest.mark.parametrize("case", list(PINNED_LEARNED_KEYS), ids=lambda c: "-".join(map(str, c)))
+def test_a_learned_weight_keeps_its_model_cache_key(tmp_path, case):
+    from invreg.experiments.core import get_scale, model_key, training_description
+
+    group, seed, initial, loss, target = case
+    settings = Settings(get_scale("genuine-table1", "full"), tmp_path, 4, 300,
+                        accelerator="cpu")
+    module, data = build("IR", group, settings, seed, initial, loss, target=target)
+    description = training_description(module, data, settings, seed)
+    assert model_key(description) == PINNED_LEARNED_KEYS[case]
+    # keyed by the fields it had: ν₀ and the four target arguments, no weight object
+    init_args = description["module"]["init_args"]
+    assert (init_args["invariance_weight"], init_args["invariance_target"],
+            init_args["target_metric"], init_args["target_update"], init_args["target_lr"]) == (
+        initial, target, "LI", "multiplicative", None)
+    assert "track_invariance" not in init_args
+
+
+def test_the_key_reads_the_weight_not_how_it_was_written(tmp_path):
+    from invreg.experiments.core import model_key, training_description
+    from invreg.models import MLP
+    from invreg.modules import DualAscentWeight, FixedWeight, InvarianceModule
+
+    settings = Settings(SCALES["smoke"], tmp_path, 1, 1)
+    data = mnist(settings, 0)
+
+    def key(weight, **options):
+        module = InvarianceModule(MLP((1, 36, 36), 9, hidden_widths=(8,)), group="c4",
+                                  invariance_weight=weight, **options)
+        return model_key(training_description(module, data, settings, 0))
+
+    assert key(2.0) == key(2) == key(FixedWeight(2.0)) != key(3.0)
+    # track_invariance changes training only with a fixed ν = 0
+    assert key(2.0, track_invariance=True) == key(2.0)
+    assert key(0.0, track_invariance=True) != key(0.0)
+    learned = key(DualAscentWeight(target=0.1))
+    assert learned == key(DualAscentWeight(target=0.1), track_invariance=True)
+    assert learned != key(DualAscentWeight(target=0.2)) != key(1.0)
+    assert learned != key(DualAscentWeight(target=0.1, lr=0.02))  # lr as given, as before
