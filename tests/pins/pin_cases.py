@@ -166,7 +166,7 @@ def table1_case(root: Path, scale: str, groups: list[str]) -> dict[str, float]:
 def callbacks_case(root: Path) -> dict[str, float]:
     """A tiny InvarianceModule (MLP, c4, ν = 1) trained 2 epochs of 2 batches with the orbit,
     spectral, saliency and drift callbacks; every number its CSV logger wrote, keyed
-    ``column@step``."""
+    ``column@step``, and every number of each callback's ``history``."""
     from pytorch_lightning.loggers import CSVLogger
 
     from invreg.callbacks import (
@@ -208,7 +208,27 @@ def callbacks_case(root: Path) -> dict[str, float]:
             if name in values and values[name] != float(cell):
                 raise AssertionError(f"{name}: logged twice with different values")
             values[name] = float(cell)
+    for callback in callbacks:  # what each evaluation returned (SaliencyCallback logs no scalar)
+        for index, record in enumerate(callback.history):
+            values.update(numbers(record, f"history/{type(callback).__name__}/{index}/",
+                                  skip=("step", "seconds")))
     return values
+
+
+def numbers(record: Any, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, float]:
+    """The numbers of a callback's history record (nested dicts and lists of rows), keyed
+    ``prefix`` + path; booleans, text and ``skip`` keys (wall time, step) left out."""
+    items = record.items() if isinstance(record, dict) else enumerate(record)
+    out: dict[str, float] = {}
+    for key, value in items:
+        if key in skip or isinstance(value, bool | str):
+            continue
+        name = canonical(f"{prefix}{key}")
+        if isinstance(value, dict | list | tuple):
+            out.update(numbers(value, f"{name}/"))
+        elif isinstance(value, int | float):
+            out[name] = float(value)
+    return out
 
 
 def metrics_case() -> dict[str, float]:
