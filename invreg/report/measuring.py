@@ -13,14 +13,13 @@ from torch import Tensor, nn
 
 from invreg.callbacks.base import fixed_elements
 from invreg.callbacks.drift import drift_figure
-from invreg.callbacks.saliency import CALLBACK_RECIPE, _element_labels, grid_figure
+from invreg.callbacks.saliency import CALLBACK_RECIPE, grid_figure
 from invreg.data.drift import get_drift_source, match_statistics
 from invreg.evaluation import eval_mode
-from invreg.functional.saliency import orbit_saliency, postprocess_saliency, saliency_similarity
 from invreg.functional.spectral import jacobian_spectral_norm
 from invreg.functional.statistics import bootstrap_interval
 from invreg.groups import Group
-from invreg.metrics import DriftMetrics, LayerInvariance, OrbitMetrics
+from invreg.metrics import DriftMetrics, LayerInvariance, OrbitMetrics, SaliencyInvarianceSimilarity
 from invreg.metrics.saliency import resolve_baseline
 from invreg.plotting import model_title
 from invreg.report.figures import _keep, geed_figure
@@ -112,34 +111,23 @@ def _test_split(module, loader, group, elements, device, report, settings) -> tu
 
 
 def _saliency(module, datamodule, group, elements, x, y, report, settings, title) -> None:
-    """Per-sample SI (the callback's path: raw maps, then threshold and blur) and the grid."""
+    """Per-sample SI and the grid of the first rows, from one SaliencyInvarianceSimilarity."""
     baseline, _ = resolve_baseline("background", datamodule, "invreg report", warn=True)
     recipe = replace(CALLBACK_RECIPE, steps=settings.saliency_steps, baseline=baseline)
-    raw_recipe = replace(recipe, threshold=None, blur=False)
-    per_sample, grid = [], None
+    metric = SaliencyInvarianceSimilarity(group, recipe, per_sample=True,
+                                          keep_maps=settings.saliency_rows).to(x.device)
     for start in _progress(range(0, x.shape[0], settings.batch_size),
                            f"{report.name}: saliency (SI)", settings):
-        xb, yb = x[start : start + settings.batch_size], y[start : start + settings.batch_size]
-        raw = orbit_saliency(module, xb, yb, group, raw_recipe, elements=elements)
-        maps = postprocess_saliency(
-            raw.flatten(0, 1), threshold=recipe.threshold, blur=recipe.blur,
-            blur_kernel_size=recipe.blur_kernel_size, blur_sigma=recipe.blur_sigma,
-        ).reshape_as(raw)
-        similarity = saliency_similarity(maps, reduction="none")  # [b, N - 1]
-        per_sample.append(similarity.mean(dim=1).cpu())
-        if grid is None:
-            grid = (xb, maps, similarity.mean(dim=1), yb)
-    values = torch.cat(per_sample)
+        end = start + settings.batch_size
+        metric.update(module, x[start:end], y[start:end], elements=elements)
+    values = metric.per_sample_values().cpu()
     low, high = bootstrap_interval(values, settings.bootstrap, settings.confidence, settings.seed)
     report.metrics.update({"SI": values.double().mean().item(), "SI_low": low, "SI_high": high,
                            "SI_baseline": float(baseline)})
-    rows = settings.saliency_rows
-    xb, maps, similarity, yb = grid
-    elems = elements if elements is not None else torch.arange(group.order)
-    figure = grid_figure(xb[:rows], maps[:rows], similarity[:rows], _element_labels(group, elems),
-                         targets=yb[:rows],
-                         title=f"Saliency over the orbit: {title} "
-                               f"({model_title(module, group)})")
+    kept = metric.kept_maps()
+    figure = grid_figure(kept.x, kept.maps, kept.similarity, group.element_labels(kept.elements),
+                         targets=kept.targets,
+                         title=f"Saliency over the orbit: {title} ({model_title(module, group)})")
     _keep(report, "saliency", figure, settings)
 
 
