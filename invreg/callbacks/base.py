@@ -29,7 +29,8 @@ and ``test`` run under inference mode, and the global RNG is left untouched (the
 from their own seeded generators), so adding a callback does not change training. Under DDP
 each rank evaluates its shard (``subset[rank::world_size]``) and the per-rank *sums and
 counts* are kept in torchmetrics states (:class:`~invreg.metrics.OrbitMetrics`,
-``dist_reduce_fx="sum"``) that add them across ranks; per-sample values are ``all_gather``-ed.
+``dist_reduce_fx="sum"``) that add them across ranks; per-sample values in ``"cat"`` states
+(:class:`PerSampleValues`) that gather them.
 
 **State.** ``history`` (one dict of scalars per evaluation, with the evaluation's wall time
 under ``"seconds"``) and the last evaluated step are saved in checkpoints
@@ -40,7 +41,6 @@ spent at the end of ``fit``/``validate``/``test`` in ``end_seconds``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -53,6 +53,8 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.seed import isolate_rng
 from torch import Tensor
 from torch.utils.data import DataLoader, default_collate
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from invreg.evaluation import eval_mode
 from invreg.groups import Group, get_group
@@ -81,6 +83,38 @@ class Subset:
         keep = self.index < count
         y = None if self.y is None else self.y[keep]
         return Subset(self.x[keep], y, self.index[keep], min(count, self.total))
+
+
+class PerSampleValues(Metric):
+    """Per-sample values of every rank's shard, in the order of the subset.
+
+    ``update(values, positions)``: values ``[n, ...]`` and their positions ``[n]`` in the
+    subset. ``compute()``: every rank's values ``[total, ...]`` sorted by position (a single
+    value squeezed to ``[]``, as torchmetrics returns one). Both are
+    ``"cat"`` states: under DDP torchmetrics gathers the shards, of unequal sizes too, and
+    concatenates them rank by rank; the positions put them back in subset order. The values
+    are only moved, never computed on: dtype and bits are kept.
+
+    >>> gathered = PerSampleValues()
+    >>> gathered.update(torch.tensor([0.5, 2.5]), torch.tensor([1, 0]))
+    >>> gathered.compute()
+    tensor([2.5000, 0.5000])
+    """
+
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("values", default=[], dist_reduce_fx="cat")
+        self.add_state("positions", default=[], dist_reduce_fx="cat")
+
+    def update(self, values: Tensor, positions: Tensor) -> None:
+        self.values.append(values)  # type: ignore[union-attr]
+        self.positions.append(positions)  # type: ignore[union-attr]
+
+    def compute(self) -> Tensor:
+        positions = dim_zero_cat(self.positions)  # type: ignore[arg-type]
+        return dim_zero_cat(self.values)[positions.argsort()]  # type: ignore[arg-type]
 
 
 class InvarianceCallback(pl.Callback):
@@ -243,17 +277,12 @@ class InvarianceCallback(pl.Callback):
     @staticmethod
     def gather_per_sample(trainer: pl.Trainer, subset: Subset, values: Tensor) -> Tensor:
         """Per-sample ``values`` ``[n, ...]`` of every rank's shard, in subset order ``[total,
-        ...]`` (a collective call)."""
-        world = trainer.world_size
-        if world <= 1:
-            return values
-        width = math.ceil(subset.total / world)
-        padded = values.new_full((width, *values.shape[1:]), float("nan"))
-        padded[: values.shape[0]] = values
-        gathered = trainer.strategy.all_gather(padded)  # [world, width, ...]
-        # shard r holds subset positions r, r + world, ...: interleave back
-        ordered = gathered.transpose(0, 1).reshape(world * width, *values.shape[1:])
-        return ordered[: subset.total]
+        ...]`` (a collective call: :class:`PerSampleValues`, synchronised over the default
+        ``torch.distributed`` group that the trainer's DDP strategy sets up)."""
+        gathered = PerSampleValues().to(values.device)
+        gathered.update(values, subset.index.to(values.device))
+        # compute() squeezes a one-element result: keep [total, ...]
+        return gathered.compute().reshape(subset.total, *values.shape[1:])
 
     # ------------------------------------------------------------------ machinery
     def _scheduled(self, trainer: pl.Trainer) -> bool:

@@ -42,10 +42,30 @@ def run(out: str, devices: int) -> dict:
     with open(f"{out}.rank{trainer.global_rank}", "w") as handle:
         json.dump(shard_sizes, handle)
     result = {type(c).__name__: c.history for c in callbacks}
+    result["gathered"] = gathered(trainer)
     if trainer.is_global_zero:
         with open(out, "w") as handle:
             json.dump(result, handle)
     return result
+
+
+def gathered(trainer) -> dict:
+    """``gather_per_sample`` of float64 values ``[n, 2]`` (``position / 3`` and its negative,
+    not representable in float32) on shards of 15 samples (8 + 7) and of 1 sample (1 + 0), as
+    hex strings: bit for bit, in subset order."""
+    import torch
+
+    from invreg.callbacks.base import InvarianceCallback, Subset
+
+    rank, world = trainer.global_rank, trainer.world_size
+    found = {}
+    for total in (15, 1):
+        index = torch.arange(rank, total, world)
+        values = torch.stack([index.double() / 3, -index.double() / 3], 1)
+        subset = Subset(torch.zeros(len(index), 1), None, index, total)
+        result = InvarianceCallback.gather_per_sample(trainer, subset, values)
+        found[str(total)] = [str(result.dtype), [[v.hex() for v in row] for row in result.tolist()]]
+    return found
 
 
 if __name__ == "__main__":

@@ -28,6 +28,12 @@ def test_two_process_results_equal_one_process_results(tmp_path):
     (tmp_path / "single").mkdir()
     single = run(str(tmp_path / "single" / "out.json"), 1)
     assert single["SaliencyCallback"]  # ran
+    # per-sample values gathered from shards of unequal sizes (one empty): subset order, bits
+    for total in (15, 1):
+        expected = [[(i / 3).hex(), (-(i / 3)).hex()] for i in range(total)]
+        assert ddp["gathered"][str(total)] == single["gathered"][str(total)] == [
+            "torch.float64", expected]
+    del ddp["gathered"], single["gathered"]
     for name, history in single.items():
         assert len(ddp[name]) == len(history), name
         for got, expected in zip(ddp[name], history, strict=True):
