@@ -259,8 +259,3 @@ def _tile(grid: list[list[np.ndarray]]) -> np.ndarray:
                 j * (width + 1) : j * (width + 1) + width] = tile
     return out
 
-
-def _element_labels(group: Group, elements: Tensor) -> list[str]:
-    """:meth:`Group.element_labels <invreg.groups.Group.element_labels>` (kept while
-    ``invreg.report`` imports it)."""
-    return group.element_labels(elements)

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from invreg.callbacks.base import fixed_elements
-from invreg.callbacks.saliency import _element_labels
 from invreg.groups import (
     ContinuousRotations,
     CyclicShifts,
@@ -94,23 +93,6 @@ def test_continuous_group_fixed_elements_and_labels(group, elements, labels, lab
     assert group.element_labels(fixed) == labels
     drawn = group.sample(3, generator=torch.Generator().manual_seed(1)).double()
     assert group.element_labels(drawn) == labels64
-
-
-@pytest.mark.parametrize("group", [g for g, _ in FINITE_LABELS] + [c[0] for c in CONTINUOUS],
-                         ids=lambda g: repr(g)[:40])
-def test_the_saliency_helper_gives_the_group_labels(group: Group):
-    elements = group.fixed_elements(5, seed=2)
-    elements = group.elements() if elements is None else elements
-    assert _element_labels(group, elements) == group.element_labels(elements)
-
-
-def test_a_group_names_its_own_elements():
-    class Quarters(Rotations):
-        def element_labels(self, elements):
-            return [f"{int(k)} quarter turns" for k in elements]
-
-    group = Quarters(4)
-    assert _element_labels(group, group.elements())[1] == "1 quarter turns"
 
 
 def test_labels_reject_what_is_not_a_batch_of_elements():
