@@ -42,6 +42,7 @@ from invreg.functional.lie import (
     GENERATORS,
     lie_derivative,
     lie_derivative_error,
+    lie_generator,
     lie_tangent,
 )
 from invreg.functional.saliency import (
@@ -50,6 +51,7 @@ from invreg.functional.saliency import (
     SaliencyRecipe,
     gaussian_blur,
     orbit_saliency,
+    orbit_saliency_stages,
     postprocess_saliency,
     resolve_target,
     saliency,
@@ -92,6 +94,7 @@ __all__ = [
     "jacobian_spectral_norm",
     "lie_derivative",
     "lie_derivative_error",
+    "lie_generator",
     "lie_tangent",
     "logit_invariance",
     "logit_l2",
@@ -104,6 +107,7 @@ __all__ = [
     "orbit_logits",
     "orbit_pair_errors",
     "orbit_saliency",
+    "orbit_saliency_stages",
     "postprocess_saliency",
     "predictive_kl",
     "predictive_kl_invariance",
