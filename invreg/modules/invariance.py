@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-import io
-import os
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -12,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invreg.checkpoints import verify_ckpt_path
 from invreg.config import build
 from invreg.data.augment import background_of
 from invreg.functional.invariance import capture_layers, get_layer, layer_output
@@ -33,10 +29,10 @@ from invreg.modules.streams import RandomStreams
 from invreg.modules.weights import (
     InvarianceWeight,
     as_invariance_weight,
-    is_earlier_layout,
+    hide_removed_arguments,
     reject_arguments,
-    upgrade_checkpoint,
-    upgrade_state_dict,
+    upgrade_state_dict_hook,
+    upgraded_checkpoint,
 )
 
 #: the loss terms logged under ``{train,val,test}/``
@@ -181,7 +177,7 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, CheckedCheckpoints,
         self.unweighted = (not weighting.learned and float(weighting) == 0.0
                            and not track_invariance)
         # a learned ν of the earlier layout is the state-dict key learned_invariance_weight
-        self.register_load_state_dict_pre_hook(_upgrade_state_dict)
+        self.register_load_state_dict_pre_hook(upgrade_state_dict_hook)
         self.orbit_mode = orbit_mode
         self.orbit_size = orbit_size
         self.augment = augment
@@ -370,7 +366,8 @@ class InvarianceModule(EpochMeansLogging, RandomStreams, CheckedCheckpoints,
         loads as its :class:`~invreg.modules.DualAscentWeight`
         (:func:`~invreg.modules.weights.upgrade_checkpoint`), on the CPU unless
         ``map_location`` says otherwise."""
-        return super().load_from_checkpoint(_upgraded(checkpoint_path), *args, **kwargs)
+        return super().load_from_checkpoint(upgraded_checkpoint(checkpoint_path), *args,
+                                            **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -423,34 +420,5 @@ def as_orbit(outputs: Tensor, batch_size: int, copies: int) -> Tensor:
     return torch.cat([reference, transformed], dim=1)
 
 
-def _upgrade_state_dict(module: nn.Module, state_dict: dict, prefix: str, *_: Any) -> None:
-    """Load-state-dict pre-hook: ν's earlier key becomes the weight's buffer (a resumed fit,
-    the experiments' cached models)."""
-    upgrade_state_dict(state_dict, prefix, "weighting")
-
-
-def _upgraded(checkpoint_path: Any) -> Any:
-    """``checkpoint_path``, or for a local checkpoint file of the earlier layout of a learned ν
-    the same checkpoint in today's layout, as an in-memory file."""
-    if not isinstance(checkpoint_path, str | os.PathLike) or not os.path.isfile(checkpoint_path):
-        return checkpoint_path
-    try:  # the stored arguments only: tensors stay on disk
-        stored = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - Lightning reads it and reports what is wrong
-        return checkpoint_path
-    if not is_earlier_layout(stored):
-        return checkpoint_path
-    verify_ckpt_path(checkpoint_path, "checkpoint_path")
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    buffer = io.BytesIO()
-    torch.save(upgrade_checkpoint(checkpoint, "weighting"), buffer)
-    buffer.seek(0)
-    return buffer
-
-
-# The constructor's **removed only names the replacement of the earlier arguments
-# (weights.reject_arguments); Lightning and the CLI read the signature without it.
-InvarianceModule.__init__.__signature__ = inspect.signature(  # type: ignore[attr-defined]
-    InvarianceModule.__init__).replace(parameters=[
-        p for p in inspect.signature(InvarianceModule.__init__).parameters.values()
-        if p.kind is not inspect.Parameter.VAR_KEYWORD])
+# the constructor's **removed only names the replacement of the earlier target arguments
+hide_removed_arguments(InvarianceModule.__init__)

@@ -14,15 +14,19 @@ written when the target took four arguments of the module (``invariance_target``
 
 from __future__ import annotations
 
+import inspect
+import io
 import math
+import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from numbers import Real
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from invreg.checkpoints import verify_ckpt_path
 from invreg.config import RecordsInit, build
 from invreg.functional.invariance import orbit_pair_errors
 from invreg.losses import InvarianceLoss, ModelInvarianceLoss
@@ -246,7 +250,7 @@ def as_invariance_weight(value: object) -> InvarianceWeight:
     if isinstance(value, Real):
         return FixedWeight(value)  # type: ignore[arg-type]
     raise ValueError(
-        f"invariance_weight: expected a number >= 0 or an InvarianceWeight such as "
+        f"invariance_weight must be a number >= 0 or an InvarianceWeight such as "
         f"DualAscentWeight(target=0.05), got {value!r} ({type(value).__name__})")
 
 
@@ -291,12 +295,19 @@ def upgrade_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
     return upgraded
 
 
-def upgrade_state_dict(state_dict: dict[str, Any], prefix: str, attribute: str) -> None:
+def upgrade_state_dict(state_dict: dict[str, Any], prefix: str = "") -> None:
     """Rename ν's earlier key (``<prefix>learned_invariance_weight``) in ``state_dict`` to the
-    buffer of the weight the module holds as ``attribute`` (in place)."""
+    buffer of the module's weight, ``<prefix>weighting.value`` (in place)."""
     old = prefix + REMOVED_STATE_KEY
     if old in state_dict:
-        state_dict[f"{prefix}{attribute}.value"] = state_dict.pop(old)
+        state_dict[f"{prefix}weighting.value"] = state_dict.pop(old)
+
+
+def upgrade_state_dict_hook(module: nn.Module, state_dict: dict[str, Any], prefix: str,
+                            *_: Any) -> None:
+    """The module's load-state-dict pre-hook: :func:`upgrade_state_dict` (a resumed fit, the
+    experiments' cached models)."""
+    upgrade_state_dict(state_dict, prefix)
 
 
 def is_earlier_layout(checkpoint: Mapping[str, Any]) -> bool:
@@ -306,11 +317,40 @@ def is_earlier_layout(checkpoint: Mapping[str, Any]) -> bool:
         REMOVED_STATE_KEY in (checkpoint.get("state_dict") or {}))
 
 
-def upgrade_checkpoint(checkpoint: dict[str, Any], attribute: str) -> dict[str, Any]:
+def upgrade_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """``checkpoint`` with its hyper-parameters (:func:`upgrade_hparams`) and ν's state-dict
     key (:func:`upgrade_state_dict`) in today's layout (in place; returned)."""
     if isinstance(checkpoint.get("hyper_parameters"), Mapping):
         checkpoint["hyper_parameters"] = upgrade_hparams(checkpoint["hyper_parameters"])
     if isinstance(checkpoint.get("state_dict"), dict):
-        upgrade_state_dict(checkpoint["state_dict"], "", attribute)
+        upgrade_state_dict(checkpoint["state_dict"])
     return checkpoint
+
+
+def upgraded_checkpoint(checkpoint_path: Any) -> Any:
+    """``checkpoint_path``, or for a local checkpoint file of the earlier layout the same
+    checkpoint upgraded (:func:`upgrade_checkpoint`), as an in-memory file on the CPU; the
+    file itself is left as it is."""
+    if not isinstance(checkpoint_path, str | os.PathLike) or not os.path.isfile(checkpoint_path):
+        return checkpoint_path
+    try:  # the stored arguments only: the tensors stay on disk
+        stored = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - Lightning reads it next and reports what is wrong
+        return checkpoint_path
+    if not is_earlier_layout(stored):
+        return checkpoint_path
+    verify_ckpt_path(checkpoint_path, "checkpoint_path")
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    upgraded = io.BytesIO()
+    torch.save(upgrade_checkpoint(checkpoint), upgraded)
+    upgraded.seek(0)
+    return upgraded
+
+
+def hide_removed_arguments(init: Callable[..., None]) -> None:
+    """Give ``init`` (a constructor with ``**removed``, :func:`reject_arguments`) the signature
+    without it: the CLI and Lightning's checkpoint loading read the signature, and accept no
+    argument there that is not a real one."""
+    signature = inspect.signature(init)
+    init.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
+        p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD])

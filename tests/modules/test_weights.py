@@ -33,7 +33,7 @@ def test_a_number_is_a_fixed_weight():
     for bad in (-1.0, math.nan, True):
         with pytest.raises(ValueError, match="invariance_weight"):
             as_invariance_weight(bad)
-    with pytest.raises(ValueError, match=r"invariance_weight: expected a number >= 0 or an "
+    with pytest.raises(ValueError, match=r"invariance_weight must be a number >= 0 or an "
                                          r"InvarianceWeight such as DualAscentWeight"):
         as_invariance_weight("strong")
 
