@@ -6,9 +6,13 @@ import csv
 import hashlib
 import json
 import math
+import os
 import shutil
+import socket
 import statistics
+import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,15 +199,82 @@ def train(
 
     With ``settings.cache`` set, a model whose :func:`training_description` was trained before
     is loaded from ``<cache>/<model_key>/model.ckpt`` instead of trained again (the folder also
-    holds ``description.json``); a new one is written there after training. This is how
+    holds ``description.json``); a new one is written there after training, under a
+    :func:`claim`, so processes sharing the cache train each model once. This is how
     ``genuine-drift`` and ``spectral-decay`` evaluate Table 1's models without retraining them.
     """
     description = training_description(module, data, settings, seed)
     cached = settings.cache / model_key(description) if settings.cache else None
-    if cached is not None and (cached / "model.ckpt").is_file():
-        state = torch.load(cached / "model.ckpt", map_location="cpu", weights_only=True)
-        module.load_state_dict(state["state_dict"])
-        return module.cpu().eval()
+    if cached is None:
+        return _fit(module, data, settings, name, seed, None, description)
+    with claim(cached, settings.progress):
+        if (cached / "model.ckpt").is_file():
+            state = torch.load(cached / "model.ckpt", map_location="cpu", weights_only=True)
+            module.load_state_dict(state["state_dict"])
+            return module.cpu().eval()
+        return _fit(module, data, settings, name, seed, cached, description)
+
+
+#: seconds between two looks at a model another process is training
+CLAIM_POLL_SECONDS = 1.0
+
+
+@contextmanager
+def claim(folder: Path, say: Callable[[str], None] = print):
+    """Hold the right to train the model of cache folder ``folder``: two processes (two Ray
+    workers, two experiments, two machines on a shared file system) that ask for the same model
+    train it once. The claim is ``<folder>.lock``, created atomically (``O_CREAT | O_EXCL``)
+    and holding ``host pid``; while another process holds it this one waits (saying so once)
+    and then finds the model in the cache. A claim whose process has died on this host is
+    taken over; one of another host is waited for (remove the ``.lock`` file by hand if that
+    host died)."""
+    lock = folder.with_name(folder.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    told = False
+    while True:
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _read_claim(lock)
+            if holder is not None and holder[0] == socket.gethostname() \
+                    and not _alive(holder[1]):
+                lock.unlink(missing_ok=True)  # its process died on this host
+                continue
+            if not told:
+                say(f"waiting for {' '.join(map(str, holder or ('another process',)))} "
+                    f"to finish training {folder.name}")
+                told = True
+            time.sleep(CLAIM_POLL_SECONDS)
+            continue
+        with os.fdopen(handle, "w") as stream:
+            stream.write(f"{socket.gethostname()} {os.getpid()}\n")
+        break
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _read_claim(lock: Path) -> tuple[str, int] | None:
+    try:
+        host, pid = lock.read_text().split()
+        return host, int(pid)
+    except (OSError, ValueError):
+        return None  # gone, or being written
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fit(module: InvarianceModule, data: pl.LightningDataModule, settings: Settings, name: str,
+         seed: int, cached: Path | None, description: dict) -> InvarianceModule:
     pl.seed_everything(seed, workers=True)
     run_dir = settings.out / "runs" / name / f"seed{seed}"
     checkpoint = ModelCheckpoint(dirpath=run_dir, monitor="val/acc", mode="max", filename="best")

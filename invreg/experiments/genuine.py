@@ -307,6 +307,95 @@ def bisect_invariance_weight(
 SEARCHES = {"coarse-to-fine": choose_invariance_weight, "bisect": bisect_invariance_weight}
 
 
+def _coarse_to_fine_rounds(grid: list[float], target: float):
+    """The rounds of :func:`choose_invariance_weight` with every candidate of a step at once:
+    the coarse grid, then the 1-2-5 values of the step that follows from its SI."""
+    measured = yield list(grid)
+    reached = [nu for nu in grid if measured[nu] >= target]
+    if reached:
+        index = grid.index(reached[0])
+        fine = one_two_five(grid[index - 1], reached[0]) if index > 0 else []
+    else:
+        index = max(range(len(grid)), key=lambda i: (measured[grid[i]], -i))
+        around = grid[max(index - 1, 0) : index + 2]
+        fine = [nu for a, b in pairwise(around) for nu in one_two_five(a, b)]
+    if fine:
+        yield fine
+
+
+def _bisect_rounds(grid: list[float], target: float):
+    """The rounds of :func:`bisect_invariance_weight`, two halvings per round: the middle
+    and both middles that can follow it (3 trainings for 2 steps)."""
+    values = sorted({grid[0], grid[-1], *one_two_five(grid[0], grid[-1])})
+    measured: dict[float, float] = {}
+    while True:
+        low, high = -1, len(values)
+        while high - low > 1:
+            middle = (low + high) // 2
+            if values[middle] not in measured:
+                break
+            low, high = (low, middle) if measured[values[middle]] >= target else (middle, high)
+        else:
+            return
+        candidates = [values[middle]] + [values[(a + b) // 2]
+                                         for a, b in ((low, middle), (middle, high)) if b - a > 1]
+        measured = yield [nu for nu in candidates if nu not in measured]
+
+
+def search_rounds(search: str, grid: Sequence[float], target: float = SI_TARGET):
+    """The ν search ``search`` (a key of :data:`SEARCHES`) in rounds whose candidates train at
+    once: a generator that yields each round's ν and receives ``{ν: SI}`` of every ν measured
+    so far. Applying the sequential rule to what the rounds measured
+    (:func:`parallel_choice`) chooses the same ν, with the same record, as the sequential
+    search: every ν it would measure is measured.
+
+    Cost against the sequential search: coarse-to-fine runs in 2 rounds (1 when the first
+    coarse ν reaches the target or no fine value follows) and trains every coarse ν, then
+    every fine ν of the step, where the sequential search stops at the first ν that reaches
+    the target: up to ``len(grid) − 1`` more in round 1 and 1 more in round 2 (0.01…100:
+    7 trainings where it needs 3–7 when the target is reached, 9 as it does when not).
+    Bisection runs two halvings per round with 3 trainings (0.01…100: 2 rounds and 6
+    trainings against 4 steps and 4 trainings).
+
+    >>> curve = {0.1: 0.5, 0.2: 0.7, 0.5: 0.96, 1.0: 0.97, 2.0: 0.97, 5.0: 0.98, 10.0: 0.99}
+    >>> rounds = search_rounds("coarse-to-fine", [0.1, 1, 10])
+    >>> first = next(rounds); first
+    [0.1, 1.0, 10.0]
+    >>> rounds.send({nu: curve[nu] for nu in first})
+    [0.2, 0.5]
+    """
+    if search not in SEARCHES:
+        raise ValueError(f"search: expected one of {sorted(SEARCHES)}, got {search!r}")
+    grid = [float(nu) for nu in grid]
+    if not grid or any(nu <= 0 or not math.isfinite(nu) for nu in grid):
+        raise ValueError(f"grid: expected positive finite invariance weights, got {grid}")
+    rounds = _bisect_rounds if search == "bisect" else _coarse_to_fine_rounds
+    return rounds(grid, target)
+
+
+def parallel_choice(search: str, grid: Sequence[float], measure: Callable[[list[float]], list],
+                    target: float = SI_TARGET, log: Callable[[str], None] | None = None
+                    ) -> tuple[WeightChoice, dict[float, float], int]:
+    """Run :func:`search_rounds` with ``measure(candidates) -> their SI`` (one round at once)
+    and apply the sequential rule to the result. Returns ``(choice, {ν: SI} measured,
+    rounds)``; ``choice`` equals ``SEARCHES[search](...)`` with the same SI curve."""
+    measured: dict[float, float] = {}
+    rounds, count = search_rounds(search, grid, target), 0
+    try:
+        candidates = next(rounds)
+        while True:
+            count += 1
+            measured.update(zip(candidates, (float(si) for si in measure(candidates)),
+                                strict=True))
+            if log is not None:
+                log(f"ν search round {count}: " + ", ".join(
+                    f"{nu:g}→{measured[nu]:.3f}" for nu in candidates))
+            candidates = rounds.send(dict(measured))
+    except StopIteration:
+        pass
+    return SEARCHES[search](measured.__getitem__, grid, target), measured, count
+
+
 def choose_weight(group_name: str, settings: Settings, seed: int, loss: str = "logit_l2",
                   search: str = "coarse-to-fine", seconds: dict[float, float] | None = None):
     """The ν rule (``search``: ``"coarse-to-fine"``, :func:`choose_invariance_weight`, or
@@ -441,6 +530,89 @@ def table1_models(group_name: str, settings: Settings, on_choice=None, learned: 
                     module, kind_data, settings, f"table1/{group_name}/{kind}", seed)
             nu = {"IR": chosen, LEARNED: model.invariance_weight}.get(kind, 0.0)
             yield seed, data, kind, nu, model
+
+
+def _search_candidate(settings: Settings, group_name: str, weight: float) -> float:
+    """One training of the ν search (IR with ``weight`` on the first seed, into the model
+    cache) and its validation SI: a task of :func:`table1_chains`."""
+    group = GROUPS[group_name]
+    module, data = build("IR", group, settings, 0, weight)
+    model, _ = timed_train(module, data, settings, f"table1/{group_name}/IR-nu{weight:g}", 0)
+    return validation_si(model, data, group, settings)
+
+
+def _table1_model(settings: Settings, group_name: str, kind: str, seed: int, weight: float,
+                  target: float | None) -> float:
+    """One of Table 1's models (``kind``: WT, DA, IR with ``weight``, or :data:`LEARNED` with
+    ``target``) into the model cache; returns its training seconds: a task of
+    :func:`table1_chains`."""
+    built = ("IR", LEARNED_INITIAL_WEIGHT, target) if kind == LEARNED else (kind, weight, None)
+    module, data = build(built[0], GROUPS[group_name], settings, seed, built[1], target=built[2])
+    return timed_train(module, data, settings, f"table1/{group_name}/{kind}", seed)[1]
+
+
+def chosen_target(group_name: str, settings: Settings, weight: float) -> float:
+    """ε of the learned row from the cached model the ν search chose (first seed), computed as
+    :func:`table1_models` computes it, in this process."""
+    group = GROUPS[group_name]
+    module, data = build("IR", group, settings, 0, weight)
+    model = train(module, data, settings, f"table1/{group_name}/IR-nu{weight:g}", 0)
+    return target_from_choice(model, mnist(settings, 0), group)
+
+
+def table1_chains(group_name: str, settings: Settings, learned: bool = True) -> list:
+    """Table 1's trainings of one group as chains of rounds
+    (:mod:`invreg.experiments.executor`): WT and DA of every seed, independent of the rest;
+    and the ν search's rounds (:func:`search_rounds`, first seed), then IR with the chosen ν
+    on the other seeds and, with ``learned``, :data:`LEARNED` on every seed (ε from the chosen
+    model, :func:`chosen_target`). :func:`table1_models` then finds every model in the cache."""
+    from invreg.experiments.executor import Training
+
+    def independent():
+        yield [Training(f"table1/{group_name}/{kind}", seed, 0.0, _table1_model,
+                        (group_name, kind, seed, 0.0, None), stage="WT, DA")
+               for seed in range(settings.seeds) for kind in ("WT", "DA")]
+
+    def searched():
+        grid = settings.scale.invariance_weights
+        rounds = search_rounds("coarse-to-fine", grid)
+        measured: dict[float, float] = {}
+        before: list[str] = []
+        candidates, count = next(rounds), 0
+        while candidates is not None:
+            count += 1
+            stage = f"{group_name} ν search round {count}"
+            round_ = [Training(f"table1/{group_name}/IR-nu{nu:g}", 0, nu, _search_candidate,
+                               (group_name, nu), after=tuple(before), stage=stage)
+                      for nu in candidates]
+            values = yield round_
+            measured.update(zip(candidates, values, strict=True))
+            before += [t.label for t in round_]
+            settings.progress(f"{stage}: validation SI by ν " + ", ".join(
+                f"{nu:g}→{measured[nu]:.3f}" for nu in candidates))
+            try:
+                candidates = rounds.send(dict(measured))
+            except StopIteration:
+                candidates = None
+        choice = choose_invariance_weight(measured.__getitem__, grid)
+        settings.progress(f"{group_name} ν search: ν = {choice.weight:g} after {count} "
+                          f"round{'s' * (count > 1)} of {len(measured)} trainings (one at a "
+                          f"time: {len(choice.trials)})")
+        chosen = f"table1/{group_name}/IR-nu{choice.weight:g} seed 0"
+        later = [Training(f"table1/{group_name}/IR", seed, choice.weight, _table1_model,
+                          (group_name, "IR", seed, choice.weight, None), after=(chosen,),
+                          stage=f"{group_name} chosen ν")
+                 for seed in range(1, settings.seeds)]
+        if learned:
+            target = chosen_target(group_name, settings, choice.weight)
+            later += [Training(f"table1/{group_name}/{LEARNED}", seed, LEARNED_INITIAL_WEIGHT,
+                               _table1_model, (group_name, LEARNED, seed, 0.0, target),
+                               after=(chosen,), stage=f"{group_name} chosen ν")
+                      for seed in range(settings.seeds)]
+        if later:
+            yield later
+
+    return [independent(), searched()]
 
 
 def target_from_choice(model: InvarianceModule, data: MNISTDataModule, group: str) -> float:

@@ -84,6 +84,31 @@ def models(
     }
 
 
+def _train_one(settings: Settings, name: str, seed: int, weight: float) -> None:
+    """Model ``name`` of seed ``seed`` into the model cache, built as :func:`layerwise` builds
+    it (the torch seed set, then the three models constructed in order): a task of
+    :func:`layerwise_chains`."""
+    data = DigitsDataModule(upscale=2, batch_size=64, seed=seed)
+    held_out_tensors(data, settings.scale.eval_samples * 4)
+    torch.manual_seed(seed)
+    module, _ = models(data, weight)[name]
+    train(module, data, settings, f"layerwise/{name.replace(' ', '_')}", seed)
+
+
+def layerwise_chains(settings: Settings) -> list:
+    """Every model of every seed at once, one round (:mod:`invreg.experiments.executor`)."""
+    from invreg.experiments.executor import Training
+
+    weight = settings.extra.get("invariance_weight", 1.0)
+
+    def every_model():
+        yield [Training(f"layerwise/{name.replace(' ', '_')}", seed,
+                        weight if name == "IR CNN" else 0.0, _train_one, (name, seed, weight))
+               for seed in range(settings.seeds) for name in ("DA CNN", "e2cnn G-CNN", "IR CNN")]
+
+    return [every_model()]
+
+
 def layerwise(settings: Settings) -> Results:
     weight = settings.extra.get("invariance_weight", 1.0)
     beta = settings.extra.get("ood_beta", 0.5)

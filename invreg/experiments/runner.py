@@ -9,8 +9,11 @@ figures from ``DIR/results.csv`` alone, without training. Trained models are kep
 so a later experiment that needs the same model (``genuine-drift`` on
 Table 1's models) loads it instead of training it again. ``--quick`` runs a small subset in
 minutes on two CPU cores; ``--smoke`` runs every code path in seconds (what the test suite runs).
-``--jobs N`` trains the models of independent groups in ``N`` processes at once (the Table 1
-experiments; each process gets ``1/N`` of the torch threads), then evaluates them from the cache.
+``--jobs N`` trains every model as a task on a local Ray instance of ``N`` workers (one torch
+thread each; ``--jobs`` alone: this machine's cores), ``--address HOST:PORT`` (or
+``RAY_ADDRESS``) on a Ray cluster, ``--gpus-per-training G`` with GPUs, then evaluates them from
+the cache (genuine-table1, genuine-drift, layerwise; :mod:`invreg.experiments.executor`,
+``docs/scale.md``). Without Ray installed it trains in this process and says so in one line.
 
 ``invreg-experiment --help`` lists the experiments, ``invreg-experiment NAME --help`` describes
 one (what it trains and measures, its scales, its flags, where results go); the flags come
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import multiprocessing
+import math
 import os
 import platform
 import sys
@@ -30,7 +33,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,71 +49,108 @@ class Experiment:
     title: str
     run: Callable[[Settings], Results]
     grid_size: Callable[[Settings], int]  # number of progress steps, for the bar
-    #: the independent training jobs ``[(function, args)]`` that ``--jobs N`` runs in ``N``
-    #: processes before ``run`` (which then loads their models from the cache); ``None``: the
-    #: experiment trains in one process
-    training_jobs: Callable[[Settings], list[tuple[Callable, tuple]]] | None = None
+    #: its trainings as chains of rounds (:mod:`invreg.experiments.executor`), which
+    #: ``--jobs N`` / ``--address`` run as tasks before ``run`` (which then loads their
+    #: models from the cache); ``None``: the experiment trains as it runs, in this process
+    trainings: Callable[[Settings], list] | None = None
     #: what it trains and measures, for ``invreg-experiment NAME --help``
     description: str = ""
     #: the optional command-line flags it reads besides the common ones (:data:`COMMON_FLAGS`)
     flags: tuple[str, ...] = ()
 
 
-def _train_table1_group(group_name: str, learned: bool, settings: Settings) -> str:
-    """Train (or find in the cache) every model of Table 1's ``group_name`` (with ``learned``,
-    the IR-target row's too): one ``--jobs`` job. Returns ``group_name``."""
-    from invreg.experiments.genuine import table1_models
+def _table1_chains(settings: Settings, learned: bool = True) -> list:
+    from invreg.experiments.genuine import selected_groups, table1_chains
 
-    for _ in table1_models(group_name, settings, learned=learned):
-        pass
-    return group_name
+    return [chain for name in selected_groups(settings)
+            for chain in table1_chains(name, settings, learned=learned)]
 
 
-def _table1_jobs(settings: Settings, learned: bool = True) -> list[tuple[Callable, tuple]]:
-    from invreg.experiments.genuine import selected_groups
-
-    return [(_train_table1_group, (name, learned)) for name in selected_groups(settings)]
+def _drift_chains(settings: Settings) -> list:
+    return _table1_chains(settings, learned=False)  # the drift figure has no IR-target row
 
 
-def _drift_jobs(settings: Settings) -> list[tuple[Callable, tuple]]:
-    return _table1_jobs(settings, learned=False)  # the drift figure has no IR-target row
+def _layerwise_chains(settings: Settings) -> list:
+    from invreg.experiments.layerwise import layerwise_chains
+
+    return layerwise_chains(settings)
 
 
-def _worker_threads(threads: int) -> None:
-    import torch
+def parallel_experiments() -> list[str]:
+    """The experiments whose trainings run as tasks (``--jobs``, ``--address``)."""
+    return sorted(n for n, e in EXPERIMENTS.items() if e.trainings is not None)
 
-    torch.set_num_threads(threads)
+
+def check_parallel(name: str, settings_cache: Path | None, jobs=None) -> None:
+    """``ValueError`` if experiment ``name`` cannot run its trainings as tasks, or without a
+    model cache (the tasks hand their models over through it), or with a bad ``jobs``."""
+    if jobs is not None and jobs != "all":
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise ValueError(f"jobs: expected a whole number of workers ≥ 1 (or 'all'), got "
+                             f"{jobs!r}")
+    if EXPERIMENTS[name].trainings is None:
+        raise ValueError(f"jobs: {name} trains its models in one process; --jobs and "
+                         f"--address apply to {parallel_experiments()}")
+    if settings_cache is None:
+        raise ValueError("jobs: the tasks hand their models over through the model cache; "
+                         "pass --cache DIR instead of --no-cache")
+
+
+def make_executor(jobs: int | str | None = None, address: str | None = None,
+                  gpus_per_training: float = 0.0, say: Callable[[str], None] = print):
+    """The executor of a run's trainings: :class:`~invreg.experiments.executor.RayExecutor`
+    when Ray is asked for (``jobs``: a local instance with that many workers, ``"all"``: this
+    machine's cores; ``address`` or ``RAY_ADDRESS``: a cluster; ``gpus_per_training`` > 0),
+    else ``None`` (the experiment trains as it runs, in this process). Without Ray installed,
+    :class:`~invreg.experiments.executor.InProcess`, and one line through ``say``."""
+    from invreg.experiments.executor import (
+        RAY_EXTRA,
+        InProcess,
+        RayExecutor,
+        ray_available,
+    )
+
+    if jobs is None and not address and not os.environ.get("RAY_ADDRESS") \
+            and not gpus_per_training:
+        return None
+    if not ray_available():
+        say(f"Ray is not installed ({RAY_EXTRA}): training in this process, one model at a "
+            "time")
+        return InProcess()
+    return RayExecutor(address, None if jobs in (None, "all") else jobs,
+                       gpus_per_training=gpus_per_training)
+
+
+def run_trainings(name: str, settings: Settings, executor, progress: Callable[[str], None]
+                  = print):
+    """Train experiment ``name``'s models on ``executor`` (its chains, as tasks) into
+    ``settings.cache``, where :func:`run` then finds them; returns the
+    :class:`~invreg.experiments.executor.Graph` of what ran, with a progress bar over the
+    trainings and one line per finished training."""
+    from tqdm.auto import tqdm
+
+    from invreg.experiments.executor import run_chains
+
+    check_parallel(name, settings.cache)
+    bar = tqdm(total=0, desc=f"{name} trainings", file=sys.stderr)
+    driver = dataclasses.replace(settings, progress=bar.write)
+    try:
+        return run_chains(EXPERIMENTS[name].trainings(driver), settings, executor,
+                          bar.write if progress is print else progress, bar)
+    finally:
+        bar.close()
 
 
 def train_in_parallel(name: str, settings: Settings, jobs: int) -> list:
-    """Run experiment ``name``'s training jobs in ``jobs`` processes (``spawn``), each with
-    ``torch.get_num_threads() // jobs`` threads (at least one); the models land in
-    ``settings.cache``, where :func:`run` finds them. Returns the jobs' return values.
-
-    Raises:
-        ValueError: ``jobs`` < 1, no cache, or an experiment that trains in one process.
-    """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: expected a whole number of processes ≥ 1, got {jobs!r}")
-    experiment = EXPERIMENTS[name]
-    if experiment.training_jobs is None:
-        parallel = sorted(n for n, e in EXPERIMENTS.items() if e.training_jobs is not None)
-        raise ValueError(f"jobs: {name} trains its models in one process; --jobs applies to "
-                         f"{parallel}")
-    if settings.cache is None:
-        raise ValueError("jobs: the processes hand their models over through the model cache; "
-                         "pass --cache DIR instead of --no-cache")
-    import torch
-
-    work = experiment.training_jobs(settings)
-    # the bar's callback does not cross processes: the workers print their progress
-    plain = dataclasses.replace(settings, progress=print)
-    threads = max(1, torch.get_num_threads() // jobs)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(work)) or 1, mp_context=context,
-                             initializer=_worker_threads, initargs=(threads,)) as pool:
-        futures = [pool.submit(function, *args, plain) for function, args in work]
-        return [future.result() for future in futures]
+    """Train experiment ``name``'s models on a local Ray instance of ``jobs`` workers (in this
+    process when Ray is not installed) into ``settings.cache``; returns the labels of the
+    trainings. :func:`run_trainings` with :func:`make_executor` is the general form."""
+    check_parallel(name, settings.cache, jobs)
+    executor = make_executor(jobs)
+    try:
+        return list(run_trainings(name, settings, executor).done)
+    finally:
+        executor.close()
 
 
 def _table1(settings):
@@ -158,12 +197,14 @@ def _target(settings, grid_size: bool = False):
 
 #: flags of the experiments that train MNIST models from ``configs/genuine``
 _GENUINE_FLAGS = ("--accelerator", "--cache", "--no-cache", "--groups", "--data-dir")
+#: flags of the experiments whose trainings run as tasks (:func:`run_trainings`)
+_RAY_FLAGS = ("--jobs", "--address", "--gpus-per-training")
 
 EXPERIMENTS: dict[str, Experiment] = {
     "genuine-table1": Experiment(
         "Genuine invariance: WT / DA / IR on MNIST (Moskalev et al. 2023, Table 1)", _table1,
         lambda s: _groups(s) * (3 * s.seeds + len(s.scale.invariance_weights) - 1),
-        _table1_jobs,
+        _table1_chains,
         description=(
             "Trains the paper's MLP (5 × 128) on MNIST (digit 9 removed, padded to 36×36) for "
             "each group (R4: 90-degree rotations, T3: cyclic x-shifts), every model with random "
@@ -172,18 +213,18 @@ EXPERIMENTS: dict[str, Experiment] = {
             "validation SI ≥ 0.95) and IR-target (ν learned by dual ascent). Measures test "
             "accuracy, orbit accuracy, LI, DI, orbit consistency and SI, mean and std over "
             "seeds; every ν tried goes to invariance_weights.csv."),
-        flags=(*_GENUINE_FLAGS, "--jobs")),
+        flags=(*_GENUINE_FLAGS, *_RAY_FLAGS)),
     "genuine-drift": Experiment(
         "Invariance under input drift (Moskalev et al. 2023, Fig. 4)", _drift,
         lambda s: _groups(s) * (3 * s.seeds + len(s.scale.invariance_weights) - 1),
-        _drift_jobs,
+        _drift_chains,
         description=(
             "Evaluates Table 1's WT / DA / IR models (loaded from the model cache when "
             "genuine-table1 ran first with the same scale, else trained) on test images blended "
             "(1 − β)·x + β·x_drift for β ∈ [0, 0.5]: DI and the accuracy ratio "
             "Acc(β) / Acc(0). Drift images: natural-image patches unless --drift-source. "
             "Figure: drift."),
-        flags=(*_GENUINE_FLAGS, "--jobs", "--drift-source", "--drift-dir")),
+        flags=(*_GENUINE_FLAGS, *_RAY_FLAGS, "--drift-source", "--drift-dir")),
     "spectral-decay": Experiment(
         "Spectral decay under invariance regularisers (Moskalev et al. 2023, Fig. 5)", _spectral,
         lambda s: _groups(s) * (4 * s.seeds + 2 * 4 + len(s.scale.invariance_weights)),
@@ -196,14 +237,14 @@ EXPERIMENTS: dict[str, Experiment] = {
         flags=_GENUINE_FLAGS),
     "layerwise": Experiment(
         "Layer-wise G-EED: augmentation vs equivariant layers (Kvinge et al. 2022)", _layerwise,
-        lambda s: 3 * s.seeds,
+        lambda s: 3 * s.seeds, _layerwise_chains,
         description=(
             "Trains three classifiers on rotated 16×16 digits (scikit-learn's, C4 augmentation): "
             "a CNN with augmentation alone (DA), an e2cnn G-CNN and the CNN with the logit "
             "invariance error (IR). Measures the normalised invariance G-EED of every layer on "
             "test digits and on digits blended with natural-image patches. "
             "Figure: layerwise_geed."),
-        flags=("--accelerator", "--cache", "--no-cache")),
+        flags=("--accelerator", "--cache", "--no-cache", *_RAY_FLAGS)),
     "lie": Experiment(
         "Lie derivative training against augmentation on continuously rotated digits "
         "(Gruver et al. 2023)", _lie,
@@ -318,7 +359,8 @@ def check_accelerator(accelerator: str, label: str = "accelerator") -> str:
 
 def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | None = None,
         out: Path | None = None, accelerator: str = "auto", cache: Path | None = None,
-        figure_format: str = "png", dpi: int = DEFAULT_DPI, jobs: int = 1, **extra) -> Results:
+        figure_format: str = "png", dpi: int = DEFAULT_DPI, jobs: int | str | None = None,
+        address: str | None = None, gpus_per_training: float = 0.0, **extra) -> Results:
     """Run one experiment and write its results; returns them.
 
     ``cache``: a folder of trained models keyed by their configuration
@@ -326,8 +368,10 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
     loaded instead of trained again. ``None`` (the default here) trains every model; the
     console script uses ``results/models`` unless given ``--no-cache``.
     ``figure_format`` (png, pdf, svg) and ``dpi``: how the figures are saved.
-    ``jobs``: processes that train independent models at once (:func:`train_in_parallel`;
-    needs ``cache``); 1 trains in this process.
+    ``jobs`` (workers of a local Ray instance, ``"all"`` for this machine's cores),
+    ``address`` (a Ray cluster; ``RAY_ADDRESS`` too) and ``gpus_per_training``: train every
+    model as a Ray task first (:func:`make_executor`, :func:`run_trainings`; needs ``cache``),
+    then evaluate from the cache; without any of them the experiment trains in this process.
     ``seeds`` and ``epochs``: whole numbers ≥ 1, ``None`` for the scale's own.
 
     Every argument is checked before anything trains (``ValueError`` naming it): the counts,
@@ -342,8 +386,17 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
     for label, count in (("seeds", seeds), ("epochs", epochs)):
         if count is not None:
             check_count(count, label)
-    check_count(jobs, "jobs")
+    if isinstance(gpus_per_training, bool) or not isinstance(gpus_per_training, int | float) \
+            or not 0 <= gpus_per_training < math.inf:
+        raise ValueError(f"gpus_per_training: expected a number ≥ 0, got {gpus_per_training!r}")
+    parallel = jobs is not None or bool(address) or bool(os.environ.get("RAY_ADDRESS")) \
+        or bool(gpus_per_training)
+    if parallel:
+        check_parallel(name, cache, jobs)
     check_accelerator(accelerator)
+    if gpus_per_training and accelerator not in ("auto", "gpu", "cuda"):
+        raise ValueError(f"gpus_per_training: the trainings get a GPU but accelerator is "
+                         f"{accelerator!r}; pass accelerator auto, gpu or cuda")
     out = check_writable_folder(out if out is not None else Path("results") / name, "out")
     cache = check_writable_folder(cache, "cache") if cache is not None else None
     from tqdm.auto import tqdm
@@ -354,8 +407,12 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
                         chosen.epochs if epochs is None else epochs,
                         accelerator=accelerator, extra=extra, cache=cache)
     start = time.perf_counter()
-    if jobs != 1:
-        train_in_parallel(name, settings, jobs)
+    if parallel:
+        executor = make_executor(jobs, address, gpus_per_training, say=print)
+        try:
+            run_trainings(name, settings, executor)
+        finally:
+            executor.close()
     bar = tqdm(total=experiment.grid_size(settings), desc=name, file=sys.stderr)
 
     def progress(message: str) -> None:
@@ -376,7 +433,7 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
     header = (
         f"Command: `invreg-experiment {name} --scale {scale} --seeds {settings.seeds} "
         f"--epochs {settings.epochs}{_options(extra)}"
-        f"{f' --jobs {jobs}' if jobs != 1 else ''}`; machine: {platform.machine()}, "
+        f"{_parallel_options(jobs, gpus_per_training)}`; machine: {platform.machine()}, "
         f"{platform.processor() or ''} {_device(accelerator)}; {elapsed / 60:.1f} min. "
         "Means (± std over seeds)."
     )
@@ -426,6 +483,12 @@ def _number(text: str) -> int | float | str:
     return text
 
 
+def _parallel_options(jobs: int | str | None, gpus_per_training: float) -> str:
+    """``--jobs N`` and ``--gpus-per-training G`` as the command line gave them."""
+    return ((f" --jobs {jobs}" if jobs is not None else "")
+            + (f" --gpus-per-training {gpus_per_training:g}" if gpus_per_training else ""))
+
+
 def _options(extra: dict) -> str:
     """The command-line form of the options an experiment ran with (``--groups R4`` ...)."""
     parts = []
@@ -462,6 +525,22 @@ def _count_flag(text: str) -> int:
         return check_count(int(text), "")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
+
+
+def _jobs_flag(text: str) -> int | str:
+    """argparse ``type`` of ``--jobs``: a whole number ≥ 1 or ``all``."""
+    return "all" if text == "all" else _count_flag(text)
+
+
+def _gpus_flag(text: str) -> float:
+    """argparse ``type`` of ``--gpus-per-training``: a number ≥ 0 (fractions share a GPU)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}")
+    return value
 
 
 def _dpi_flag(text: str) -> int:
@@ -508,9 +587,17 @@ def _add_optional_flag(parser: argparse.ArgumentParser, flag: str) -> None:
         "--accelerator": dict(default="auto", metavar="NAME",
                               help="Lightning accelerator: auto (default), cpu, gpu, cuda, "
                                    "mps, ... if this machine has it"),
-        "--jobs": dict(type=_count_flag, default=1, metavar="N",
-                       help="processes that train independent models at once (one per group); "
-                            "needs the model cache (default: 1)"),
+        "--jobs": dict(type=_jobs_flag, nargs="?", const="all", default=None, metavar="N",
+                       help="train every model as a task on a local Ray instance of N workers "
+                            "(--jobs alone: this machine's cores), then evaluate from the "
+                            "model cache; without Ray installed, in this process"),
+        "--address": dict(default=None, metavar="HOST:PORT",
+                          help="train every model as a task on this Ray cluster (default: "
+                               "RAY_ADDRESS if set); the cache must be a folder every node "
+                               "sees"),
+        "--gpus-per-training": dict(type=_gpus_flag, default=0.0, metavar="G",
+                                    help="GPUs each training task asks Ray for (default 0: "
+                                         "CPU only)"),
         "--cache": dict(type=Path, default=Path("results/models"), metavar="DIR",
                         help="trained models, keyed by configuration: a model trained before "
                              "(by any experiment) is reused (default: results/models)"),
@@ -646,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         extra["data_dir"] = args.data_dir
     from invreg.cli import CONFIG_ERRORS, describe_error, full_traceback_wanted
     from invreg.data.drift import get_drift_source
+    from invreg.experiments.executor import TrainingFailed
 
     try:
         if drift_dir:
@@ -654,7 +742,12 @@ def main(argv: list[str] | None = None) -> int:
             extra["drift_source"] = get_drift_source(drift_source)
         run(args.name, args.scale, args.seeds, args.epochs, args.out,
             getattr(args, "accelerator", "auto"), getattr(args, "cache", None),
-            args.figure_format, args.dpi, jobs=getattr(args, "jobs", 1), **extra)
+            args.figure_format, args.dpi, jobs=getattr(args, "jobs", None),
+            address=getattr(args, "address", None),
+            gpus_per_training=getattr(args, "gpus_per_training", 0.0), **extra)
+    except TrainingFailed as error:
+        print(f"invreg-experiment: error: {error}", file=sys.stderr)
+        return 1
     except CONFIG_ERRORS as error:
         if full_traceback_wanted():
             raise
