@@ -265,10 +265,12 @@ def _ray_task(training: Training, settings, threads: int) -> Finished:
 
 def _failed(training: Training, settings, error: BaseException) -> TrainingFailed:
     log = training.log_folder(settings.out)
-    text = str(error).strip().splitlines()
+    text = [line.strip() for line in str(error).splitlines() if line.strip()]
+    first = text[0] if text else ""
+    first = first if len(first) <= 200 else first[:197] + "..."
     return TrainingFailed(
         f"training {training.name} (seed {training.seed}, ν = {training.nu:g}) failed: "
-        f"{type(error).__name__}: {text[-1] if text else ''}; its log: {log} (error.log: the "
+        f"{type(error).__name__}: {first}; its log: {log} (error.log: the "
         "traceback); the experiment stopped, models finished so far are in the cache")
 
 
