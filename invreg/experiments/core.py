@@ -22,8 +22,8 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from invreg import functional as IF
 from invreg.evaluation import evaluate_invariance
+from invreg.metrics import SaliencyInvarianceSimilarity
 from invreg.modules import DualAscentWeight, FixedWeight, InvarianceModule
 from invreg.plotting import save_figure
 
@@ -349,10 +349,11 @@ def invariance_report(
     xs, ys = x[:saliency_samples], y[:saliency_samples]
 
     def si(baseline: float) -> float:
-        return IF.saliency_invariance(
-            model, xs, ys, group, "integrated_gradients", steps=ig_steps, baseline=baseline,
-            max_batch_size=1024,
-        ).item()
+        metric = SaliencyInvarianceSimilarity(
+            group, "integrated_gradients", steps=ig_steps, baseline=baseline, max_batch_size=1024,
+        ).to(xs.device)
+        metric.update(model, xs, ys)
+        return metric.compute().item()
 
     report["SI"] = si(background)
     report["SI_grey"] = report["SI"] if background == 0.0 else si(0.0)
