@@ -11,7 +11,7 @@ from torch import Tensor
 
 from invreg.config import build
 from invreg.data.augment import background_of
-from invreg.losses import InvarianceLoss, get_loss
+from invreg.losses import InvarianceLoss, ModelInvarianceLoss, get_loss
 from invreg.models.hyper import HyperCNN
 from invreg.modules.checkpointing import check_weight, restored, save_plain_hyperparameters
 from invreg.modules.hyper_common import UPSTREAM_MARK, HyperModuleBase
@@ -90,7 +90,7 @@ class HyperUpstreamModule(HyperModuleBase):
         invariance_weight = check_weight("invariance_weight", invariance_weight)
         invariance_loss = restored("invariance_loss", invariance_loss)
         loss = get_loss(build(invariance_loss, InvarianceLoss, "invariance_loss"))
-        if getattr(loss, "needs_model", False):
+        if isinstance(loss, ModelInvarianceLoss):
             raise ValueError(
                 f"invariance_loss: HyperUpstreamModule compares outputs on transformed inputs; "
                 f"{type(loss).__name__} needs the model itself (use it with InvarianceModule), "
