@@ -86,8 +86,8 @@ def check_parallel(name: str, settings_cache: Path | None, jobs=None) -> None:
     model cache (the tasks hand their models over through it), or with a bad ``jobs``."""
     if jobs is not None and jobs != "all":
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-            raise ValueError(f"jobs: expected a whole number of workers ≥ 1 (or 'all'), got "
-                             f"{jobs!r}")
+            raise ValueError(f"jobs: expected a whole number ≥ 1, got {jobs!r} (or 'all': "
+                             "this machine's cores)")
     if EXPERIMENTS[name].trainings is None:
         raise ValueError(f"jobs: {name} trains its models in one process; --jobs and "
                          f"--address apply to {parallel_experiments()}")

@@ -54,6 +54,13 @@ def test_layerwise_trains_its_models_as_tasks(tmp_path, monkeypatch, one_thread,
     assert parallel.per_seed == serial.per_seed
 
 
+def test_gpus_the_cluster_lacks_are_refused(tmp_path, local_ray):
+    with pytest.raises(ValueError, match="asks for 1 GPU but the Ray cluster has 0"):
+        run("layerwise", scale="smoke", out=tmp_path / "out", cache=tmp_path / "models",
+            gpus_per_training=1)
+    assert not list((tmp_path / "models").glob("*/model.ckpt"))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(name="genuine-table1", jobs=0), "jobs: expected a whole number"),
     (dict(name="genuine-table1", jobs=2, cache=None), "--cache DIR"),
@@ -85,7 +92,7 @@ def test_drift_trains_only_the_models_drift_reads(tmp_path):
 
     def names(chains, results):
         first = [next(chain) for chain in chains]
-        later = chains[1].send([results] * len(first[1]))
+        later = chains[0].send([results] * len(first[0]))
         return {t.name for t in first[0] + first[1] + (later or [])}, later
 
     drift, later = names(runner.EXPERIMENTS["genuine-drift"].trainings(settings), 0.0)
