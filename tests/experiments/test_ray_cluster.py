@@ -38,12 +38,12 @@ def test_trainings_land_on_both_nodes_with_the_same_results(tmp_path, one_thread
                         cache=tmp_path / "models", progress=lambda message: None)
     executor = RayExecutor(address=two_nodes.address)
     try:
-        assert len(ray.nodes()) == 2
+        nodes = {node["NodeID"][:8] for node in ray.nodes()}
+        assert len(nodes) == 2
         graph = runner.run_trainings("genuine-table1", settings, executor,
                                      progress=lambda message: None)
     finally:
         executor.close()
-    nodes = {node["NodeID"][:8] for node in ray.nodes()}
     where = {finished.where.split("(node ")[1].rstrip(")") for finished in graph.done.values()}
     assert where == nodes  # WT, DA and the search's first round start at once, one per CPU
     monkeypatch.setattr(core.pl.Trainer, "fit", lambda *a, **k: pytest.fail("trained here"))
