@@ -177,7 +177,8 @@ def init_ray(address: str | None = None, workers: int | None = None,
     """Connect to Ray quietly: usage statistics off (no network), no dashboard, the workers'
     output in their log files, Ray's own logging at errors only. ``address`` (or
     ``RAY_ADDRESS``) joins a cluster; else a local instance with ``workers`` CPUs (default:
-    this machine's cores) and ``gpus`` GPUs (default: the ones Ray finds). An instance this
+    this machine's cores), ``gpus`` GPUs (default: the ones Ray finds) and its workers at
+    niceness 0 (``RAY_worker_niceness``; Ray's default is 15). An instance this
     process already joined is reused. Returns whether this call started the connection
     (then :func:`shutdown_ray` is the caller's)."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -192,6 +193,9 @@ def init_ray(address: str | None = None, workers: int | None = None,
         quiet.pop("include_dashboard")  # the cluster's head decides
         ray.init(address=address, **quiet)
     else:
+        # Ray starts its workers at niceness 15: on a machine shared with other work the
+        # trainings would run behind it; they are this run's work (override: set it)
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(num_cpus=workers, num_gpus=gpus, **quiet)
     return True
 
