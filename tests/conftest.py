@@ -15,6 +15,10 @@ from tiny import tiny_trainer as make_tiny_trainer
 
 from invreg.modules.hyper import HyperUpstreamModule
 
+#: two conftest.py files share one module name; pytest loads both as conftests, and
+#: --doctest-modules must not import them again as modules (they hold no doctests)
+collect_ignore = ["conftest.py"]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread() -> Iterator[None]:

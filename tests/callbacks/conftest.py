@@ -6,6 +6,10 @@ from __future__ import annotations
 import pytest
 from callback_helpers import TinyData
 
+#: two conftest.py files share one module name; pytest loads both as conftests, and
+#: --doctest-modules must not import them again as modules (they hold no doctests)
+collect_ignore = ["conftest.py"]
+
 
 @pytest.fixture
 def data() -> TinyData:
