@@ -67,7 +67,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from invreg.callbacks import DescriptorTrajectoryCallback
 from invreg.data.tasks import TRANSFORMATION_TASKS, mnist_images, transformation_task
 from invreg.experiments.core import Results, Table, mean_std
-from invreg.metrics import Accuracy
+from invreg.functional import logits_accuracy
 from invreg.models.augerino import Augerino  # also invreg.experiments.hyper.Augerino
 from invreg.models.hyper import HyperCNN, InvarianceDescriptor
 from invreg.modules.hyper_common import load_upstream_backbone
@@ -228,14 +228,15 @@ def fit_classifier(model: nn.Module, x: Tensor, y: Tensor, epochs: int, batch_si
 @torch.no_grad()
 def model_accuracy(model: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> float:
     """Fraction of ``x`` classified correctly (micro average): ``model`` (put in eval mode)
-    on chunks of 1,024 inputs, aggregated by :class:`~invreg.metrics.Accuracy` in float64
-    (the exact ratio of the correct samples to the inputs)."""
+    on chunks of 1,024 inputs, correct samples counted by
+    :func:`~invreg.functional.logits_accuracy` and divided by the number of inputs. Scores
+    may be log-probabilities with ``-inf`` (Augerino's log of averaged softmaxes), which the
+    metric classes refuse as non-finite outputs."""
     if isinstance(model, nn.Module):
         model.eval()
-    metric = Accuracy().set_dtype(torch.float64)
-    for chunk, target in zip(x.split(1024), y.split(1024), strict=True):
-        metric.update(model(chunk).unsqueeze(1), target)  # a one-element orbit [B, 1, C]
-    return metric.compute().item()
+    correct = sum(int(logits_accuracy(model(chunk), target, reduction="sum"))
+                  for chunk, target in zip(x.split(1024), y.split(1024), strict=True))
+    return correct / x.shape[0]
 
 
 @torch.no_grad()
