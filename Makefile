@@ -23,9 +23,10 @@ install: $(STAMP)
 quickstart: install
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python -m invreg.quickstart
 
+# `-n auto`: one pytest worker per core (pytest-xdist); each test runs on one torch thread
 test: install
 	$(BIN)/ruff check .
-	WANDB_MODE=disabled $(BIN)/python -m pytest -m "not slow"
+	WANDB_MODE=disabled $(BIN)/python -m pytest -m "not slow" -n auto --durations=25
 
 # the reproduction runs marked slow (minutes each): `genuine-table1 --quick` and others
 test-slow: install
