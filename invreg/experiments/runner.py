@@ -389,8 +389,9 @@ def run(name: str, scale: str = "full", seeds: int | None = None, epochs: int | 
     if isinstance(gpus_per_training, bool) or not isinstance(gpus_per_training, int | float) \
             or not 0 <= gpus_per_training < math.inf:
         raise ValueError(f"gpus_per_training: expected a number ≥ 0, got {gpus_per_training!r}")
-    parallel = jobs is not None or bool(address) or bool(os.environ.get("RAY_ADDRESS")) \
-        or bool(gpus_per_training)
+    # RAY_ADDRESS alone sends to Ray only the experiments that can go
+    parallel = jobs is not None or bool(address) or bool(gpus_per_training) or (
+        bool(os.environ.get("RAY_ADDRESS")) and EXPERIMENTS[name].trainings is not None)
     if parallel:
         check_parallel(name, cache, jobs)
     check_accelerator(accelerator)

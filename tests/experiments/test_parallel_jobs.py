@@ -76,6 +76,20 @@ def test_bad_jobs_are_named_before_anything_trains(tmp_path, kwargs, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_ray_address_leaves_an_experiment_that_trains_in_one_process_alone(tmp_path,
+                                                                          monkeypatch):
+    import dataclasses
+
+    from invreg.experiments.core import Results
+
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # nothing listens: Ray must not be asked
+    lie = dataclasses.replace(runner.EXPERIMENTS["lie"], run=lambda s: Results([{"a": 1}]))
+    monkeypatch.setitem(runner.EXPERIMENTS, "lie", lie)
+    assert run("lie", scale="smoke", out=tmp_path / "out").rows == [{"a": 1}]
+    with pytest.raises(ValueError, match="lie trains its models in one process"):
+        run("lie", scale="smoke", out=tmp_path / "out", address="127.0.0.1:1")
+
+
 def test_the_console_script_exits_1_naming_the_fix(capsys, tmp_path):
     status = runner.main(["genuine-table1", "--smoke", "--jobs", "2", "--no-cache",
                           "--out", str(tmp_path / "out")])
