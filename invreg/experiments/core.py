@@ -361,7 +361,8 @@ def invariance_report(
 
 
 def mean_std(rows: Sequence[dict[str, Any]], keys: Sequence[str], by: Sequence[str]) -> list[dict]:
-    """Group ``rows`` by the ``by`` columns and give mean and std (over seeds) of ``keys``."""
+    """Group ``rows`` by the ``by`` columns and give mean and std (over seeds) of ``keys``;
+    a NaN value in a group makes its mean and std NaN."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(tuple(row[k] for k in by), []).append(row)
@@ -372,7 +373,12 @@ def mean_std(rows: Sequence[dict[str, Any]], keys: Sequence[str], by: Sequence[s
         for k in keys:
             values = [m[k] for m in members if m.get(k) is not None]
             entry[k] = statistics.fmean(values) if values else math.nan
-            entry[f"{k}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            # a NaN seed (a diverged model) makes mean and std NaN: shown, never averaged away
+            # (statistics.stdev raises on NaN instead of returning it)
+            if any(math.isnan(v) for v in values):
+                entry[f"{k}_std"] = math.nan
+            else:
+                entry[f"{k}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         summary.append(entry)
     return summary
 
