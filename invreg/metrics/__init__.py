@@ -23,6 +23,7 @@ from invreg.metrics.invariance import (
 from invreg.metrics.layers import LayerInvariance
 from invreg.metrics.lie import LieDerivativeError
 from invreg.metrics.orbit import OrbitMetrics
+from invreg.metrics.profile import layer_profile
 from invreg.metrics.saliency import SaliencyInvarianceSimilarity
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "PredictiveDistributionInvariance",
     "SaliencyInvarianceSimilarity",
     "SumCountMetric",
+    "layer_profile",
 ]

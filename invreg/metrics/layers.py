@@ -139,6 +139,24 @@ class LayerInvariance(SumCountMetric):
         counts = torch.tensor([r.numel() for _, r in terms], device=self.device)
         setattr(self, self._random_count_name, getattr(self, self._random_count_name) + counts)
 
+    def random_pair_distance(self) -> Tensor | dict[str, Tensor]:
+        """``R``: the mean distance between the features of random input pairs, per layer (the
+        denominator of ``compute()`` with ``normalize=True``; shaped like ``compute()``'s
+        value). NaN with a ``UserWarning`` for a layer that saw no pair."""
+        random_sum = getattr(self, self._random_name)
+        random_count = getattr(self, self._random_count_name)
+        if (random_count == 0).any():
+            warnings.warn(
+                "LayerInvariance.random_pair_distance(): no random input pairs were seen (every "
+                "batch had one sample, or no update); returning NaN.",
+                UserWarning,
+                stacklevel=2,
+            )
+        values = torch.where(random_count > 0, random_sum / random_count.clamp_min(1), torch.nan)
+        if self.single:
+            return values[0]
+        return dict(zip(self.layers, values.unbind(0), strict=True))
+
     def compute(self) -> Tensor | dict[str, Tensor]:
         values = self._mean()
         if self.normalize:
