@@ -226,13 +226,17 @@ def get_layer(model: nn.Module, layer: str) -> nn.Module:
 def capture_layers(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, list[Any]]]:
     """Forward hooks on the named submodules of ``model`` (looked up by :func:`get_layer`):
     yields ``{name: [outputs of each call]}``, filled while the block runs; hooks removed on
-    exit."""
+    exit.
+
+    A tensor output (or an e2cnn GeometricTensor's tensor) is recorded as a copy (``clone``,
+    which keeps the autograd graph): a later in-place operation such as ``ReLU(inplace=True)``
+    would otherwise change the record into the next layer's output."""
     modules = {name: get_layer(model, name) for name in layers}
     captured: dict[str, list[Any]] = {name: [] for name in modules}
 
     def hook_for(name: str):
         def hook(module: nn.Module, args: Any, output: Any) -> None:
-            captured[name].append(output)
+            captured[name].append(_snapshot(output))
 
         return hook
 
@@ -242,6 +246,15 @@ def capture_layers(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _snapshot(output: Any) -> Any:
+    """A copy of a layer's output that later in-place operations cannot change."""
+    if isinstance(output, Tensor):
+        return output.clone()
+    if isinstance(getattr(output, "tensor", None), Tensor) and hasattr(output, "type"):
+        return type(output)(output.tensor.clone(), output.type)  # an e2cnn GeometricTensor
+    return output
 
 
 def layer_output(captured: dict[str, list[Any]], name: str) -> tuple[Tensor, Any]:
