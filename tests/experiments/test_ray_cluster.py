@@ -27,6 +27,7 @@ def two_nodes():
     cluster.shutdown()
 
 
+@pytest.mark.slow  # two Ray nodes start on one machine: minutes on 2 busy cores (make test-slow)
 def test_trainings_land_on_both_nodes_with_the_same_results(tmp_path, one_thread, two_nodes,
                                                             monkeypatch):
     import invreg.experiments.core as core
