@@ -143,34 +143,39 @@ class LayerInvariance(SumCountMetric):
         """``R``: the mean distance between the features of random input pairs, per layer (the
         denominator of ``compute()`` with ``normalize=True``; shaped like ``compute()``'s
         value). NaN with a ``UserWarning`` for a layer that saw no pair."""
-        random_sum = getattr(self, self._random_name)
-        random_count = getattr(self, self._random_count_name)
-        if (random_count == 0).any():
+        scale, unseen = self._random_mean()
+        if unseen:
             warnings.warn(
                 "LayerInvariance.random_pair_distance(): no random input pairs were seen (every "
                 "batch had one sample, or no update); returning NaN.",
                 UserWarning,
                 stacklevel=2,
             )
-        values = torch.where(random_count > 0, random_sum / random_count.clamp_min(1), torch.nan)
-        if self.single:
-            return values[0]
-        return dict(zip(self.layers, values.unbind(0), strict=True))
+        return self._per_layer(scale)
 
     def compute(self) -> Tensor | dict[str, Tensor]:
         values = self._mean()
         if self.normalize:
-            random_sum = getattr(self, self._random_name)
-            random_count = getattr(self, self._random_count_name)
-            if (random_count == 0).any() and not values.isnan().all():
+            scale, unseen = self._random_mean()
+            if unseen and not values.isnan().all():
                 warnings.warn(
                     "LayerInvariance.compute(): normalize=True but no random input pairs were "
                     "seen (every batch had one sample); returning NaN.",
                     UserWarning,
                     stacklevel=2,
                 )
-            scale = torch.where(random_count > 0, random_sum / random_count.clamp_min(1), torch.nan)
             values = values / scale
+        return self._per_layer(values)
+
+    def _random_mean(self) -> tuple[Tensor, bool]:
+        """``R`` per layer (NaN where no pair was seen), and whether any layer saw none."""
+        random_sum = getattr(self, self._random_name)
+        random_count = getattr(self, self._random_count_name)
+        scale = torch.where(random_count > 0, random_sum / random_count.clamp_min(1), torch.nan)
+        return scale, bool((random_count == 0).any())
+
+    def _per_layer(self, values: Tensor) -> Tensor | dict[str, Tensor]:
+        """One layer's value, or ``{layer: value}``."""
         if self.single:
             return values[0]
         return dict(zip(self.layers, values.unbind(0), strict=True))
