@@ -420,13 +420,6 @@ def measured_group(group: str | Group | None, pl_module: pl.LightningModule, own
     )
 
 
-def fixed_elements(group: Group, orbit_size: int, seed: int) -> Tensor | None:
-    """:meth:`Group.fixed_elements <invreg.groups.Group.fixed_elements>`: ``None`` (the full
-    orbit) for a finite group; for a continuous group, ``orbit_size`` elements (identity first)
-    drawn once from ``seed`` so every evaluation sees the same ones."""
-    return group.fixed_elements(orbit_size, seed)
-
-
 def _find_loader(trainer: pl.Trainer, split: str) -> Any:
     datamodule = trainer.datamodule
     method = getattr(datamodule, f"{split}_dataloader", None) if datamodule is not None else None

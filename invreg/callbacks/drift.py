@@ -13,7 +13,6 @@ from invreg.callbacks.base import (
     InvarianceCallback,
     Split,
     Subset,
-    fixed_elements,
     measured_group,
 )
 from invreg.data.drift import DriftSource, get_drift_source, match_statistics
@@ -108,7 +107,7 @@ class DriftCallback(InvarianceCallback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, subset: Subset, split: str
     ) -> dict[str, Any]:
         group = measured_group(self.group, pl_module, type(self).__name__)
-        elements = fixed_elements(group, self.orbit_size, self.seed)
+        elements = group.fixed_elements(self.orbit_size, self.seed)
         drift = self._drift_samples(split)[subset.index.cpu()].to(subset.x.device)
         metrics = DriftMetrics(group, self.betas, targets=subset.y is not None,
                                chunk_size=self.chunk_size).to(pl_module.device)

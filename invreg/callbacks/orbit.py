@@ -10,7 +10,6 @@ from invreg.callbacks.base import (
     InvarianceCallback,
     Split,
     Subset,
-    fixed_elements,
     measured_group,
 )
 from invreg.functional.saliency import SALIENCY_METHODS
@@ -115,7 +114,7 @@ class OrbitConsistencyCallback(InvarianceCallback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, subset: Subset, split: str
     ) -> dict[str, Any]:
         group = measured_group(self.group, pl_module, type(self).__name__)
-        elements = fixed_elements(group, self.orbit_size, self.seed)
+        elements = group.fixed_elements(self.orbit_size, self.seed)
         metrics = OrbitMetrics(group, targets=subset.y is not None, chunk_size=self.chunk_size)
         metrics.to(pl_module.device)
         if len(subset):

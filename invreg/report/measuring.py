@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from invreg.callbacks.base import fixed_elements
 from invreg.callbacks.drift import drift_figure
 from invreg.callbacks.saliency import CALLBACK_RECIPE, grid_figure
 from invreg.data.drift import get_drift_source, match_statistics
@@ -66,7 +65,7 @@ def measure(
     device = resolve_device(settings.device)
     module.to(device)
     loader = datamodule.test_dataloader()
-    elements = fixed_elements(group, settings.orbit_size, settings.seed)
+    elements = group.fixed_elements(settings.orbit_size, settings.seed)
     report = CheckpointReport(
         name=name,
         run=_describe_run(module, datamodule, group, ckpt_path, config, meta),

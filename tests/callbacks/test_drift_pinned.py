@@ -19,7 +19,6 @@ from callback_helpers import TinyData, make_trainer, tiny_module
 
 from invreg import report
 from invreg.callbacks import DriftCallback
-from invreg.callbacks.base import fixed_elements
 from invreg.experiments import genuine
 from invreg.experiments.core import Settings
 from invreg.groups import get_group
@@ -76,7 +75,7 @@ def test_report_drift_rows_are_the_pinned_ones():
                                      batch_size=4, progress=False, device="cpu")
     group = get_group("c4")
     result = report.CheckpointReport("tiny", {}, {}, {})
-    _drift(module, group, fixed_elements(group, settings.orbit_size, settings.seed), x, y,
+    _drift(module, group, group.fixed_elements(settings.orbit_size, settings.seed), x, y,
            result, settings, "tiny")
     assert [list(row) for row in result.drift] == [list(row) for row in REPORT_ROWS]
     for row, pinned in zip(result.drift, REPORT_ROWS, strict=True):

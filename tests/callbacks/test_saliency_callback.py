@@ -149,7 +149,6 @@ def replaced_evaluate_path(module, x, y, group, recipe, elements):
 def test_logged_si_and_drawn_maps_equal_the_replaced_path(tmp_path, data, monkeypatch, group,
                                                           style):
     from invreg.callbacks import saliency as saliency_module
-    from invreg.callbacks.base import fixed_elements
 
     module = tiny_module(group=group)
     callback = SaliencyCallback(num_samples=3, recipe=ig(3, baseline=-0.3), style=style,
@@ -159,7 +158,7 @@ def test_logged_si_and_drawn_maps_equal_the_replaced_path(tmp_path, data, monkey
 
     def compare(x, maps, similarity, labels, **kwargs):
         # the replaced path on the model as it is when the callback draws
-        elements = fixed_elements(module.group, 4, callback.seed)
+        elements = module.group.fixed_elements(4, callback.seed)
         raw, processed, pairs = replaced_evaluate_path(
             module, *callback._subsets["val"], module.group, ig(3, baseline=-0.3), elements)
         assert torch.equal(x, callback._subsets["val"][0])

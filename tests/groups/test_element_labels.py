@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from invreg.callbacks.base import fixed_elements
 from invreg.groups import (
     ContinuousRotations,
     CyclicShifts,
@@ -79,7 +78,6 @@ def test_finite_group_labels_and_full_orbit(group: Group, labels: list[str]):
     assert group.element_labels(group.elements().int()) == labels  # any integer dtype
     for count, seed in ((4, 0), (6, 3)):
         assert group.fixed_elements(count, seed) is None  # the full orbit
-        assert fixed_elements(group, count, seed) is None
 
 
 @pytest.mark.parametrize(("group", "elements", "labels", "labels64"), CONTINUOUS,
@@ -89,7 +87,6 @@ def test_continuous_group_fixed_elements_and_labels(group, elements, labels, lab
     assert fixed.dtype == torch.float32 and fixed.tolist() == elements
     assert torch.equal(fixed, group.fixed_elements(4, seed=0))  # the same on every call
     assert not torch.equal(fixed, group.fixed_elements(4, seed=1))
-    assert torch.equal(fixed_elements(group, 4, 0), fixed)  # the callbacks' helper delegates
     assert group.element_labels(fixed) == labels
     drawn = group.sample(3, generator=torch.Generator().manual_seed(1)).double()
     assert group.element_labels(drawn) == labels64
