@@ -5,6 +5,7 @@ a mean over samples **and** over the ``N − 1`` non-identity group elements, co
 least float32 whatever the input dtype (:func:`working_dtype`).
 """
 
+from invreg.functional.contrastive import contrastive_accuracy, nt_xent
 from invreg.functional.drift import accuracy_ratio, blend, check_beta, check_betas
 from invreg.functional.geed import (
     DISTANCES,
@@ -85,6 +86,7 @@ __all__ = [
     "check_betas",
     "check_orbit",
     "check_target",
+    "contrastive_accuracy",
     "cosine_distance",
     "euclidean_distance",
     "gaussian_blur",
@@ -100,6 +102,7 @@ __all__ = [
     "logit_l2",
     "logits_accuracy",
     "normalized_logit_l2",
+    "nt_xent",
     "orbit_accuracy",
     "orbit_consistency",
     "orbit_features",

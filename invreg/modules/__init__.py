@@ -7,6 +7,7 @@ from invreg.modules.hyper import (
     HyperUpstreamModule,
 )
 from invreg.modules.invariance import InvarianceModule
+from invreg.modules.selfsupervised import SelfSupervisedModule, fit_linear_probe
 from invreg.modules.weights import DualAscentWeight, FixedWeight, InvarianceWeight
 
 __all__ = [
@@ -18,4 +19,6 @@ __all__ = [
     "InvarianceModule",
     "InvarianceWeight",
     "NonFiniteLossError",
+    "SelfSupervisedModule",
+    "fit_linear_probe",
 ]
