@@ -50,6 +50,23 @@ def check_widths(name: str, widths: Sequence[int]) -> tuple[int, ...]:
     return widths
 
 
+class GlobalMeanPool(nn.Module):
+    """The mean of a feature map over all its positions: ``[B, C, *S]`` → ``[B, C]``.
+
+    A module of its own so that the pooled features have a name to hook (a network's
+    ``pool``: what :func:`~invreg.metrics.layer_profile` and the layer-wise metrics measure
+    between the last block and the head); it has no parameters, so adding it changes no
+    ``state_dict``.
+
+    >>> import torch
+    >>> GlobalMeanPool()(torch.ones(2, 3, 4, 4)).shape
+    torch.Size([2, 3])
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(start_dim=2).mean(dim=2)
+
+
 class Backbone(nn.Module, RecordsInit):
     """Base class: ``forward(x) = head(features(x))`` with the input shape checked first.
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from invreg.models.base import Backbone, check_widths, make_activation
+from invreg.models.base import Backbone, GlobalMeanPool, check_widths, make_activation
 
 _LAYERS = {
     1: (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d),
@@ -29,7 +29,8 @@ class SmallCNN(Backbone):
     break even translation invariance); see :class:`~invreg.models.E2CNN` for rotations.
 
     Submodule names: ``blocks.<i>`` (output of block ``i``, ``[B, channels[i], ...]``), with
-    ``blocks.<i>.conv``, ``.norm``, ``.activation``, ``.pool``; ``head`` (logits).
+    ``blocks.<i>.conv``, ``.norm``, ``.activation``, ``.pool``; ``pool`` (the global mean,
+    ``[B, channels[-1]]``: the features); ``head`` (logits).
 
     Args:
         input_shape: ``(C, H, W)`` or ``(C, L)``.
@@ -83,7 +84,8 @@ class SmallCNN(Backbone):
             blocks.append(nn.Sequential(layers))
             in_channels = out_channels
         self.blocks = nn.Sequential(*blocks)
+        self.pool = GlobalMeanPool()
         self.head = nn.Linear(channels[-1], num_classes)
 
     def _features(self, x: Tensor) -> Tensor:
-        return self.blocks(x).flatten(start_dim=2).mean(dim=2)
+        return self.pool(self.blocks(x))

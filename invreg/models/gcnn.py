@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from invreg.groups import Dihedral, Group, Rotations, get_group
 from invreg.groups.e2cnn import gspace_of, missing_gspace
-from invreg.models.base import Backbone, check_activation, check_widths
+from invreg.models.base import Backbone, GlobalMeanPool, check_activation, check_widths
 
 E2CNN_ACTIVATIONS = ("elu", "relu", "sigmoid", "tanh")
 
@@ -83,7 +83,7 @@ class E2CNN(Backbone):
 
     Submodule names: ``blocks.<i>`` with ``.conv``, ``.norm``, ``.activation``, ``.pool`` (e2cnn
     modules: forward hooks see ``e2cnn.nn.GeometricTensor``; use ``.tensor``), ``group_pool``,
-    ``head``.
+    ``pool`` (the spatial mean: the features), ``head``.
 
     Eval mode, compared with a bare e2cnn model: e2cnn caches each ``R2Conv``'s expanded
     filter in eval mode (so eval mode means frozen convolution weights). Here that cache is
@@ -170,6 +170,7 @@ class E2CNN(Backbone):
                 field_type = out_type
             self.blocks = nn.Sequential(*blocks)
             self.group_pool = enn.GroupPooling(field_type)
+        self.pool = GlobalMeanPool()
         self.head = nn.Linear(channels[-1], num_classes)
         for module in self.modules():
             if isinstance(module, enn.R2Conv):
@@ -184,7 +185,7 @@ class E2CNN(Backbone):
         for block in self.blocks:
             h = block(h)
         invariant = self.group_pool(h).tensor  # [B, channels[-1], H', W']
-        return invariant.mean(dim=(2, 3))
+        return self.pool(invariant)
 
     def train(self, mode: bool = True) -> E2CNN:
         # R2Conv.train(False) expands its filter once, as a buffer still attached to the graph
