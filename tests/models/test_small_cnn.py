@@ -41,3 +41,20 @@ def test_bad_arguments(kwargs, match):
 def test_wrong_input_shape():
     with pytest.raises(ValueError, match=r"\(1, 40\).*\(2, 1, 41\)"):
         SmallCNN((1, 40), 3)(torch.randn(2, 1, 41))
+
+
+def test_pooled_features_are_a_named_module_and_feed_the_head():
+    import torch
+
+    from invreg.functional.invariance import capture_layers
+    from invreg.models import E2CNN
+
+    for model in (SmallCNN((1, 8, 8), 3).eval(),
+                  E2CNN((1, 9, 9), 3, group="c4", channels=(2, 3), kernel_size=3).eval()):
+        x = torch.randn(2, *model.input_shape)
+        with torch.no_grad(), capture_layers(model, ["pool"]) as captured:
+            logits = model(x)
+        pooled = captured["pool"][-1]
+        assert pooled.shape == (2, model.feature_dim)
+        torch.testing.assert_close(model.head(pooled), logits, rtol=0, atol=0)
+        assert not any(True for _ in model.pool.parameters())
