@@ -50,7 +50,8 @@ def build_parser():
         "saliency_rows": (int, "samples shown in the saliency-orbit grid"),
         "saliency_steps": (int, "integrated-gradients steps of SI and the grid"),
         "betas": (list[float], "drift weights beta of (1 - beta) x + beta d"),
-        "drift_source": (str, "natural_images, noise, mnist1d or fashion_mnist (local files)"),
+        "drift_source": (str, "natural_images, noise, mnist1d, letters or fashion_mnist "
+                              "(local files)"),
         "orbit_size": (int, "orbit elements for a continuous group"),
         "bootstrap": (int, "resamples of SI's percentile-bootstrap interval"),
         "confidence": (float, "level of SI's interval"),

@@ -48,7 +48,8 @@ def test_natural_images_are_photograph_patches_in_unit_range():
     assert not torch.equal(rgb[:, 0], rgb[:, 1])  # colour channels kept for C = 3
 
 
-def test_tensor_source_and_errors():
+def test_tensor_source_and_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/fashion-mnist to fall back to
     pool = torch.arange(12.0).reshape(3, 1, 2, 2)
     drawn = TensorDrift(pool).sample(6, (1, 2, 2), torch.Generator().manual_seed(0))
     assert all(any(torch.equal(d, p) for p in pool) for d in drawn)
@@ -90,7 +91,7 @@ def test_noise_kinds_and_the_registry_pass_options_through():
         get_drift_source(source, kind="gaussian")
     with pytest.raises(ValueError, match="source: expected a DriftSource or one of"):
         get_drift_source("fashion")
-    assert set(DRIFT_SOURCES) == {"natural_images", "mnist1d", "noise", "fashion_mnist"}
+    assert set(DRIFT_SOURCES) == {"natural_images", "mnist1d", "noise", "fashion_mnist", "letters"}
 
 
 @pytest.mark.parametrize("num", [0, -1, True, 2.0])

@@ -132,7 +132,8 @@ def test_images_are_read_once_per_resolved_folder(tmp_path):
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
 
 
-def test_registry_and_environment_variable(package, monkeypatch):
+def test_registry_and_environment_variable(package, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no data/fashion-mnist to fall back to
     monkeypatch.setenv(FASHION_MNIST_ENV, str(package))
     from_env = get_drift_source("fashion_mnist")
     assert isinstance(from_env, FashionMNISTDrift) and from_env.root == str(package.resolve())
@@ -167,6 +168,7 @@ def test_clear_errors(tmp_path, package):
 
 
 def test_cli_passes_the_folder_and_reports_a_bad_one(tmp_path, package, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no data/fashion-mnist to fall back to
     seen = {}
     monkeypatch.setattr(runner, "run", lambda name, *args, **extra: seen.update(extra))
     assert runner.main(["genuine-drift", "--drift-dir", str(package)]) == 0
