@@ -72,6 +72,12 @@ EXPERIMENT_SCALES = {
     ("hyper", "full"): Scale("full", None, 0, None, 50, 3, 0, 0, ()),
     ("hyper", "quick"): Scale("quick", None, 0, None, 4, 1, 0, 0, ()),
     ("hyper", "smoke"): Scale("smoke", None, 0, None, 2, 1, 0, 0, ()),
+    # invariance-origins (invreg.experiments.origins): 28×28 MNIST, nine models per seed;
+    # eval_samples: test digits and images of each out-of-distribution set measured
+    ("invariance-origins", "full"): Scale("full", 10_000, 2_000, 1_000, 12, 4, 1_000, 0, ()),
+    ("invariance-origins", "quick"): Scale("quick", 3_000, 500, 500, 4, 1, 500, 0, ()),
+    ("invariance-origins", "smoke"): Scale("smoke", 256, 128, 64, 1, 1, 32, 0, (),
+                                           limit_batches=2),
 }
 
 
@@ -194,8 +200,14 @@ def train(
     settings: Settings,
     name: str,
     seed: int,
+    init_from: str | None = None,
 ) -> InvarianceModule:
     """Fit ``module`` and restore the epoch with the best validation accuracy.
+
+    ``init_from``: the model key (:func:`model_key`) of the trained model whose weights
+    ``module`` starts from (the caller has loaded them: a fine-tuning); it joins the
+    description, so a fine-tuned model is never mistaken for the same module trained from
+    scratch.
 
     With ``settings.cache`` set, a model whose :func:`training_description` was trained before
     is loaded from ``<cache>/<model_key>/model.ckpt`` instead of trained again (the folder also
@@ -204,6 +216,8 @@ def train(
     ``genuine-drift`` and ``spectral-decay`` evaluate Table 1's models without retraining them.
     """
     description = training_description(module, data, settings, seed)
+    if init_from is not None:
+        description["init_from"] = init_from
     cached = settings.cache / model_key(description) if settings.cache else None
     if cached is None:
         return _fit(module, data, settings, name, seed, None, description)

@@ -171,6 +171,18 @@ def _spectral(settings):
     return spectral_decay(settings)
 
 
+def _origins_chains(settings: Settings) -> list:
+    from invreg.experiments.origins import chains
+
+    return chains(settings)
+
+
+def _origins(settings):
+    from invreg.experiments.origins import origins
+
+    return origins(settings)
+
+
 def _layerwise(settings):
     from invreg.experiments.layerwise import layerwise
 
@@ -245,6 +257,22 @@ EXPERIMENTS: dict[str, Experiment] = {
             "test digits and on digits blended with natural-image patches. "
             "Figure: layerwise_geed."),
         flags=("--accelerator", "--cache", "--no-cache", *_RAY_FLAGS)),
+    "invariance-origins": Experiment(
+        "Where invariance comes from, layer by layer, in and out of distribution "
+        "(Kvinge et al. 2022)", _origins, lambda s: 8 * s.seeds, _origins_chains,
+        description=(
+            "Trains eight models per seed on 28×28 MNIST (digit 9 removed) and measures their "
+            "invariance to quarter turns (C4) at every layer: a CNN without augmentation, with "
+            "C4 augmentation, with augmentation and the invariance error (ν learned towards "
+            "DI ≤ 0.01), an e2cnn G-CNN of as many parameters, the CNN fine-tuned with "
+            "augmentation from the unaugmented CNN's weights, and three self-supervised "
+            "encoders with a linear probe (SimCLR with and without quarter turns in its "
+            "views, rotation prediction). Per layer: invariance and equivariance G-EED (D, R, "
+            "D/R) on MNIST test digits and on FashionMNIST, natural-image patches and rendered "
+            "letters (--ood); at the output DI, LI, orbit consistency and accuracy. "
+            "FashionMNIST: `make fashion-mnist`, --drift-dir DIR or INVREG_FASHION_MNIST. "
+            "Figures: layer_curves, ood_ratios, pretrained_vs_scratch, self_supervised."),
+        flags=(*_GENUINE_FLAGS[:3], "--data-dir", *_RAY_FLAGS, "--drift-dir", "--ood")),
     "lie": Experiment(
         "Lie derivative training against augmentation on continuously rotated digits "
         "(Gruver et al. 2023)", _lie,
@@ -286,6 +314,12 @@ FIGURES: dict[str, dict[str, tuple[str, str]]] = {
     "genuine-drift": {"drift": ("invreg.experiments.genuine", "drift_figure")},
     "spectral-decay": {"spectral_decay": ("invreg.experiments.spectral", "figure")},
     "layerwise": {"layerwise_geed": ("invreg.experiments.layerwise", "figure")},
+    "invariance-origins": {"layer_curves": ("invreg.experiments.origins", "layer_figure"),
+                           "ood_ratios": ("invreg.experiments.origins", "ood_figure"),
+                           "pretrained_vs_scratch": ("invreg.experiments.origins",
+                                                     "pretrained_figure"),
+                           "self_supervised": ("invreg.experiments.origins",
+                                               "self_supervised_figure")},
 }
 
 
@@ -495,6 +529,10 @@ def _options(extra: dict) -> str:
     parts = []
     if extra.get("groups"):
         parts.append("--groups " + " ".join(extra["groups"]))
+    if extra.get("ood"):
+        parts.append("--ood " + " ".join(extra["ood"]))
+    if extra.get("drift_dir"):
+        parts.append(f"--drift-dir {extra['drift_dir']}")
     source = extra.get("drift_source")
     if source is not None:
         from invreg.data.drift import DRIFT_SOURCES
@@ -609,6 +647,10 @@ def _add_optional_flag(parser: argparse.ArgumentParser, flag: str) -> None:
         "--data-dir": dict(default=None, metavar="DIR", help="a folder of MNIST IDX files"),
         "--drift-source": dict(choices=sorted(DRIFT_SOURCES), default=None,
                                help="the images blended in (default: natural_images)"),
+        "--ood": dict(nargs="+", default=None, metavar="SOURCE",
+                      choices=sorted(DRIFT_SOURCES),
+                      help="the out-of-distribution sets (default: fashion_mnist "
+                           "natural_images letters)"),
         "--drift-dir": dict(default=None, metavar="DIR",
                             help="a FashionMNIST folder (IDX files or the npm package "
                                  "fashion-mnist) for --drift-source fashion_mnist (the default "
@@ -732,12 +774,16 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"groups": args.groups} if getattr(args, "groups", None) else {}
     if getattr(args, "data_dir", None):
         extra["data_dir"] = args.data_dir
+    if getattr(args, "ood", None):
+        extra["ood"] = tuple(dict.fromkeys(args.ood))
     from invreg.cli import CONFIG_ERRORS, describe_error, full_traceback_wanted
     from invreg.data.drift import get_drift_source
     from invreg.experiments.executor import TrainingFailed
 
     try:
-        if drift_dir:
+        if drift_dir and "--ood" in EXPERIMENTS[args.name].flags:
+            extra["drift_dir"] = drift_dir  # the FashionMNIST folder of its OOD sets
+        elif drift_dir:
             extra["drift_source"] = get_drift_source("fashion_mnist", root=drift_dir)
         elif drift_source:
             extra["drift_source"] = get_drift_source(drift_source)
