@@ -53,6 +53,7 @@ and orbit accuracy where labels exist.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -352,12 +353,10 @@ def _per_seed(rows: Sequence[dict], key: str, **match) -> list[float]:
 
 
 def _stat(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard deviation (``n − 1``) of per-seed values; NaN when there are none."""
     if not values:
         return math.nan, math.nan
-    mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 \
-        if len(values) > 1 else 0.0
-    return mean, std
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def findings(layer_rows: Sequence[dict], output_rows: Sequence[dict]) -> list[dict]:
