@@ -61,6 +61,7 @@ import torch
 
 from invreg.data import MNISTDataModule
 from invreg.data.drift import get_drift_source, match_statistics
+from invreg.experiments.configs import config_path, from_config
 from invreg.experiments.core import (
     Results,
     Settings,
@@ -72,16 +73,9 @@ from invreg.experiments.core import (
     training_description,
 )
 from invreg.metrics import OrbitMetrics, layer_profile
-from invreg.models import E2CNN, SmallCNN
-from invreg.modules import DualAscentWeight, InvarianceModule
 
 NAME = "invariance-origins"
 GROUP = "c4"
-#: the CNN's widths; the G-CNN's regular fields are chosen to match its parameter count
-CNN_CHANNELS = (16, 32, 32)
-GCNN_FIELDS = (10, 20, 20)
-#: the invariance target of ``CNN aug+IR``: mean KL between the predictive distributions
-IR_TARGET = 0.01
 #: out-of-distribution sets (``invreg.data.drift`` sources), in the order they are reported
 OOD_SOURCES = ("fashion_mnist", "natural_images", "letters")
 SPLIT_NAMES = {"fashion_mnist": "FashionMNIST", "natural_images": "natural patches",
@@ -137,40 +131,43 @@ FINDINGS_LEGEND = {
 # ---------------------------------------------------------------------------------- models
 
 
-def data_module(settings: Settings, seed: int) -> MNISTDataModule:
+#: model -> its config in ``configs/origins/`` (the fine-tuning is ``cnn_aug.yaml`` started from
+#: ``cnn.yaml``'s trained weights)
+CONFIGS = {"CNN": "cnn", "CNN aug": "cnn_aug", "CNN aug+IR": "cnn_aug_ir", "G-CNN": "gcnn",
+           "CNN pretrained→aug": "cnn_aug", "SimCLR": "simclr", "SimCLR+C4": "simclr_c4",
+           "RotNet": "rotnet"}
+
+
+def overrides(settings: Settings, seed: int) -> list[str]:
+    """The ``invreg fit`` arguments that turn a ``configs/origins`` config into the model the
+    experiment trains: the seed, the epochs and the data sizes of ``settings``."""
     scale = settings.scale
-    return MNISTDataModule(data_dir=settings.extra.get("data_dir"), train_size=scale.train_size,
-                           val_size=scale.val_size, test_size=scale.test_size, batch_size=128,
-                           seed=seed, pad=0, remove_classes=(9,))
+
+    def value(v: int | None) -> str:
+        return "null" if v is None else str(v)
+
+    args = ["--seed_everything", str(seed), "--data.init_args.seed", str(seed),
+            "--trainer.max_epochs", str(settings.epochs),
+            "--data.init_args.train_size", value(scale.train_size),
+            "--data.init_args.val_size", value(scale.val_size),
+            "--data.init_args.test_size", value(scale.test_size)]
+    if settings.extra.get("data_dir"):
+        args += ["--data.init_args.data_dir", str(settings.extra["data_dir"])]
+    return args
 
 
-def build(name: str, data: MNISTDataModule, seed: int):
-    """The untrained Lightning module of model ``name`` (torch seeded with ``seed`` first, so
-    its initial weights are a function of the seed alone)."""
-    shape, classes = data.input_shape, data.num_classes
-    torch.manual_seed(seed)
-    if name in ("CNN", "CNN aug", "CNN pretrained→aug"):
-        return InvarianceModule(SmallCNN(shape, classes, CNN_CHANNELS), group=GROUP,
-                                invariance_weight=0.0, augment=name != "CNN",
-                                num_classes=classes, lr=3e-3)
-    if name == "CNN aug+IR":
-        return InvarianceModule(SmallCNN(shape, classes, CNN_CHANNELS), group=GROUP,
-                                invariance_weight=DualAscentWeight(IR_TARGET, metric="DI"),
-                                num_classes=classes, lr=3e-3)
-    if name == "G-CNN":
-        return InvarianceModule(E2CNN(shape, classes, GROUP, GCNN_FIELDS, kernel_size=3),
-                                group=GROUP, invariance_weight=0.0, augment=False,
-                                num_classes=classes, lr=3e-3)
-    from invreg.modules.selfsupervised import SelfSupervisedModule
+def build(name: str, settings: Settings, seed: int):
+    """``(module, datamodule)`` of model ``name``, untrained, from its config
+    (:data:`CONFIGS`, :func:`~invreg.experiments.configs.from_config`): the CLI seeds torch with
+    ``seed`` first, so the initial weights are a function of the seed alone."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+    return from_config(config_path(f"origins/{CONFIGS[name]}.yaml"), overrides(settings, seed))
 
-    backbone = SmallCNN(shape, classes, CNN_CHANNELS)
-    if name == "SimCLR":
-        return SelfSupervisedModule(backbone, "simclr", views=("translate",), lr=3e-3)
-    if name == "SimCLR+C4":
-        return SelfSupervisedModule(backbone, "simclr", views=("translate", GROUP), lr=3e-3)
-    if name == "RotNet":
-        return SelfSupervisedModule(backbone, "rotation", rotation_group=GROUP, lr=3e-3)
-    raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+
+def data_module(settings: Settings, seed: int) -> MNISTDataModule:
+    """The data every model of seed ``seed`` trains on (``cnn.yaml``'s; the configs share it)."""
+    return build("CNN", settings, seed)[1]
 
 
 def cache_name(name: str) -> str:
@@ -181,8 +178,7 @@ def fit(settings: Settings, name: str, seed: int, pretrained=None):
     """Model ``name`` of seed ``seed``, trained (or loaded from the model cache); a task of
     :func:`chains`. The fine-tuned model first gets the upright ``CNN``'s weights
     (``pretrained``: that model, already trained; ``None``: :func:`fit` it)."""
-    data = data_module(settings, seed)
-    module = build(name, data, seed)
+    module, data = build(name, settings, seed)
     init_from = None
     if name in PRETRAINED:
         pretrained = pretrained if pretrained is not None else fit(settings, "CNN", seed)
@@ -297,7 +293,7 @@ def outputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> 
 
 def origins(settings: Settings) -> Results:
     check_sources(settings)
-    layer_rows, output_rows = [], []
+    layer_rows, output_rows, sizes = [], [], {}
     for seed in range(settings.seeds):
         sets = evaluation_sets(settings, seed)
         upright = None
@@ -305,6 +301,7 @@ def origins(settings: Settings) -> Results:
             module = fit(settings, name, seed, upright)
             upright = module if name == "CNN" else upright
             model = measured(settings, name, seed, module)
+            sizes[name] = parameters(model)
             layers = GCNN_LAYERS if name == "G-CNN" else CNN_LAYERS
             for split, (x, y) in sets.items():
                 for row in measure(model, x, layers):
@@ -325,9 +322,7 @@ def origins(settings: Settings) -> Results:
         tables={"outputs": Table("Output-level invariance and accuracy", output_summary,
                                  OUTPUT_LEGEND),
                 "findings": Table("The paper's questions, measured", found, FINDINGS_LEGEND)},
-        notes=[MODEL_NOTE.format(cnn=parameters(SmallCNN((1, 28, 28), 9, CNN_CHANNELS)),
-                                 gcnn=parameters(E2CNN((1, 28, 28), 9, GROUP, GCNN_FIELDS,
-                                                       kernel_size=3)))],
+        notes=[MODEL_NOTE.format(cnn=sizes.get("CNN", 0), gcnn=sizes.get("G-CNN", 0))],
     )
 
 

@@ -100,6 +100,9 @@ class SelfSupervisedModule(CheckedCheckpoints, pl.LightningModule):
         temperature: NT-Xent's ``τ > 0``.
         projection_dim: output width of SimCLR's projector.
         lr: Adam learning rate (``> 0``). weight_decay: Adam weight decay (``≥ 0``).
+        num_classes: the data's number of classes, as the ``invreg`` CLI links it from the data
+            module; only checked against ``backbone.num_classes`` (the probe's head), not
+            recorded among the hyper-parameters.
 
     Logged (epoch means, batch-size weighted): ``train/loss``, ``train/acc``, ``val/loss``,
     ``val/acc``, ``test/loss``, ``test/acc``. ``SelfSupervisedModule.load_from_checkpoint(path)``
@@ -117,6 +120,7 @@ class SelfSupervisedModule(CheckedCheckpoints, pl.LightningModule):
         projection_dim: int = 64,
         lr: float = 3e-3,
         weight_decay: float = 0.0,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         backbone = build(restored("backbone", backbone), nn.Module, "backbone")
@@ -124,6 +128,12 @@ class SelfSupervisedModule(CheckedCheckpoints, pl.LightningModule):
             raise TypeError(
                 f"backbone: expected an invreg.models.Backbone (features + head), got "
                 f"{type(backbone).__name__}; subclass Backbone to train your network"
+            )
+        if num_classes is not None and num_classes != backbone.num_classes:
+            raise ValueError(
+                f"num_classes: the data has {num_classes} classes but the backbone's head "
+                f"(which fit_linear_probe trains) has {backbone.num_classes}; set the "
+                "backbone's num_classes to the data's"
             )
         if objective not in OBJECTIVES:
             raise ValueError(f"objective: expected one of {OBJECTIVES}, got {objective!r}")
@@ -152,6 +162,7 @@ class SelfSupervisedModule(CheckedCheckpoints, pl.LightningModule):
             raise ValueError(f"lr: expected a finite number > 0, got {lr!r}")
         self.lr, self.weight_decay = float(lr), check_weight("weight_decay", weight_decay)
         save_plain_hyperparameters(self, ("backbone", "rotation_group"))
+        self.hparams.pop("num_classes", None)  # the backbone's; a check, not a setting
         self.hparams["views"] = [_plain(view) for view in views]
 
         self.backbone = backbone

@@ -334,3 +334,14 @@ def test_the_probe_is_seeded():
 def test_the_probe_rejects_bad_input(x, y, kwargs, message):
     with pytest.raises(ValueError, match=message):
         fit_linear_probe(small_cnn(), x, y, **kwargs)
+
+
+def test_num_classes_linked_by_the_cli_is_checked_and_not_recorded():
+    # the invreg CLI links the data's num_classes to every model: the backbone's head must
+    # match it, and it is no hyper-parameter of its own (load_from_checkpoint rebuilds
+    # the module from hparams, and the model cache keys them)
+    module = SelfSupervisedModule(SmallCNN((1, 8, 8), 3), "rotation", num_classes=3)
+    assert "num_classes" not in module.hparams
+    with pytest.raises(ValueError, match="num_classes: the data has 4 classes but the "
+                                         "backbone's head"):
+        SelfSupervisedModule(SmallCNN((1, 8, 8), 3), "rotation", num_classes=4)
