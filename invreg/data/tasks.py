@@ -15,6 +15,7 @@ seen a test digit of these tasks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from torch.utils.data import TensorDataset
 from invreg.data.base import SPLITS, SplitSize
 from invreg.data.digits import DigitsDataModule
 from invreg.data.mnist import read_mnist_split
-from invreg.groups import ContinuousRotations, Flips, Group, Rotations
+from invreg.groups import ContinuousRotations, Flips, Group, Rotations, Scalings
 
 #: tensor tasks of :func:`transformation_task`: name → (what is predicted, number of classes)
 TRANSFORMATION_TASKS: dict[str, tuple[str, int]] = {
@@ -34,7 +35,12 @@ TRANSFORMATION_TASKS: dict[str, tuple[str, int]] = {
     "orientation": ("how many quarter turns k ∈ {0, 1, 2, 3} an upright digit was turned", 4),
     "mirror": ("whether a digit, shown at an angle uniform in [-180°, 180°], was mirrored "
                "left–right before the rotation", 2),
+    "zoom": ("whether an upright digit was enlarged or shrunk, by a factor in "
+             "[1.3^(1/4), 1.3] or its inverse", 2),
 }
+
+#: largest zoom factor of the ``zoom`` task (the smallest is its fourth root)
+ZOOM_FACTOR = 1.3
 
 
 def mnist_images(split: str, size: int = 14, data_dir: str | Path | None = None
@@ -63,7 +69,9 @@ def transformation_task(
     * ``orientation`` — exact ``rot90`` by ``k`` quarter turns, label ``k``; wants rotation
       sensitivity;
     * ``mirror`` — mirrored with probability ½, then rotated by any angle; label: mirrored or
-      not; wants sensitivity to flips and invariance to rotations.
+      not; wants sensitivity to flips and invariance to rotations;
+    * ``zoom`` — zoomed about the centre by ``exp(±u·log 1.3)``, ``u`` uniform in ``[¼, 1]``,
+      the sign drawn with probability ½; label: 1 if enlarged; wants sensitivity to scale.
 
     >>> x, y = transformation_task("orientation", torch.rand(8, 1, 14, 14),
     ...                            torch.arange(8), torch.Generator().manual_seed(0))
@@ -84,6 +92,11 @@ def transformation_task(
     if name == "orientation":
         turns = Rotations(4).sample(count, generator)
         return Rotations(4).act(images, turns, fill=fill), turns.long()
+    if name == "zoom":
+        enlarged = torch.rand(count, generator=generator) < 0.5
+        strength = 0.25 + 0.75 * torch.rand(count, generator=generator)
+        log_factor = torch.where(enlarged, strength, -strength) * math.log(ZOOM_FACTOR)
+        return Scalings(ZOOM_FACTOR).act(images, log_factor, fill=fill), enlarged.long()
     mirrored = Flips(("horizontal",)).sample(count, generator)
     x = Flips(("horizontal",)).act(images, mirrored, fill=fill)
     return rotations.act(x, rotations.sample(count, generator), fill=fill), mirrored.long()

@@ -24,57 +24,123 @@ def test_tasks_label_the_transformation_they_apply():
     x, mirrored = transformation_task("mirror", images, digits, generator)
     assert set(mirrored.tolist()) == {0, 1}
     assert {name: c for name, (_, c) in TRANSFORMATION_TASKS.items()} == {
-        "rotated_digits": 10, "orientation": 4, "mirror": 2}
+        "rotated_digits": 10, "orientation": 4, "mirror": 2, "zoom": 2}
     with pytest.raises(ValueError, match="task: expected one of"):
         transformation_task("upside", images, digits, generator)
 
 
+def test_zoom_task_labels_whether_the_digit_was_enlarged():
+    images = torch.zeros(200, 1, 14, 14)
+    images[:, :, 5:9, 5:9] = 1.0  # a centred square: its ink grows with the zoom factor
+    x, enlarged = transformation_task("zoom", images, torch.zeros(200, dtype=torch.long),
+                                      torch.Generator().manual_seed(0))
+    assert set(enlarged.tolist()) == {0, 1}
+    ink = x.sum(dim=(1, 2, 3)) / images.sum(dim=(1, 2, 3))
+    # factors at least 1.3^(1/4) either way: the ink changes by at least 1.3^(1/2) ≈ 1.14
+    # (bilinear resampling of a 4-pixel square: a few percent off)
+    assert bool((ink[enlarged == 1] > 1.08).all()) and bool((ink[enlarged == 0] < 0.93).all())
+    assert set(hyper.TASK_TARGET) == set(TRANSFORMATION_TASKS) == set(hyper.TASK_AUGMENTATION)
+    assert hyper.TASK_TARGET["zoom"] == ("scale", 0.0)
+
+
+#: per task: the grid point best on validation, the one best on test, the fitted descriptor
+ROWS = {"rotated_digits": ((1.0, 0.0, 1.0), (1.0, 0.0, 0.0), (1.0, 0.0, 1.0)),
+        "orientation": ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 1.0, 0.0)),
+        "mirror": ((1.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 1.0)),
+        "zoom": ((0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.3))}
+
+
 def _rows():
+    """Per seed and task: four fixed descriptors where validation and test disagree (the
+    validation-best scores 95 on validation, 80 on test; the test-best 85 and 90; the others
+    50 and 60), a fitted descriptor 1 point below the validation-best on test, a probe."""
     rows = []
     for seed, noise in enumerate((0.0, 1.0, -1.0)):
-        for task, best in (("rotated_digits", (1.0, 0.0, 0.0)), ("orientation", (0.0, 1.0, 0.0)),
-                           ("mirror", (1.0, 0.0, 1.0))):
-            for d in [(0.0, 0.0, 0.0), (1.0, 1.0, 1.0), best]:
-                acc = 90.0 if d == best else 60.0
+        for task, (val_best, test_best, fitted) in ROWS.items():
+            for d in [(0.0, 0.0, 0.0), (1.0, 1.0, 1.0), test_best, val_best]:
+                acc, val_acc = {val_best: (80.0, 95.0), test_best: (90.0, 85.0)}.get(d, (60.0,
+                                                                                         50.0))
                 rows.append(dict(task=task, method="fixed d", seed=seed, acc=acc + noise,
-                                 seconds=0.1, trained_parameters=330, d_rotation=d[0],
-                                 d_flip=d[1], d_scale=d[2]))
-            fitted = dict(zip(("d_rotation", "d_flip", "d_scale"), best, strict=True))
-            rows.append(dict(task=task, method="fitted d", seed=seed, acc=89.0 + noise,
-                             seconds=1.0, trained_parameters=331, trajectory=[[0.5] * 3],
-                             **fitted))
+                                 val_acc=val_acc, val_loss=0.5, seconds=0.1,
+                                 trained_parameters=330, d_rotation=d[0], d_flip=d[1],
+                                 d_scale=d[2]))
+            rows.append(dict(task=task, method="fitted d", seed=seed, acc=79.0 + noise,
+                             val_acc=94.0, val_loss=0.4, seconds=1.0, trained_parameters=333,
+                             trajectory=[[0.5] * 3, list(fitted)],
+                             **dict(zip(("d_rotation", "d_flip", "d_scale"), fitted,
+                                        strict=True))))
             rows.append(dict(task=task, method="linear probe", seed=seed, acc=70.0,
-                             seconds=0.1, trained_parameters=330))
+                             val_acc=70.0, seconds=0.1, trained_parameters=330))
     return rows
 
 
-def test_best_fixed_descriptor_and_the_summary_rows():
+def test_best_fixed_descriptor_is_chosen_on_validation_not_on_test():
     rows = _rows()
-    best = hyper.best_fixed(rows, "orientation")
-    assert best["d"] == (0.0, 1.0, 0.0) and best["acc"] == pytest.approx(90.0)
-    assert best["acc_std"] == pytest.approx(1.0)
+    chosen = hyper.validation_choice(rows, "orientation")
+    assert sorted(chosen) == [0, 1, 2]
+    for seed, noise in enumerate((0.0, 1.0, -1.0)):  # 95 % on validation, 80 (not 90) on test
+        row = chosen[seed]
+        assert hyper.descriptor_of(row) == (0.0, 1.0, 0.0)
+        assert row["acc"] == 80.0 + noise and row["val_acc"] == 95.0
     summary = hyper.summary_rows(rows)
     orientation = {r["method"]: r for r in summary if r["task"] == "orientation"}
     assert list(orientation) == ["fitted d", "best fixed d", "linear probe"]
     best_row = orientation["best fixed d"]
-    assert best_row["d_flip"] == 1.0 and best_row["seeds"] == 3
+    assert best_row["acc"] == pytest.approx(80.0) and best_row["val_acc"] == 95.0
+    assert best_row["d_flip"] == 1.0 and best_row["d_scale"] == 0.0 and best_row["seeds"] == 3
     assert "d_rotation" not in orientation["linear probe"]  # no descriptor, no NaN column
 
 
-def test_acceptance_compares_with_seed_noise_and_the_task_direction():
+def test_validation_ties_go_to_the_lower_validation_loss_then_the_grid_order():
+    def fixed(d, val_loss, acc):
+        return dict(task="zoom", method="fixed d", seed=0, acc=acc, val_acc=90.0,
+                    val_loss=val_loss, d_rotation=d, d_flip=0.0, d_scale=0.0)
+
+    rows = [fixed(0.0, 0.7, 99.0), fixed(0.5, 0.3, 50.0), fixed(1.0, 0.3, 10.0)]
+    assert hyper.validation_choice(rows, "zoom")[0]["d_rotation"] == 0.5
+
+
+def test_acceptance_reports_spread_gap_and_the_validation_best_comparison():
     rows = _rows()
     table = {r["task"]: r for r in hyper.acceptance(rows)}
+    assert list(table) == [*hyper.TASKS, "mean over tasks"]
     rotated = table["rotated_digits"]
+    assert rotated["spread_val"] == pytest.approx(95.0 - 50.0)
+    assert rotated["spread_test"] == pytest.approx(90.0 - 60.0)
+    assert rotated["best_fixed_acc"] == pytest.approx(80.0)  # not the test-best 90
     assert rotated["fitted_minus_best"] == pytest.approx(-1.0)
     assert rotated["seed_noise"] == pytest.approx(1.0) and rotated["within_noise"]
-    assert rotated["points_right"] and table["orientation"]["points_right"]
-    assert table["mirror"]["points_right"]  # flip strength 0 wanted, fitted 0
-    assert table["mean over tasks"]["fitted_minus_probe"] == pytest.approx(19.0)
+    assert rotated["best_fixed_d"] == "(1, 0, 1); (1, 0, 1); (1, 0, 1)"
+    assert rotated["d_gap"] == 0.0 and rotated["points_right"]
+    zoom = table["zoom"]
+    assert zoom["component"] == "scale" and zoom["d_gap"] == pytest.approx(0.3)
+    assert zoom["points_right"]  # 0.3 is on the sensitive side of ½
+    assert table["mean over tasks"]["fitted_minus_probe"] == pytest.approx(9.0)
     for row in rows:  # a fitted descriptor on the wrong side, 5 points short
         if row["task"] == "orientation" and row["method"] == "fitted d":
             row["d_rotation"], row["acc"] = 0.9, row["acc"] - 4.0
     orientation = {r["task"]: r for r in hyper.acceptance(rows)}["orientation"]
     assert not orientation["points_right"] and not orientation["within_noise"]
+    assert orientation["d_gap"] == pytest.approx(0.9)
+    assert set(orientation) - {"task"} <= set(hyper.ACCEPTANCE_LEGEND)
+
+
+def test_validation_part_is_disjoint_from_train_and_test():
+    scale = hyper.HYPER_SCALES["full"]
+    index = hyper.downstream_indices(scale, 0)
+    train, val, test = (set(index[k].tolist()) for k in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (205, 51, 5_000)  # 80/20 of 256
+    assert not train & val and not train & test and not val & test
+    assert max(train | val) < 5_000 <= min(test)  # labelled images from the first half
+    again, other = hyper.downstream_indices(scale, 0), hyper.downstream_indices(scale, 1)
+    assert torch.equal(again["val"], index["val"]) and not torch.equal(other["val"], index["val"])
+    bad = hyper.HyperScale(**{**hyper.asdict(scale), "validation_fraction": 1.0})
+    with pytest.raises(ValueError, match="validation_fraction: expected a fraction in"):
+        hyper.downstream_indices(bad, 0)
+    tiny = hyper.HyperScale(**{**hyper.asdict(scale), "downstream_train": 2,
+                               "validation_fraction": 0.1})
+    with pytest.raises(ValueError, match="leaves an empty train or validation part"):
+        hyper.downstream_indices(tiny, 0)
 
 
 def test_augerino_is_a_model_of_invreg_models_also_under_its_old_path():
@@ -122,11 +188,11 @@ def test_figures_are_drawn_outside_pyplot():
     assert plt.get_fignums() == before  # nothing registered: freed with the last reference
     assert set(figures) == {"descriptor_trajectories", "accuracy", "fixed_descriptors"}
     for figure in figures.values():
-        assert isinstance(figure.canvas, FigureCanvasAgg) and len(figure.axes) == 3
+        assert isinstance(figure.canvas, FigureCanvasAgg) and len(figure.axes) == 4
     bars = figures["accuracy"].axes[1]  # orientation: fitted d, best fixed d, linear probe
     assert [t.get_text() for t in bars.get_xticklabels()] == ["fitted d", "best fixed d",
                                                              "linear probe"]
-    assert [p.get_height() for p in bars.patches] == pytest.approx([89.0, 90.0, 70.0])
+    assert [p.get_height() for p in bars.patches] == pytest.approx([79.0, 80.0, 70.0])
 
 
 def test_upstream_cache_key_follows_the_upstream_configuration():
@@ -145,7 +211,16 @@ def test_quick_run_covers_every_method_and_reuses_its_cached_upstream(tmp_path):
     assert "upstream" in results.tables
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".ckpt", ".pt"]
     for row in results.rows:
-        assert 0.0 <= row["acc"] <= 100.0 and math.isfinite(row["seconds"])
+        assert 0.0 <= row["acc"] <= 100.0 and 0.0 <= row["val_acc"] <= 100.0
+        assert math.isfinite(row["seconds"])
+    scale = hyper.HYPER_SCALES["quick"]
+    for row in results.per_seed:
+        if row["method"] == "fitted d":  # from the middle, one point per step
+            assert len(row["trajectory"]) == scale.descriptor_steps + 1
+            assert row["trajectory"][0] == [0.5, 0.5, 0.5]
+            assert [row[f"d_{c}"] for c in hyper.COMPONENTS] == row["trajectory"][-1]
+    assert {r["task"] for r in results.tables["acceptance"].rows} == {*hyper.TASKS,
+                                                                      "mean over tasks"}
     trained = {r["method"]: r["trained_parameters"] for r in results.rows
                if r["task"] == "orientation"}
     assert trained["fitted d"] == trained["linear probe"] + 3  # the descriptor's 3 strengths
