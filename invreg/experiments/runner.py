@@ -290,9 +290,11 @@ EXPERIMENTS: dict[str, Experiment] = {
         description=(
             "Pre-trains once (kept in the model cache) a hyper-network over invariance "
             "descriptors (rotation, flip, scale) and a conventional CNN on 14×14 MNIST, then, "
-            "for three downstream tasks, fits the descriptor and a linear head against fixed "
-            "descriptors, a linear probe, fine-tuning, training from scratch (with and without "
-            "augmentation) and Augerino. Measures downstream test accuracy. --epochs sets the "
+            "for four downstream tasks, fits the descriptor on a validation part of the task's "
+            "images (a ridge head refitted on the train part) against fixed descriptors (the "
+            "best chosen on validation), a linear probe, fine-tuning, training from scratch "
+            "(with and without augmentation) and Augerino. Measures downstream test accuracy. "
+            "--epochs sets the "
             "downstream epochs; it trains on the CPU."),
         flags=("--cache", "--no-cache")),
     "target": Experiment(
