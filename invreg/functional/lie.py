@@ -418,3 +418,115 @@ def lie_derivative_error(
             )
     return _reduce(lie_derivative_norms(derivative, norm), reduction)
 
+
+
+# -- Gruver et al.'s Local Equivariance Error (LEE) convention -------------------------------
+
+#: the transformations of Gruver et al.'s LEE (``lee/transforms.py`` of their code): name → the
+#: velocity ``d/dt`` at ``t = 0`` of the sampling point ``(u, v)`` of their affine map ``θ(t)``,
+#: in normalised ``align_corners=True`` units (``u = −1`` at the first pixel centre, ``+1`` at
+#: the last). The output at ``(u, v)`` reads the input at ``θ(t)·(u, v, 1)``.
+LEE_TRANSFORMS: dict[str, Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]] = {
+    "translate_x": lambda u, v: (torch.ones_like(u), torch.zeros_like(v)),  # θ = [[1,0,t],[0,1,0]]
+    "translate_y": lambda u, v: (torch.zeros_like(u), torch.ones_like(v)),  # θ = [[1,0,0],[0,1,t]]
+    "rotation": lambda u, v: (v, -u),  # θ = [[cos t, sin t, 0], [−sin t, cos t, 0]]
+    "shear_x": lambda u, v: (v, torch.zeros_like(v)),  # θ = [[1, t, 0], [0, 1, 0]]
+    "shear_y": lambda u, v: (torch.zeros_like(u), u),  # θ = [[1, 0, 0], [t, 1, 0]]
+    "hyperbolic_rotation": lambda u, v: (v, u),  # θ = [[cosh t, sinh t, 0], [sinh t, cosh t, 0]]
+    "scale": lambda u, v: (-u, -v),  # θ = [[1 − t, 0, 0], [0, 1 − t, 0]]
+}
+#: ``LEE_TRANSFORMS`` and ``"saturate"`` (``x·(1 + t)``: the tangent is ``x``)
+LEE_TRANSFORM_NAMES = (*LEE_TRANSFORMS, "saturate")
+
+
+def lee_tangent(x: Tensor, transform: str = "rotation") -> Tensor:
+    """``d/dt T_t x`` at ``t = 0`` in Gruver et al.'s convention, ``[B, C, H, W]`` like ``x``.
+
+    Their bilinear sampler (``align_corners=True``, reflect padding) differentiated at ``t = 0``
+    the way their autograd does: the cell's corner is ``floor`` of the sampling point, so at a
+    pixel centre the slope is the **forward** difference ``x[i+1] − x[i]`` along each axis
+    (reflected beyond the frame: ``x[W] = x[W−2]``), times ``(W−1)/2`` per normalised unit,
+    dotted with the velocity of :data:`LEE_TRANSFORMS`. ``"saturate"`` gives ``x``.
+
+    >>> x = torch.tensor([[[[0.0, 1.0, 4.0]]]]).expand(1, 1, 2, 3)
+    >>> lee_tangent(x, "translate_x")[0, 0, 0]  # (W−1)/2 · forward difference, reflected
+    tensor([ 1.,  3., -3.])
+    """
+    if not isinstance(transform, str) or transform not in LEE_TRANSFORM_NAMES:
+        raise ValueError(
+            f"transform: expected one of {list(LEE_TRANSFORM_NAMES)}, got {transform!r}"
+        )
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x: expected a tensor [B, C, H, W], got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(
+            f"x: expected an image batch [B, C, H, W], got shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"x: the LEE resamples bilinearly and needs a floating-point tensor, got dtype "
+            f"{x.dtype}; convert it first, e.g. x.float()"
+        )
+    if transform == "saturate":
+        return x.clone()
+    b, c, h, w = x.shape
+    if h < 2 or w < 2:
+        raise ValueError(
+            f"x: the LEE's reflect padding needs images of at least 2×2 pixels, got shape "
+            f"{tuple(x.shape)}"
+        )
+    if x.numel() == 0:
+        return torch.zeros_like(x)
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    image = x.to(compute)
+    # the normalised align_corners=True coordinates of the pixel centres
+    u = torch.linspace(-1.0, 1.0, w, dtype=compute, device=x.device).expand(h, w)
+    v = torch.linspace(-1.0, 1.0, h, dtype=compute, device=x.device)[:, None].expand(h, w)
+    velocity_u, velocity_v = LEE_TRANSFORMS[transform](u, v)
+    # forward differences of the reflect-padded image, in pixels per normalised unit
+    padded = F.pad(image, (0, 1, 0, 1), mode="reflect")
+    slope_x = (padded[..., :h, 1:] - image) * ((w - 1) / 2)
+    slope_y = (padded[..., 1:, :w] - image) * ((h - 1) / 2)
+    return (slope_x * velocity_u + slope_y * velocity_v).to(x.dtype)
+
+
+def local_equivariance_error(
+    model: nn.Module | Callable[[Tensor], Tensor],
+    x: Tensor,
+    transform: str = "rotation",
+) -> Tensor:
+    """Gruver et al.'s Local Equivariance Error per sample, ``[B]``: the mean over classes of
+    ``|d/dt softmax(f(T_t x))|`` at ``t = 0``, with their transformations and units.
+
+    The published number (``lee/e2e_lee.py`` of Gruver et al. 2023): the derivative of the
+    softmax probabilities (over the last axis of the flattened output ``[B, C]``), not of the
+    raw outputs; the mean of absolute values over the ``C`` classes, not a squared norm; ``T_t``
+    their affine resampling (:data:`LEE_TRANSFORMS`, ``"saturate"``), ``t`` in their units
+    (normalised ``align_corners=True`` units for translations: one unit is ``(W−1)/2``
+    pixels; radians, the other way round from ``"rotation"`` of :func:`lie_derivative`); the
+    derivative one-sided and the border reflected (:func:`lee_tangent`). The conversion to
+    :func:`lie_derivative` is tabulated in ``docs/lie.md``.
+
+    Args:
+        model: maps ``[B, C_in, H, W]`` to logits ``[B, *D]`` (flattened to ``[B, C]``).
+        x: floating images ``[B, C_in, H, W]``, ``H, W ≥ 2``.
+        transform: a name of :data:`LEE_TRANSFORM_NAMES` (``"rotation"``, ``"translate_x"``,
+            ``"translate_y"``, ``"shear_x"``, ``"shear_y"``, ``"hyperbolic_rotation"``,
+            ``"scale"``, ``"saturate"``).
+
+    One forward-mode pass of the model (``torch.autograd.forward_ad``) in ``x``'s dtype; the
+    result in at least float32. Measure in ``model.eval()``, as they do.
+
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(9, 2))
+    >>> local_equivariance_error(model, torch.randn(4, 1, 3, 3), "translate_x").shape
+    torch.Size([4])
+    """
+    tangent = lee_tangent(x, transform)
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(x, tangent)
+        logits = _model_tensor(forward_batch(model, dual), model)
+        logits = logits.reshape(x.shape[0], math.prod(logits.shape[1:]))
+        primal, derivative = forward_ad.unpack_dual(torch.softmax(upcast(logits), dim=-1))
+    if derivative is None:  # the output does not depend on x
+        derivative = torch.zeros_like(primal)
+    return derivative.abs().mean(dim=-1)
