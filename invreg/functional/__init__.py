@@ -46,6 +46,7 @@ from invreg.functional.lie import (
     lie_generator,
     lie_tangent,
 )
+from invreg.functional.lie_attribution import lie_attribution, lie_attribution_shares
 from invreg.functional.saliency import (
     QUADRATURES,
     RAW_RECIPE,
@@ -99,6 +100,8 @@ __all__ = [
     "get_layer",
     "ig_completeness_error",
     "jacobian_spectral_norm",
+    "lie_attribution",
+    "lie_attribution_shares",
     "lie_derivative",
     "lie_derivative_error",
     "lie_generator",
