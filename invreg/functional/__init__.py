@@ -41,10 +41,13 @@ from invreg.functional.invariance import (
 )
 from invreg.functional.lie import (
     GENERATORS,
+    LEE_TRANSFORM_NAMES,
+    lee_tangent,
     lie_derivative,
     lie_derivative_error,
     lie_generator,
     lie_tangent,
+    local_equivariance_error,
 )
 from invreg.functional.lie_attribution import lie_attribution, lie_attribution_shares
 from invreg.functional.saliency import (
@@ -75,6 +78,7 @@ __all__ = [
     "DISTANCES",
     "GEED_MODES",
     "GENERATORS",
+    "LEE_TRANSFORM_NAMES",
     "PAIR_ERRORS",
     "QUADRATURES",
     "RAW_RECIPE",
@@ -100,6 +104,7 @@ __all__ = [
     "get_layer",
     "ig_completeness_error",
     "jacobian_spectral_norm",
+    "lee_tangent",
     "lie_attribution",
     "lie_attribution_shares",
     "lie_derivative",
@@ -107,6 +112,7 @@ __all__ = [
     "lie_generator",
     "lie_tangent",
     "logit_invariance",
+    "local_equivariance_error",
     "logit_l2",
     "logits_accuracy",
     "normalized_logit_l2",

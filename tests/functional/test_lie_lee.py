@@ -157,3 +157,12 @@ def test_bad_inputs_rejected():
         local_equivariance_error(model, torch.randn(1, 1, 1, 4), "translate_x")
     with pytest.raises(TypeError, match="x: expected a tensor"):
         lee_tangent([[1.0]], "rotation")
+
+
+def test_lee_is_exported_from_invreg_functional():
+    import invreg.functional as functional
+    from invreg.functional import lie
+
+    assert functional.local_equivariance_error is lie.local_equivariance_error
+    assert functional.lee_tangent is lie.lee_tangent
+    assert functional.LEE_TRANSFORM_NAMES == lie.LEE_TRANSFORM_NAMES
