@@ -60,3 +60,22 @@ def from_config(
             # of the same object built in Python
             built.hparams.pop(key, None)
     return cli.model, cli.datamodule
+
+
+def scale_overrides(settings, seed: int) -> list[str]:
+    """The ``invreg fit`` arguments every experiment built from a config passes: the seed (of
+    the run and of the data split), the epochs and the data sizes of ``settings``
+    (:class:`~invreg.experiments.core.Settings`), and ``--data-dir`` when one was given."""
+    scale = settings.scale
+
+    def value(v: int | None) -> str:
+        return "null" if v is None else str(v)
+
+    args = ["--seed_everything", str(seed), "--data.init_args.seed", str(seed),
+            "--trainer.max_epochs", str(settings.epochs),
+            "--data.init_args.train_size", value(scale.train_size),
+            "--data.init_args.val_size", value(scale.val_size),
+            "--data.init_args.test_size", value(scale.test_size)]
+    if settings.extra.get("data_dir"):
+        args += ["--data.init_args.data_dir", str(settings.extra["data_dir"])]
+    return args

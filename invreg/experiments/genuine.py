@@ -36,7 +36,7 @@ import torch
 from invreg.data import MNISTDataModule
 from invreg.data.drift import get_drift_source, match_statistics
 from invreg.evaluation import evaluate_invariance
-from invreg.experiments.configs import config_path, from_config
+from invreg.experiments.configs import config_path, from_config, scale_overrides
 from invreg.experiments.core import (
     Results,
     Settings,
@@ -84,25 +84,13 @@ def config_overrides(kind: str, settings: Settings, seed: int, weight: float = 0
     """The ``invreg fit`` arguments that turn a ``configs/genuine`` config into the model the
     experiment trains: seeds, epochs and data sizes of ``settings``, IR's weight ν (with
     ``target``: ν₀, and ``invariance_target=target``), the loss."""
-    scale = settings.scale
-
-    def value(v: int | None) -> str:
-        return "null" if v is None else str(v)
-
-    args = ["--seed_everything", str(seed), "--data.init_args.seed", str(seed),
-            "--trainer.max_epochs", str(settings.epochs),
-            "--data.init_args.train_size", value(scale.train_size),
-            "--data.init_args.val_size", value(scale.val_size),
-            "--data.init_args.test_size", value(scale.test_size),
-            "--model.init_args.invariance_loss", loss]
+    args = [*scale_overrides(settings, seed), "--model.init_args.invariance_loss", loss]
     if kind == "IR" and target is not None:  # ν learned from ν₀ = weight
         args += ["--model.init_args.invariance_weight", "DualAscentWeight",
                  "--model.init_args.invariance_weight.initial", repr(float(weight)),
                  "--model.init_args.invariance_weight.target", repr(float(target))]
     elif kind == "IR":  # WT and DA keep the config's weight 0
         args += ["--model.init_args.invariance_weight", repr(float(weight))]
-    if settings.extra.get("data_dir"):
-        args += ["--data.init_args.data_dir", str(settings.extra["data_dir"])]
     return args
 
 

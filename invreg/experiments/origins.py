@@ -61,7 +61,7 @@ import torch
 
 from invreg.data import MNISTDataModule
 from invreg.data.drift import get_drift_source, match_statistics
-from invreg.experiments.configs import config_path, from_config
+from invreg.experiments.configs import config_path, from_config, scale_overrides
 from invreg.experiments.core import (
     Results,
     Settings,
@@ -138,31 +138,14 @@ CONFIGS = {"CNN": "cnn", "CNN aug": "cnn_aug", "CNN aug+IR": "cnn_aug_ir", "G-CN
            "RotNet": "rotnet"}
 
 
-def overrides(settings: Settings, seed: int) -> list[str]:
-    """The ``invreg fit`` arguments that turn a ``configs/origins`` config into the model the
-    experiment trains: the seed, the epochs and the data sizes of ``settings``."""
-    scale = settings.scale
-
-    def value(v: int | None) -> str:
-        return "null" if v is None else str(v)
-
-    args = ["--seed_everything", str(seed), "--data.init_args.seed", str(seed),
-            "--trainer.max_epochs", str(settings.epochs),
-            "--data.init_args.train_size", value(scale.train_size),
-            "--data.init_args.val_size", value(scale.val_size),
-            "--data.init_args.test_size", value(scale.test_size)]
-    if settings.extra.get("data_dir"):
-        args += ["--data.init_args.data_dir", str(settings.extra["data_dir"])]
-    return args
-
-
 def build(name: str, settings: Settings, seed: int):
     """``(module, datamodule)`` of model ``name``, untrained, from its config
     (:data:`CONFIGS`, :func:`~invreg.experiments.configs.from_config`): the CLI seeds torch with
     ``seed`` first, so the initial weights are a function of the seed alone."""
     if name not in CONFIGS:
         raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
-    return from_config(config_path(f"origins/{CONFIGS[name]}.yaml"), overrides(settings, seed))
+    return from_config(config_path(f"origins/{CONFIGS[name]}.yaml"),
+                       scale_overrides(settings, seed))
 
 
 def data_module(settings: Settings, seed: int) -> MNISTDataModule:
@@ -216,10 +199,10 @@ def _fit_task(settings: Settings, name: str, seed: int) -> None:
 # ------------------------------------------------------------------------------ measuring
 
 
-def evaluation_sets(settings: Settings, seed: int) -> dict[str, tuple[torch.Tensor, Any]]:
-    """``split -> (x, y or None)``: the first ``eval_samples`` test digits and as many images
-    of each out-of-distribution source, matched to the digits' mean and std."""
-    data = data_module(settings, seed)
+def evaluation_sets(settings: Settings, seed: int, data: MNISTDataModule
+                    ) -> dict[str, tuple[torch.Tensor, Any]]:
+    """``split -> (x, y or None)``: the first ``eval_samples`` test digits of ``data`` and as
+    many images of each out-of-distribution source, matched to the digits' mean and std."""
     x, y = held_out_tensors(data, settings.scale.eval_samples)
     sets = {IN_DISTRIBUTION: (x, y)}
     for index, source in enumerate(settings.extra.get("ood", OOD_SOURCES)):
@@ -247,14 +230,13 @@ def ood_source(name: str, settings: Settings):
     return get_drift_source(name)
 
 
-def measured(settings: Settings, name: str, seed: int, module) -> torch.nn.Module:
+def measured(name: str, seed: int, module, data: MNISTDataModule) -> torch.nn.Module:
     """Trained model ``name`` of seed ``seed`` as it is measured: the backbone in eval mode
-    (a self-supervised encoder with its linear probe fitted)."""
+    (a self-supervised encoder with its linear probe fitted on ``data``'s training images)."""
     backbone = module.backbone.eval()
     if name in SELF_SUPERVISED:
         from invreg.modules.selfsupervised import fit_linear_probe
 
-        data = data_module(settings, seed)
         data.setup("fit")
         x, y = data.train_dataset.tensors
         backbone = fit_linear_probe(backbone, x, y, seed=seed)
@@ -295,12 +277,13 @@ def origins(settings: Settings) -> Results:
     check_sources(settings)
     layer_rows, output_rows, sizes = [], [], {}
     for seed in range(settings.seeds):
-        sets = evaluation_sets(settings, seed)
+        data = data_module(settings, seed)
+        sets = evaluation_sets(settings, seed, data)
         upright = None
         for name in MODELS:
             module = fit(settings, name, seed, upright)
             upright = module if name == "CNN" else upright
-            model = measured(settings, name, seed, module)
+            model = measured(name, seed, module, data)
             sizes[name] = parameters(model)
             layers = GCNN_LAYERS if name == "G-CNN" else CNN_LAYERS
             for split, (x, y) in sets.items():
